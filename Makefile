@@ -1,0 +1,93 @@
+# overlay.mesh — every command a developer, CI or an ops engineer trying the collection runs.
+# Run as root on Debian 12: `make demo` (a 3-host lab with the overlay on it), `make test` (everything).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+REPO := $(CURDIR)
+VENV := $(REPO)/.venv
+PY := $(VENV)/bin/python
+# The collection is used straight from the checkout: .collections/ansible_collections/overlay/mesh
+# is a symlink to this directory.
+COLLECTIONS := $(REPO)/.collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/overlay/mesh
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_CONFIG := $(REPO)/tests/ansible.cfg
+export PATH := $(VENV)/bin:$(PATH)
+
+LAB ?= demo
+HOSTS ?= 3
+LAB_TOOL := $(PY) $(REPO)/tests/lab/overlay_lab.py
+APT_PACKAGES := debootstrap systemd-container iproute2 nftables python3-venv python3-pip git rsync tcpdump iperf3
+APT_STAMP := /var/lib/overlay-mesh-apt.stamp
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
+
+# ---- dependencies -------------------------------------------------------------------------
+$(APT_STAMP): Makefile
+	@if [ "$$(id -u)" != 0 ]; then echo "run as root: the lab needs namespaces and systemd-nspawn" >&2; exit 1; fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null
+	echo "$(APT_PACKAGES)" > $@
+
+$(VENV)/.stamp: requirements.txt $(APT_STAMP)
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn $(REPO) $@
+
+.PHONY: deps
+deps: $(APT_STAMP) $(VENV)/.stamp $(COLLECTION_LINK) ## install apt packages, the venv and link the collection
+
+# ---- tests --------------------------------------------------------------------------------
+.PHONY: test
+test: deps ## run every test: unit, lint, sanity, integration, molecule, root-namespace check
+	$(PY) tests/lab/rootns.py snapshot $(REPO)/.build/rootns-before.json
+	$(MAKE) --no-print-directory unit lint sanity integration molecule
+	$(PY) tests/lab/rootns.py compare $(REPO)/.build/rootns-before.json
+
+.PHONY: unit
+unit: deps ## unit tests (no root needed)
+	$(PY) -m pytest -q tests/unit
+
+.PHONY: lint
+lint: deps ## ansible-lint, production profile
+	cd $(COLLECTION_LINK) && ansible-lint --profile production --offline
+
+.PHONY: sanity
+sanity: deps ## ansible-test sanity on a copy laid out as ansible_collections/overlay/mesh
+	rm -rf $(REPO)/.build/sanity && mkdir -p $(REPO)/.build/sanity/ansible_collections/overlay/mesh
+	git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ $(REPO)/.build/sanity/ansible_collections/overlay/mesh/
+	cd $(REPO)/.build/sanity/ansible_collections/overlay/mesh && git init -q && git add -A && \
+	  ansible-test sanity --venv --python $$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
+
+.PHONY: integration
+integration: deps ## integration tests needing root: throwaway namespaces and lab hosts
+	$(PY) -m pytest -q tests/integration
+
+.PHONY: molecule
+molecule: deps ## every molecule scenario on lab hosts
+	cd $(REPO) && molecule test --all
+
+# ---- the lab ------------------------------------------------------------------------------
+.PHONY: lab-up
+lab-up: deps ## boot a lab: make lab-up LAB=name HOSTS=n
+	$(LAB_TOOL) up --name $(LAB) --hosts $(HOSTS)
+
+.PHONY: lab-down
+lab-down: deps ## remove a lab: make lab-down LAB=name
+	$(LAB_TOOL) down --name $(LAB)
+
+.PHONY: lab-list
+lab-list: deps ## list running labs
+	$(LAB_TOOL) list
+
+.PHONY: clean
+clean: ## remove build output (not the venv, not the image cache)
+	rm -rf $(REPO)/.build
