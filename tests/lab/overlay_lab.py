@@ -1,0 +1,530 @@
+#!/usr/bin/env python3
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A lab of real Debian 12 hosts on one machine, for tests, the demo and benchmarks.
+
+Each host is a systemd-nspawn container booting systemd, with its own network namespace,
+hostname, machine-id and disk (an overlay over one cached image). All hosts hang off one
+underlay bridge that lives in a "switch" network namespace of its own, with addresses from
+198.18.0.0/15. Nothing is ever created in the machine's root network namespace: every link is
+made with `ip -n <lab namespace>`.
+
+Every resource carries the lab's name, and everything the lab creates is recorded in its
+state file before it is created, so `down` removes exactly that and nothing else, even after a
+failed `up`.
+
+    overlay_lab.py up --name demo --hosts 3     # prints the inventory path
+    overlay_lab.py reboot --name demo node2     # a real reboot: all kernel network state gone
+    overlay_lab.py shell --name demo node1      # a root shell inside node1
+    overlay_lab.py down --name demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+LAB_ROOT = Path(os.environ.get("OVERLAY_LAB_ROOT", "/var/lib/overlay-mesh-lab"))
+IMAGE_CACHE = Path(os.environ.get("OVERLAY_LAB_CACHE", "/var/cache/overlay-mesh-lab"))
+SUITE = "bookworm"
+# What every lab host carries. Changing this list (or IMAGE_RECIPE_VERSION) builds a new image.
+IMAGE_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "python3", "python3-pyroute2", "iproute2", "nftables",
+    "iputils-ping", "iperf3", "procps", "tcpdump", "containernetworking-plugins", "ethtool",
+    "kmod", "less",
+)
+IMAGE_RECIPE_VERSION = "1"
+UNDERLAY_RANGE = ipaddress.ip_network("198.18.0.0/15")
+FIRST_HOST_OFFSET = 11  # node1 = .11; .1 is the switch's own address (the hosts' default gateway)
+BOOT_TIMEOUT = 90
+STOP_TIMEOUT = 30
+LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root", "TERM": "xterm"}
+
+
+class LabError(Exception):
+    pass
+
+
+def run(argv, check=True, **kwargs):
+    """Run a command, raising LabError with its stderr when it fails."""
+    proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(map(str, argv))} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def _digest(*parts) -> bytes:
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).digest()
+
+
+# ---- processes: identified by PID and start time, so a recycled PID is never signalled -------
+
+def process_start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] == "Z":  # a zombie has exited already
+        return None
+    return fields[19]
+
+
+def is_same_process(pid: int | None, start: str | None) -> bool:
+    return bool(pid) and start is not None and process_start_time(pid) == start
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def spawn_detached(argv: list[str], log_path: Path) -> int:
+    """Start argv in a new session, not as our child (so it is never left a zombie), and return its PID."""
+    read_end, write_end = os.pipe()
+    intermediate = os.fork()
+    if intermediate == 0:  # pragma: no cover - runs in the forked child
+        status = 1
+        try:
+            os.close(read_end)
+            with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+                proc = subprocess.Popen(argv, stdin=devnull, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            os.write(write_end, str(proc.pid).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        pid_text = pipe.read()
+    os.waitpid(intermediate, 0)
+    if not pid_text:
+        raise LabError(f"could not start {argv[0]}")
+    return int(pid_text)
+
+
+# ---- the image -------------------------------------------------------------------------------
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (so the lab follows local mirror or proxy settings)."""
+    if os.environ.get("OVERLAY_LAB_MIRROR"):
+        return os.environ["OVERLAY_LAB_MIRROR"]
+    sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")]
+    for source in sources:
+        if not source.is_file():
+            continue
+        for line in source.read_text().splitlines():
+            for uri in re.findall(r"(https?://\S+)", line.split("#", 1)[0]):
+                if not uri.rstrip("/").endswith("-security"):
+                    return uri
+    raise LabError("no Debian mirror found in /etc/apt/sources.list(.d); set OVERLAY_LAB_MIRROR")
+
+
+def image_id() -> str:
+    return _digest(SUITE, IMAGE_RECIPE_VERSION, *sorted(IMAGE_PACKAGES)).hex()[:12]
+
+
+def ensure_image(log=print) -> Path:
+    """Return the cached image's root, building it once with debootstrap (under a lock)."""
+    image = IMAGE_CACHE / f"debian-{SUITE}-{image_id()}"
+    rootfs = image / "rootfs"
+    if (image / "complete").exists():
+        return rootfs
+    IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(IMAGE_CACHE / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (image / "complete").exists():
+            return rootfs
+        if image.exists():
+            shutil.rmtree(image)
+        log(f"building lab image {image} (debootstrap {SUITE}, about a minute; cached afterwards)")
+        started = time.monotonic()
+        partial = image.with_name(image.name + ".partial")
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir()
+        run(["debootstrap", "--variant=minbase", "--include=" + ",".join(IMAGE_PACKAGES), SUITE, partial / "rootfs", debian_mirror()])
+        _prepare_image(partial / "rootfs")
+        (partial / "packages").write_text("\n".join(IMAGE_PACKAGES) + "\n")
+        (partial / "complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+        partial.rename(image)
+        log(f"image built in {time.monotonic() - started:.0f} s")
+        for stale in IMAGE_CACHE.glob(f"debian-{SUITE}-*"):
+            if stale != image and (stale / "complete").exists():
+                shutil.rmtree(stale)
+    return rootfs
+
+
+def _prepare_image(rootfs: Path) -> None:
+    # Every host gets its own machine-id and hostname on its own disk; the image carries none,
+    # so hosts never share one (a shared machine-id would give all hosts the same udev MACs).
+    (rootfs / "etc/machine-id").write_text("")
+    (rootfs / "etc/hostname").unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        (rootfs / "var/lib/dbus/machine-id").unlink()
+    # Nothing in the image may talk to the outside on its own.
+    for unit in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer"):
+        (rootfs / "etc/systemd/system" / unit).unlink(missing_ok=True)
+        (rootfs / "etc/systemd/system" / unit).symlink_to("/dev/null")
+    shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+    (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+
+
+# ---- the lab ---------------------------------------------------------------------------------
+
+class Lab:
+    def __init__(self, name: str):
+        if not LAB_NAME_RE.match(name):
+            raise LabError(f"lab name {name!r}: use 1-20 characters a-z, 0-9 and '-', starting with a letter")
+        self.name = name
+        self.dir = LAB_ROOT / name
+        self.state_path = self.dir / "state.json"
+        self.inventory_path = self.dir / "inventory.yml"
+        self.switch_netns = f"ovl-{name}-sw"
+
+    # -- state --
+    def load(self) -> dict | None:
+        try:
+            return json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return None
+
+    def save(self, state: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        tmp.replace(self.state_path)
+
+    @contextlib.contextmanager
+    def locked(self):
+        LAB_ROOT.mkdir(parents=True, exist_ok=True)
+        with open(LAB_ROOT / f".{self.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def subnet(self) -> ipaddress.IPv4Network:
+        """A /24 of 198.18.0.0/15 chosen from the lab's name: two labs rarely share one, and even
+        when they do their switches are separate namespaces, so they never meet."""
+        override = os.environ.get("OVERLAY_LAB_SUBNET")
+        if override:
+            net = ipaddress.ip_network(override)
+            if not net.subnet_of(UNDERLAY_RANGE):
+                raise LabError(f"OVERLAY_LAB_SUBNET {net} is not inside {UNDERLAY_RANGE}")
+            return net
+        index = int.from_bytes(_digest("subnet", self.name)[:2], "big") % 512
+        return list(UNDERLAY_RANGE.subnets(new_prefix=24))[index]
+
+    def plan_host(self, index: int, subnet: ipaddress.IPv4Network) -> dict:
+        host = f"node{index}"
+        mac_tail = _digest("mac", self.name)[:3] + index.to_bytes(2, "big")
+        return {
+            "name": host,
+            "netns": f"ovl-{self.name}-{host}",
+            "machine": f"ovl-{self.name}-{host}",
+            "switch_port": host,
+            "mac": ":".join(f"{b:02x}" for b in b"\x02" + mac_tail),  # locally administered, unicast
+            "address": str(subnet.network_address + FIRST_HOST_OFFSET + index - 1),
+            "prefixlen": subnet.prefixlen,
+            "machine_id": uuid.UUID(bytes=_digest("machine-id", self.name, host)[:16]).hex,
+            "disk": str(self.dir / "hosts" / host / "disk"),
+            "log": str(self.dir / "hosts" / host / "console.log"),
+            "nspawn_pid": None,
+            "nspawn_start": None,
+        }
+
+    # -- up --
+    def up(self, count: int, log=print) -> dict:
+        if not 1 <= count <= 200:
+            raise LabError(f"--hosts {count}: a lab has 1 to 200 hosts")
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespaces and systemd-nspawn)")
+        for tool in ("systemd-nspawn", "debootstrap", "nsenter", "ip"):
+            if not shutil.which(tool):
+                raise LabError(f"{tool} not found: run `make deps` (apt packages systemd-container, debootstrap, iproute2)")
+        image = ensure_image(log)
+        with self.locked():
+            state = self.load()
+            if state:
+                if len(state["hosts"]) == count and all(self.host_running(h) for h in state["hosts"].values()):
+                    log(f"lab {self.name} is already up")
+                    return state
+                raise LabError(f"lab {self.name} exists but is not as asked or not all hosts run; run `down --name {self.name}` first")
+            started = time.monotonic()
+            subnet = self.subnet()
+            state = {
+                "name": self.name,
+                "image": str(image),
+                "subnet": str(subnet),
+                "gateway": str(subnet.network_address + 1),
+                "switch_netns": self.switch_netns,
+                "hosts": {},
+            }
+            for index in range(1, count + 1):
+                host = self.plan_host(index, subnet)
+                state["hosts"][host["name"]] = host
+            self.save(state)  # recorded before anything exists, so `down` can undo a failed `up`
+            self._create_switch(state)
+            for host in state["hosts"].values():
+                self._create_host_network(state, host)
+                self._prepare_disk(host)
+                self._boot(state, host)
+            self.save(state)
+            self._wait_booted(state, state["hosts"].values())
+            self.write_inventory(state)
+            log(f"lab {self.name}: {count} hosts up in {time.monotonic() - started:.1f} s on {subnet}")
+            return state
+
+    def _create_switch(self, state: dict) -> None:
+        ns = state["switch_netns"]
+        run(["ip", "netns", "add", ns])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        run(["ip", "-n", ns, "link", "add", "underlay", "type", "bridge"])
+        run(["ip", "-n", ns, "addr", "add", f"{state['gateway']}/{ipaddress.ip_network(state['subnet']).prefixlen}", "dev", "underlay"])
+        run(["ip", "-n", ns, "link", "set", "underlay", "up"])
+        # The switch never routes: a packet to an address outside the lab dies here.
+        run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"])
+
+    def _create_host_network(self, state: dict, host: dict) -> None:
+        ns, sw = host["netns"], state["switch_netns"]
+        run(["ip", "netns", "add", ns])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        # Both veth ends are created inside the switch namespace, then one moves to the host:
+        # nothing ever appears in the root namespace.
+        run(["ip", "-n", sw, "link", "add", host["switch_port"], "type", "veth",
+             "peer", "name", "eth0", "address", host["mac"], "netns", ns])
+        run(["ip", "-n", sw, "link", "set", host["switch_port"], "master", "underlay", "up"])
+        run(["ip", "-n", ns, "addr", "add", f"{host['address']}/{host['prefixlen']}", "dev", "eth0"])
+        run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        run(["ip", "-n", ns, "route", "add", "default", "via", state["gateway"], "dev", "eth0"])
+
+    def _prepare_disk(self, host: dict) -> None:
+        disk = Path(host["disk"])
+        if (disk / "etc/hostname").exists():
+            return  # a disk keeps what the host wrote: this is a reboot
+        (disk / "etc").mkdir(parents=True, exist_ok=True)
+        (disk / "etc/hostname").write_text(host["name"] + "\n")
+        (disk / "etc/machine-id").write_text(host["machine_id"] + "\n")
+        (disk / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {host['name']}\n::1 localhost ip6-localhost ip6-loopback\n")
+
+    def _boot(self, state: dict, host: dict) -> None:
+        argv = [
+            "systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
+            f"--directory={state['image']}", f"--overlay={state['image']}:{host['disk']}:/",
+            f"--machine={host['machine']}", f"--hostname={host['name']}", f"--uuid={host['machine_id']}",
+            f"--network-namespace-path=/run/netns/{host['netns']}",
+            "--bind=/dev/net/tun", "--console=read-only", "--resolv-conf=off", "--timezone=off",
+        ]
+        Path(host["log"]).parent.mkdir(parents=True, exist_ok=True)
+        pid = spawn_detached(argv, Path(host["log"]))
+        host["nspawn_pid"], host["nspawn_start"] = pid, process_start_time(pid)
+
+    def leader_pid(self, host: dict) -> int | None:
+        """PID of the host's own systemd (its PID 1), the child of the nspawn process."""
+        if not is_same_process(host.get("nspawn_pid"), host.get("nspawn_start")):
+            return None
+        for child in children_of(host["nspawn_pid"]):
+            with contextlib.suppress(FileNotFoundError):
+                if Path(f"/proc/{child}/comm").read_text().strip() == "systemd":
+                    return child
+        return None
+
+    def host_running(self, host: dict) -> bool:
+        return self.leader_pid(host) is not None
+
+    def _wait_booted(self, state: dict, hosts) -> None:
+        def wait(host):
+            deadline = time.monotonic() + BOOT_TIMEOUT
+            while time.monotonic() < deadline:
+                leader = self.leader_pid(host)
+                if leader is None and not is_same_process(host["nspawn_pid"], host["nspawn_start"]):
+                    raise LabError(f"{host['name']}: systemd-nspawn exited; see {host['log']}")
+                if leader:
+                    proc = run(["nsenter", "-t", str(leader), "-a", "systemctl", "is-system-running", "--wait"],
+                               check=False, env=HOST_ENV, timeout=max(1, deadline - time.monotonic()))
+                    status = proc.stdout.strip()
+                    if status in ("running", "degraded"):
+                        return status
+                time.sleep(0.2)
+            raise LabError(f"{host['name']} did not finish booting in {BOOT_TIMEOUT} s; see {host['log']}")
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            for host, status in zip(hosts, pool.map(wait, hosts)):
+                if status != "running":
+                    failed = self.exec(host["name"], ["systemctl", "--failed", "--no-legend"], state=state).stdout
+                    raise LabError(f"{host['name']} booted {status}: failed units:\n{failed}")
+
+    def write_inventory(self, state: dict) -> None:
+        lines = [
+            f"# Inventory of lab {self.name}, written by tests/lab/overlay_lab.py. Hosts are reached by",
+            "# entering their namespaces (connection plugin tests/lab/connection_plugins/lab_nsenter.py).",
+            "all:",
+            "  vars:",
+            "    ansible_connection: lab_nsenter",
+            "    ansible_python_interpreter: /usr/bin/python3",
+            f"    overlay_lab_name: {self.name}",
+            f"    overlay_lab_underlay_subnet: {state['subnet']}",
+            "  children:",
+            "    lab:",
+            "      hosts:",
+        ]
+        for host in state["hosts"].values():
+            lines += [f"        {host['name']}:", f"          overlay_lab_underlay_address: {host['address']}"]
+        tmp = self.inventory_path.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(self.inventory_path)
+
+    # -- inside a host --
+    def exec(self, host_name: str, argv: list[str], state: dict | None = None, check=False, **kwargs):
+        state = state or self.load()
+        if not state or host_name not in state["hosts"]:
+            raise LabError(f"lab {self.name} has no host {host_name}")
+        leader = self.leader_pid(state["hosts"][host_name])
+        if leader is None:
+            raise LabError(f"{host_name} of lab {self.name} is not running")
+        return run(["nsenter", "-t", str(leader), "-a", *argv], check=check, env=HOST_ENV, **kwargs)
+
+    # -- reboot / down --
+    def _stop(self, host: dict) -> None:
+        pid, start = host.get("nspawn_pid"), host.get("nspawn_start")
+        if not is_same_process(pid, start):
+            return
+        os.kill(pid, signal.SIGTERM)  # nspawn asks the host's systemd to shut down cleanly
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while is_same_process(pid, start) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if is_same_process(pid, start):
+            leader = self.leader_pid(host)
+            if leader:
+                os.kill(leader, signal.SIGKILL)  # PID 1 of its namespace: takes every process of the host along
+            os.kill(pid, signal.SIGKILL)
+            while is_same_process(pid, start):
+                time.sleep(0.05)
+
+    def _delete_netns(self, ns: str) -> None:
+        if Path("/run/netns", ns).exists():
+            run(["ip", "netns", "delete", ns])
+
+    def reboot(self, host_name: str, log=print) -> None:
+        with self.locked():
+            state = self.load()
+            if not state or host_name not in state["hosts"]:
+                raise LabError(f"lab {self.name} has no host {host_name}")
+            host = state["hosts"][host_name]
+            started = time.monotonic()
+            self._stop(host)
+            host["nspawn_pid"] = host["nspawn_start"] = None
+            self.save(state)
+            # A reboot loses every link, address, route, neighbour and nftables table: drop the
+            # namespace and make a fresh one with the same underlay MAC and address.
+            self._delete_netns(host["netns"])
+            run(["ip", "-n", state["switch_netns"], "link", "delete", host["switch_port"]], check=False)
+            self._create_host_network(state, host)
+            self._prepare_disk(host)
+            self._boot(state, host)
+            self.save(state)
+            self._wait_booted(state, [host])
+            log(f"{host_name} rebooted in {time.monotonic() - started:.1f} s")
+
+    def down(self, log=print) -> None:
+        with self.locked():
+            state = self.load()
+            if state is None:
+                if self.dir.exists():
+                    shutil.rmtree(self.dir)
+                log(f"lab {self.name} is not up")
+                return
+            hosts = list(state["hosts"].values())
+            with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+                list(pool.map(self._stop, hosts))
+            for host in hosts:
+                self._delete_netns(host["netns"])
+            self._delete_netns(state["switch_netns"])
+            shutil.rmtree(self.dir)
+            log(f"lab {self.name} removed")
+        with contextlib.suppress(FileNotFoundError):
+            (LAB_ROOT / f".{self.name}.lock").unlink()
+
+
+def list_labs() -> list[str]:
+    if not LAB_ROOT.is_dir():
+        return []
+    return sorted(p.parent.name for p in LAB_ROOT.glob("*/state.json"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in ("up", "down", "reboot", "shell", "exec", "status", "inventory"):
+        p = sub.add_parser(command)
+        p.add_argument("--name", default=os.environ.get("LAB", "lab"), help="lab name (default: $LAB or 'lab')")
+        if command == "up":
+            p.add_argument("--hosts", type=int, default=3)
+        if command in ("reboot", "shell", "exec"):
+            p.add_argument("host")
+        if command == "exec":
+            p.add_argument("argv", nargs=argparse.REMAINDER)
+    sub.add_parser("list")
+    sub.add_parser("image", help="build the image now (normally built by the first `up`)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            print("\n".join(list_labs()))
+            return 0
+        if args.command == "image":
+            print(ensure_image())
+            return 0
+        lab = Lab(args.name)
+        if args.command == "up":
+            lab.up(args.hosts)
+            print(f"inventory: {lab.inventory_path}")
+            print(f"enter a host: {sys.argv[0]} shell --name {lab.name} node1")
+        elif args.command == "down":
+            lab.down()
+        elif args.command == "reboot":
+            lab.reboot(args.host)
+        elif args.command == "inventory":
+            print(lab.inventory_path)
+        elif args.command == "status":
+            state = lab.load()
+            if not state:
+                print(f"lab {lab.name} is not up")
+                return 1
+            for host in state["hosts"].values():
+                leader = lab.leader_pid(host)
+                print(f"{host['name']:10} {host['address']:16} {host['mac']}  {'running, pid ' + str(leader) if leader else 'stopped'}")
+        elif args.command == "shell":
+            state = lab.load()
+            leader = lab.leader_pid(state["hosts"][args.host]) if state and args.host in state["hosts"] else None
+            if not leader:
+                raise LabError(f"{args.host} of lab {lab.name} is not running")
+            os.execvpe("nsenter", ["nsenter", "-t", str(leader), "-a", "/bin/bash", "-l"], HOST_ENV)
+        elif args.command == "exec":
+            proc = lab.exec(args.host, args.argv or ["true"])
+            sys.stdout.write(proc.stdout)
+            sys.stderr.write(proc.stderr)
+            return proc.returncode
+    except LabError as err:
+        print(f"overlay_lab: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
