@@ -97,14 +97,61 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def spawn_detached(argv: list[str], log_path: Path) -> int:
-    """Start argv in a new session, not as our child (so it is never left a zombie), and return its PID."""
+def cgroup_hierarchies() -> list[str]:
+    """Mount points of the cgroup hierarchies systemd manages: cgroup2, and v1's name=systemd."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields, _, tail = line.partition(" - ")
+        fstype, _, options = (tail.split() + ["", "", ""])[:3]
+        if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in options.split(",")):
+            found.append(fields.split()[4])
+    return found
+
+
+def host_cgroups(machine: str) -> list[str]:
+    """One cgroup per host. systemd-nspawn --keep-unit would otherwise put every host into the
+    caller's cgroup, and hosts booting side by side then fail units with status 219/CGROUP."""
+    return [os.path.join(mount, "overlay-mesh-lab", machine) for mount in cgroup_hierarchies()]
+
+
+def remove_cgroup(path: str) -> None:
+    """Remove a host's cgroup and the sub-cgroups its systemd made. Any process still in it was
+    started by that host, so it is killed first."""
+    if not os.path.isdir(path):
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while True:
+        left = [int(pid) for root, _, files in os.walk(path) if "cgroup.procs" in files
+                for pid in Path(root, "cgroup.procs").read_text().split()]
+        if not left:
+            break
+        if time.monotonic() > deadline:
+            raise LabError(f"processes {left} in {path} do not exit")
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    for root, dirs, _ in os.walk(path, topdown=False):
+        for name in dirs:
+            os.rmdir(os.path.join(root, name))
+    os.rmdir(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(path))  # the shared parent, once the last lab host is gone
+
+
+def spawn_detached(argv: list[str], log_path: Path, cgroups: list[str] = ()) -> int:
+    """Start argv in a new session and the given cgroups, not as our child (so it is never left a
+    zombie), and return its PID."""
+    for cgroup in cgroups:
+        os.makedirs(cgroup, exist_ok=True)
     read_end, write_end = os.pipe()
     intermediate = os.fork()
     if intermediate == 0:  # pragma: no cover - runs in the forked child
         status = 1
         try:
             os.close(read_end)
+            for cgroup in cgroups:
+                Path(cgroup, "cgroup.procs").write_text(str(os.getpid()))
             with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
                 proc = subprocess.Popen(argv, stdin=devnull, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             os.write(write_end, str(proc.pid).encode())
@@ -332,7 +379,7 @@ class Lab:
             "--bind=/dev/net/tun", "--console=read-only", "--resolv-conf=off", "--timezone=off",
         ]
         Path(host["log"]).parent.mkdir(parents=True, exist_ok=True)
-        pid = spawn_detached(argv, Path(host["log"]))
+        pid = spawn_detached(argv, Path(host["log"]), host_cgroups(host["machine"]))
         host["nspawn_pid"], host["nspawn_start"] = pid, process_start_time(pid)
 
     def leader_pid(self, host: dict) -> int | None:
@@ -403,19 +450,15 @@ class Lab:
     # -- reboot / down --
     def _stop(self, host: dict) -> None:
         pid, start = host.get("nspawn_pid"), host.get("nspawn_start")
-        if not is_same_process(pid, start):
-            return
-        os.kill(pid, signal.SIGTERM)  # nspawn asks the host's systemd to shut down cleanly
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while is_same_process(pid, start) and time.monotonic() < deadline:
-            time.sleep(0.05)
         if is_same_process(pid, start):
-            leader = self.leader_pid(host)
-            if leader:
-                os.kill(leader, signal.SIGKILL)  # PID 1 of its namespace: takes every process of the host along
-            os.kill(pid, signal.SIGKILL)
-            while is_same_process(pid, start):
+            os.kill(pid, signal.SIGTERM)  # nspawn asks the host's systemd to shut down cleanly
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while is_same_process(pid, start) and time.monotonic() < deadline:
                 time.sleep(0.05)
+            if is_same_process(pid, start):
+                os.kill(pid, signal.SIGKILL)
+        for cgroup in host_cgroups(host["machine"]):
+            remove_cgroup(cgroup)
 
     def _delete_netns(self, ns: str) -> None:
         if Path("/run/netns", ns).exists():

@@ -53,6 +53,7 @@ def lab_leftovers() -> list[str]:
     """Namespaces, state and processes of any lab: after `make test` none may remain."""
     left = [f"network namespace {ns.name}" for ns in Path("/run/netns").glob("ovl-*")] if Path("/run/netns").is_dir() else []
     left += [f"lab {name} ({overlay_lab.LAB_ROOT / name})" for name in overlay_lab.list_labs()]
+    left += [f"cgroup {cgroup}" for mount in overlay_lab.cgroup_hierarchies() for cgroup in sorted(Path(mount).glob("overlay-mesh-lab/*"))]
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")

@@ -1,0 +1,81 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The lab itself, on real hosts: isolation between labs, complete teardown, root namespace untouched."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ipaddress
+import json
+import time
+from pathlib import Path
+
+import overlay_lab
+import rootns
+from conftest import needs_root
+
+pytestmark = needs_root
+
+
+def _exec(lab, host, *argv):
+    return lab.exec(host, list(argv))
+
+
+def test_two_labs_run_side_by_side_without_meeting(make_lab):
+    before = rootns.snapshot()
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        alpha, beta = pool.map(lambda name: make_lab(name, 3), ["t-alpha", "t-beta"])
+    print(f"two 3-host labs up in {time.monotonic() - started:.1f} s")
+    state_a, state_b = alpha.load(), beta.load()
+
+    # Each lab's hosts reach each other; no host reaches the other lab's hosts.
+    for lab, own, other in ((alpha, state_a, state_b), (beta, state_b, state_a)):
+        for host in own["hosts"].values():
+            assert ipaddress.ip_address(host["address"]) in overlay_lab.UNDERLAY_RANGE
+            assert _exec(lab, "node1", "ping", "-c1", "-W1", host["address"]).returncode == 0 or host["name"] == "node1"
+        for host in other["hosts"].values():
+            if host["address"] not in {h["address"] for h in own["hosts"].values()}:
+                assert _exec(lab, "node1", "ping", "-c1", "-W1", host["address"]).returncode != 0
+
+    # A link made in one lab's node1 is not seen by the other lab's node1.
+    assert _exec(alpha, "node1", "ip", "link", "add", "only-alpha", "type", "bridge").returncode == 0
+    assert _exec(beta, "node1", "ip", "link", "show", "only-alpha").returncode != 0
+
+    # Taking one lab down leaves the other running and leaves nothing of itself behind.
+    alpha.down(log=lambda *_: None)
+    leftovers = [item for item in rootns.lab_leftovers() if "t-alpha" in item]
+    assert not leftovers
+    assert not Path(alpha.dir).exists()
+    assert all(beta.host_running(h) for h in beta.load()["hosts"].values())
+    assert _exec(beta, "node1", "ping", "-c1", "-W1", state_b["hosts"]["node3"]["address"]).returncode == 0
+
+    beta.down(log=lambda *_: None)
+    after = rootns.snapshot()
+    for key in before:
+        if key != "lab_leftovers":
+            assert before[key] == after[key], f"root namespace {key} changed"
+    assert [item for item in after["lab_leftovers"] if "t-beta" in item] == []
+
+
+def test_hosts_are_distinct_and_reboot_is_real(make_lab):
+    lab = make_lab("t-reboot", 2)
+    ids = {_exec(lab, h, "cat", "/etc/machine-id").stdout for h in ("node1", "node2")}
+    assert len(ids) == 2, "hosts must not share a machine-id"
+    assert _exec(lab, "node1", "hostname").stdout.strip() == "node1"
+    assert _exec(lab, "node1", "python3", "-c", "import pyroute2, sys; sys.exit(0)").returncode == 0
+
+    link_before = json.loads(_exec(lab, "node2", "ip", "-j", "link", "show", "eth0").stdout)[0]
+    assert _exec(lab, "node2", "ip", "link", "add", "gone-after-boot", "type", "bridge").returncode == 0
+    assert _exec(lab, "node2", "sh", "-c", "echo kept > /etc/kept-after-boot").returncode == 0
+    old_leader = lab.leader_pid(lab.load()["hosts"]["node2"])
+
+    lab.reboot("node2", log=lambda *_: None)
+
+    assert lab.leader_pid(lab.load()["hosts"]["node2"]) != old_leader
+    assert _exec(lab, "node2", "ip", "link", "show", "gone-after-boot").returncode != 0
+    assert _exec(lab, "node2", "cat", "/etc/kept-after-boot").stdout == "kept\n"
+    link_after = json.loads(_exec(lab, "node2", "ip", "-j", "link", "show", "eth0").stdout)[0]
+    assert link_after["address"] == link_before["address"]
+    assert _exec(lab, "node2", "systemctl", "is-system-running").stdout.strip() == "running"
+    assert _exec(lab, "node1", "ping", "-c1", "-W1", lab.load()["hosts"]["node2"]["address"]).returncode == 0
