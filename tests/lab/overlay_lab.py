@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) 2026 overlay.mesh contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A lab of real Debian 12 hosts on one machine, for tests, the demo and benchmarks.
@@ -62,7 +61,7 @@ class LabError(Exception):
 
 def run(argv, check=True, **kwargs):
     """Run a command, raising LabError with its stderr when it fails."""
-    proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     if check and proc.returncode != 0:
         raise LabError(f"{' '.join(map(str, argv))} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
     return proc
@@ -101,8 +100,8 @@ def cgroup_hierarchies() -> list[str]:
     """Mount points of the cgroup hierarchies systemd manages: cgroup2, and v1's name=systemd."""
     found = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields, _, tail = line.partition(" - ")
-        fstype, _, options = (tail.split() + ["", "", ""])[:3]
+        fields, tail = line.split(" - ", 1)
+        fstype, options = (tail.split() + ["", "", ""])[0:3:2]
         if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in options.split(",")):
             found.append(fields.split()[4])
     return found
@@ -121,8 +120,7 @@ def remove_cgroup(path: str) -> None:
         return
     deadline = time.monotonic() + STOP_TIMEOUT
     while True:
-        left = [int(pid) for root, _, files in os.walk(path) if "cgroup.procs" in files
-                for pid in Path(root, "cgroup.procs").read_text().split()]
+        left = [int(pid) for procs in Path(path).rglob("cgroup.procs") for pid in procs.read_text().split()]
         if not left:
             break
         if time.monotonic() > deadline:
@@ -131,7 +129,7 @@ def remove_cgroup(path: str) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
-    for root, dirs, _ in os.walk(path, topdown=False):
+    for root, dirs, unused_files in os.walk(path, topdown=False):
         for name in dirs:
             os.rmdir(os.path.join(root, name))
     os.rmdir(path)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) 2026 overlay.mesh contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Snapshot the machine's root network namespace, and later prove nothing in it changed.

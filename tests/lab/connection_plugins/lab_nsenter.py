@@ -87,7 +87,7 @@ class Connection(ConnectionBase):
         super().put_file(in_path, out_path)
         with open(to_bytes(in_path), "rb") as source:
             proc = self._nsenter(["/bin/sh", "-c", 'cat > "$1"', "sh", out_path], stdin=source)
-            _, stderr = proc.communicate()
+            stderr = proc.communicate()[1]
         if proc.returncode != 0:
             raise AnsibleError(f"failed to write {out_path} on the lab host: {stderr.decode(errors='replace')}")
 
@@ -95,7 +95,7 @@ class Connection(ConnectionBase):
         super().fetch_file(in_path, out_path)
         with open(to_bytes(out_path), "wb") as target:
             proc = self._nsenter(["cat", in_path], stdout=target)
-            _, stderr = proc.communicate()
+            stderr = proc.communicate()[1]
         if proc.returncode != 0:
             raise AnsibleError(f"failed to read {in_path} from the lab host: {stderr.decode(errors='replace')}")
 
