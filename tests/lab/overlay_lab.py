@@ -137,7 +137,7 @@ def remove_cgroup(path: str) -> None:
         os.rmdir(os.path.dirname(path))  # the shared parent, once the last lab host is gone
 
 
-def spawn_detached(argv: list[str], log_path: Path, cgroups: list[str] = ()) -> int:
+def spawn_detached(argv: list[str], log_path: Path, cgroups: list[str] = (), env: dict | None = None) -> int:
     """Start argv in a new session and the given cgroups, not as our child (so it is never left a
     zombie), and return its PID."""
     for cgroup in cgroups:
@@ -151,7 +151,7 @@ def spawn_detached(argv: list[str], log_path: Path, cgroups: list[str] = ()) -> 
             for cgroup in cgroups:
                 Path(cgroup, "cgroup.procs").write_text(str(os.getpid()))
             with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
-                proc = subprocess.Popen(argv, stdin=devnull, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                proc = subprocess.Popen(argv, stdin=devnull, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
             os.write(write_end, str(proc.pid).encode())
             status = 0
         finally:
@@ -377,7 +377,10 @@ class Lab:
             "--bind=/dev/net/tun", "--console=read-only", "--resolv-conf=off", "--timezone=off",
         ]
         Path(host["log"]).parent.mkdir(parents=True, exist_ok=True)
-        pid = spawn_detached(argv, Path(host["log"]), host_cgroups(host["machine"]))
+        # The host's network namespace is its own, so its /proc/sys/net must be writable, as on
+        # a real host (nspawn mounts it read-only when it did not create the namespace itself).
+        env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
+        pid = spawn_detached(argv, Path(host["log"]), host_cgroups(host["machine"]), env)
         host["nspawn_pid"], host["nspawn_start"] = pid, process_start_time(pid)
 
     def leader_pid(self, host: dict) -> int | None:
@@ -431,6 +434,7 @@ class Lab:
         ]
         for host in state["hosts"].values():
             lines += [f"        {host['name']}:", f"          overlay_lab_underlay_address: {host['address']}"]
+        lines += ["    # overlay.mesh's playbooks work on group overlay by default.", "    overlay:", "      children:", "        lab:"]
         tmp = self.inventory_path.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n")
         tmp.replace(self.inventory_path)
