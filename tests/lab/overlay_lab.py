@@ -374,6 +374,9 @@ class Lab:
             f"--directory={state['image']}", f"--overlay={state['image']}:{host['disk']}:/",
             f"--machine={host['machine']}", f"--hostname={host['name']}", f"--uuid={host['machine_id']}",
             f"--network-namespace-path=/run/netns/{host['netns']}",
+            # A real host's root may configure its network: nspawn grants CAP_NET_ADMIN only
+            # to namespaces it creates itself.
+            "--capability=CAP_NET_ADMIN",
             "--bind=/dev/net/tun", "--console=read-only", "--resolv-conf=off", "--timezone=off",
         ]
         Path(host["log"]).parent.mkdir(parents=True, exist_ok=True)
