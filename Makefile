@@ -19,7 +19,7 @@ export PATH := $(VENV)/bin:$(PATH)
 LAB ?= demo
 HOSTS ?= 3
 LAB_TOOL := $(PY) $(REPO)/tests/lab/overlay_lab.py
-APT_PACKAGES := debootstrap systemd-container iproute2 nftables python3-venv python3-pip git rsync tcpdump iperf3
+APT_PACKAGES := debootstrap systemd-container iproute2 nftables python3-venv python3-pip git rsync tcpdump iperf3 iputils-ping
 APT_STAMP := /var/lib/overlay-mesh-apt.stamp
 
 .PHONY: help
@@ -39,12 +39,31 @@ $(VENV)/.stamp: requirements.txt $(APT_STAMP)
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
+# pyroute2 0.7.2 (Debian 12's) beside the controller's 0.9.x: the engine's namespace tests run on both.
+VENV072 := $(REPO)/.venv072
+export OVERLAY_MESH_PY072 := $(VENV072)/bin/python
+$(VENV072)/.stamp: $(APT_STAMP)
+	python3 -m venv $(VENV072)
+	$(VENV072)/bin/python -m pip install -q pyroute2==0.7.2
+	touch $@
+
+# ansible-test --venv bootstraps pip with a script from a host outside the registries we reach:
+# give it an offline stand-in and pip's wheel from PyPI.
+ANSIBLE_TEST_CACHE := $(HOME)/.ansible/test/cache
+$(ANSIBLE_TEST_CACHE)/.stamp: $(VENV)/.stamp tests/sanity/get_pip_offline.py
+	mkdir -p $(ANSIBLE_TEST_CACHE)
+	v=$$(sed -n "s/^ *pip='\([0-9.]*\)',.*/\1/p" $(VENV)/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -1); \
+	  test -n "$$v" && \
+	  $(PY) -m pip download -q --no-deps --only-binary=:all: -d $(ANSIBLE_TEST_CACHE) "pip==$$v" && \
+	  cp tests/sanity/get_pip_offline.py $(ANSIBLE_TEST_CACHE)/get_pip_$${v//./_}.py
+	touch $@
+
 $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn $(REPO) $@
 
 .PHONY: deps
-deps: $(APT_STAMP) $(VENV)/.stamp $(COLLECTION_LINK) ## install apt packages, the venv and link the collection
+deps: $(APT_STAMP) $(VENV)/.stamp $(VENV072)/.stamp $(COLLECTION_LINK) ## install apt packages, the venv and link the collection
 
 # ---- tests --------------------------------------------------------------------------------
 .PHONY: test
@@ -62,7 +81,7 @@ lint: deps ## ansible-lint, production profile
 	cd $(COLLECTION_LINK) && ansible-lint --profile production --offline
 
 .PHONY: sanity
-sanity: deps ## ansible-test sanity on a copy laid out as ansible_collections/overlay/mesh
+sanity: deps $(ANSIBLE_TEST_CACHE)/.stamp ## ansible-test sanity on a copy laid out as ansible_collections/overlay/mesh
 	rm -rf $(REPO)/.build/sanity && mkdir -p $(REPO)/.build/sanity/ansible_collections/overlay/mesh
 	git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ $(REPO)/.build/sanity/ansible_collections/overlay/mesh/
 	cd $(REPO)/.build/sanity/ansible_collections/overlay/mesh && git init -q && git add -A && \
@@ -92,14 +111,10 @@ lab-list: deps ## list running labs
 
 # ---- the demo -----------------------------------------------------------------------------
 .PHONY: demo
-demo: deps ## boot a 3-host lab named "demo" and run the main job on it
+demo: deps ## boot a 3-host lab named "demo", run site and verify on it
 	$(LAB_TOOL) up --name demo --hosts 3
-	@if [ -f playbooks/site.yml ]; then \
-	  ansible-playbook -i /var/lib/overlay-mesh-lab/demo/inventory.yml overlay.mesh.site && \
-	  ansible-playbook -i /var/lib/overlay-mesh-lab/demo/inventory.yml overlay.mesh.verify; \
-	else \
-	  ansible -i /var/lib/overlay-mesh-lab/demo/inventory.yml lab -m ansible.builtin.ping; \
-	fi
+	ansible-playbook -i /var/lib/overlay-mesh-lab/demo/inventory.yml overlay.mesh.site
+	ansible-playbook -i /var/lib/overlay-mesh-lab/demo/inventory.yml overlay.mesh.verify
 	$(LAB_TOOL) status --name demo
 	@echo "enter a host:  $(LAB_TOOL) shell --name demo node1"
 	@echo "remove it:     make demo-down"
@@ -116,6 +131,10 @@ bench-netlink: deps ## engine vs iproute2 batch for 1000/5000 peers, in a throwa
 .PHONY: bench-leases
 bench-leases: deps ## lease allocation for 10 000 hosts
 	$(PY) tests/benchmarks/bench_leases.py
+
+.PHONY: bench-dataplane
+bench-dataplane: deps ## iperf3 between containers on two lab hosts: underlay, vxlan, udp
+	$(PY) tests/benchmarks/bench_dataplane.py
 
 .PHONY: clean
 clean: ## remove build output (not the venv, not the image cache)

@@ -1,0 +1,503 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Reconcile the remote peers of one VTEP: neighbour, FDB entry and on-link route per peer.
+
+desired peers -> dump the kernel (raw netlink) -> diff -> batched apply in three phases
+(route removals; neighbour/FDB changes; route additions) -> dump again to verify.
+
+Ownership (see docs/netlink.md):
+- routes: protocol ROUTE_PROTOCOL, device = our VTEP, table main;
+- neighbours: permanent entries on our VTEP;
+- FDB entries: permanent, self, unicast entries on our VTEP.
+Anything else is foreign: never removed, never replaced; a foreign route on a peer's
+subnet is an error naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import tempfile
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_compat as compat
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as wire
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import ChangeSet, EngineError
+
+_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+_PROTO_NAMES = {0: 'unspec', 1: 'redirect', 2: 'kernel', 3: 'boot', 4: 'static', 8: 'gated', 9: 'ra', 10: 'mrt',
+                11: 'zebra', 12: 'bird', 13: 'dnrouted', 14: 'xorp', 15: 'ntk', 16: 'dhcp', 42: 'babel', 186: 'bgp',
+                187: 'isis', 188: 'ospf', 189: 'rip', 192: 'eigrp', validate.ROUTE_PROTOCOL: validate.ROUTE_PROTOCOL_NAME}
+_ROUTE_ADD = wire.NLM_F_CREATE | wire.NLM_F_EXCL
+# Up to this many changes are read back with one get per object; more with a full dump.
+VERIFY_TARGETED_MAX = 300
+_REPLACE = wire.NLM_F_CREATE | wire.NLM_F_REPLACE
+
+
+def ntop(packed):
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+
+
+def mac_text(packed):
+    return ':'.join('%02x' % octet for octet in bytearray(packed))
+
+
+def mac_bytes(text):
+    return bytes(bytearray(int(part, 16) for part in text.split(':')))
+
+
+class Peer(object):
+    """A validated remote peer: subnet, its network address (gateway), VTEP MAC, underlay address."""
+
+    __slots__ = ('subnet', 'gateway', 'mac', 'underlay', 'family', 'gw_bytes', 'dst_bytes', 'mac_bytes', 'underlay_bytes')
+
+    def __init__(self, subnet, mac, underlay):
+        self.subnet = subnet
+        self.gateway = subnet.network_address
+        self.mac = mac
+        self.underlay = underlay
+        self.family = _FAMILY[subnet.version]
+        self.gw_bytes = self.gateway.packed
+        self.dst_bytes = self.gateway.packed
+        self.mac_bytes = mac_bytes(mac)
+        self.underlay_bytes = underlay.packed
+
+
+def normalise_peers(peers, what='peer'):
+    """Validate a list of {subnet, vtep_mac, underlay} dicts; refuse duplicate subnets or MACs."""
+    result = []
+    subnets = {}
+    macs = {}
+    for index, item in enumerate(peers or []):
+        label = '%s #%d' % (what, index + 1)
+        if not isinstance(item, dict):
+            raise validate.ValidationError('%s must be a dict with subnet, vtep_mac and underlay, got %r' % (label, item))
+        missing = [k for k in ('subnet', 'vtep_mac', 'underlay') if not item.get(k)]
+        if missing:
+            raise validate.ValidationError('%s (%r) lacks %s' % (label, item, ', '.join(missing)))
+        subnet = validate.network(item['subnet'], '%s subnet' % label)
+        label = '%s %s' % (what, subnet)
+        mac = validate.mac(item['vtep_mac'], '%s vtep_mac' % label)
+        underlay = validate.ip_address(item['underlay'], '%s underlay' % label)
+        for seen, value in ((subnets, str(subnet)), (macs, mac)):
+            if value in seen:
+                raise validate.ValidationError('%s: %s is also used by %s' % (label, value, seen[value]))
+            seen[value] = label
+        result.append(Peer(subnet, mac, underlay))
+    return result
+
+
+# ---- object descriptions (what the module returns) ------------------------------------------
+def neigh_obj(dev, dst, lladdr, state='permanent'):
+    return {'type': 'neighbour', 'dev': dev, 'address': ntop(dst), 'lladdr': mac_text(lladdr) if lladdr else None,
+            'state': state}
+
+
+def fdb_obj(dev, lladdr, dst, state='permanent'):
+    return {'type': 'fdb', 'dev': dev, 'lladdr': mac_text(lladdr), 'dst': ntop(dst) if dst else None, 'self': True,
+            'state': state}
+
+
+def route_obj(dev, family, dst, dst_len, gateway, protocol, onlink=True):
+    width = 4 if family == socket.AF_INET else 16
+    return {'type': 'route', 'dev': dev, 'dst': '%s/%d' % (ntop(dst or b'\0' * width), dst_len),
+            'gateway': ntop(gateway) if gateway else None, 'onlink': onlink, 'table': 'main',
+            'protocol': _PROTO_NAMES.get(protocol, protocol)}
+
+
+def _state_name(state):
+    return 'permanent' if state & wire.NUD_PERMANENT else '0x%x' % state
+
+
+def describe_route(record, devnames):
+    width = 4 if record.family == socket.AF_INET else 16
+    text = '%s/%d' % (ntop(record.dst or b'\0' * width), record.dst_len)
+    if record.gateway:
+        text += ' via %s' % ntop(record.gateway)
+    if record.oif is not None:
+        text += ' dev %s' % devnames.get(record.oif, 'if%d' % record.oif)
+    text += ' proto %s' % _PROTO_NAMES.get(record.protocol, record.protocol)
+    if record.priority:
+        text += ' metric %d' % record.priority
+    return text
+
+
+# ---- the kernel as it is ------------------------------------------------------------------
+class KernelView(object):
+    """Owned and relevant objects of one VTEP, from three raw dumps per family."""
+
+    def __init__(self, nl, ifindex):
+        self.neigh = {}   # (family, dst) -> NeighRecord on the VTEP
+        self.fdb = {}     # mac -> [NeighRecord] (self entries on the VTEP, remote order)
+        self.routes = {}  # (family, dst, dst_len) -> [RouteRecord] main table, any device
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for rec in nl.dump_neighbours(family):
+                if rec.ifindex == ifindex and rec.dst is not None:
+                    self.neigh[(family, rec.dst)] = rec
+            for rec in nl.dump_routes(family):
+                if rec.table == wire.RT_TABLE_MAIN:
+                    self.routes.setdefault((family, rec.dst, rec.dst_len), []).append(rec)
+        for rec in nl.dump_neighbours(wire.AF_BRIDGE):
+            if rec.ifindex == ifindex and rec.lladdr is not None and not rec.flags & wire.NTF_MASTER:
+                self.fdb.setdefault(rec.lladdr, []).append(rec)
+
+
+def _owned_neigh(rec):
+    return bool(rec.state & wire.NUD_PERMANENT)
+
+
+def _owned_fdb(mac, entries):
+    octets = bytearray(mac)
+    return bool(entries[0].state & wire.NUD_PERMANENT) and not octets[0] & 1 and any(octets)
+
+
+class PeerReconciler(object):
+    """Plan and apply the peers of one VTEP.  ``vtep`` is a dict from _netlink_links.read_link()."""
+
+    def __init__(self, nl, vtep, protocol=validate.ROUTE_PROTOCOL, devnames=None):
+        self.nl = nl
+        self.vtep = vtep
+        self.ifindex = vtep['index']
+        self.dev = vtep['name']
+        self.protocol = protocol
+        self.devnames = devnames or {}
+
+    # ---- planning -------------------------------------------------------------------------
+    def plan(self, peers, state='present', exclusive=False, with_current=False):
+        """A ChangeSet whose changes carry (phase, peer, msg_type, flags, body) in ``run``."""
+        if self.vtep.get('kind') != 'vxlan':
+            raise validate.ValidationError('device %s is a %s device, not a VXLAN VTEP' % (self.dev, self.vtep.get('kind') or 'physical'))
+        view = KernelView(self.nl, self.ifindex)
+        changes = ChangeSet()
+        if with_current:
+            changes.current = self._owned_objects(view)
+        if state == 'present':
+            self._check_underlay_family(peers)
+            conflicts = self._plan_present(view, peers, changes)
+            if conflicts:
+                raise EngineError('route(s) not owned by overlay.mesh (protocol %d on %s) already exist for peer subnet(s): %s;'
+                                  ' remove them or change the peers' % (self.protocol, self.dev, '; '.join(conflicts)))
+            if exclusive:
+                self._plan_purge(view, peers, changes)
+        else:
+            self._plan_absent(view, peers, changes)
+        return changes
+
+    def _check_underlay_family(self, peers):
+        local = self.vtep.get('vxlan', {}).get('local')
+        if not local:
+            return
+        version = 6 if ':' in local else 4
+        for peer in peers:
+            if peer.underlay.version != version:
+                raise validate.ValidationError(
+                    'peer %s: underlay %s is IPv%d but VTEP %s has the IPv%d local address %s; the kernel refuses'
+                    ' FDB destinations of another family (EAFNOSUPPORT)'
+                    % (peer.subnet, peer.underlay, peer.underlay.version, self.dev, version, local))
+
+    def _plan_present(self, view, peers, changes):
+        dev, ifindex, proto = self.dev, self.ifindex, self.protocol
+        conflicts = []
+        for peer in peers:
+            family = peer.family
+            # neighbour: gateway -> peer VTEP MAC, permanent
+            key = (family, peer.gw_bytes)
+            rec = view.neigh.get(key)
+            if rec is None or rec.lladdr != peer.mac_bytes or not rec.state & wire.NUD_PERMANENT:
+                body = wire.neigh_body(family, ifindex, wire.NUD_PERMANENT, 0, peer.gw_bytes, peer.mac_bytes)
+                obj = neigh_obj(dev, peer.gw_bytes, peer.mac_bytes)
+                before = None if rec is None else neigh_obj(dev, rec.dst, rec.lladdr, _state_name(rec.state))
+                changes.add('added' if rec is None else 'updated', ('neighbour', key), obj, before,
+                            (1, peer, wire.RTM_NEWNEIGH, _REPLACE, body))
+            # FDB: peer VTEP MAC -> underlay address, self, permanent
+            self._plan_fdb(view, peer, changes)
+            # route: subnet via gateway onlink, our protocol
+            rkey = (family, peer.dst_bytes, peer.subnet.prefixlen)
+            ours = []
+            for rec in view.routes.get(rkey, ()):
+                if rec.protocol == proto and rec.oif == ifindex:
+                    ours.append(rec)
+                else:
+                    conflicts.append(describe_route(rec, self.devnames))
+            obj = route_obj(dev, family, peer.dst_bytes, peer.subnet.prefixlen, peer.gw_bytes, proto)
+            if not ours:
+                body = wire.route_body(family, peer.dst_bytes, peer.subnet.prefixlen, proto, flags=wire.RTNH_F_ONLINK,
+                                       gateway=peer.gw_bytes, oif=ifindex)
+                changes.add('added', ('route', rkey), obj, None, (2, peer, wire.RTM_NEWROUTE, _ROUTE_ADD, body))
+                continue
+            first = ours[0]
+            if (first.gateway != peer.gw_bytes or not first.flags & wire.RTNH_F_ONLINK or first.rtype != wire.RTN_UNICAST
+                    or first.scope != wire.RT_SCOPE_UNIVERSE):
+                body = wire.route_body(family, peer.dst_bytes, peer.subnet.prefixlen, proto, flags=wire.RTNH_F_ONLINK,
+                                       gateway=peer.gw_bytes, oif=ifindex, priority=first.priority)
+                before = route_obj(dev, family, first.dst, first.dst_len, first.gateway, first.protocol,
+                                   bool(first.flags & wire.RTNH_F_ONLINK))
+                changes.add('updated', ('route', rkey), obj, before, (2, peer, wire.RTM_NEWROUTE, _REPLACE, body))
+            for extra in ours[1:]:
+                self._remove_route(extra, changes, key_suffix=extra.priority)
+        return conflicts
+
+    def _plan_fdb(self, view, peer, changes):
+        dev, ifindex = self.dev, self.ifindex
+        entries = view.fdb.get(peer.mac_bytes, [])
+        dsts = [rec.dst for rec in entries]
+        key = ('fdb', peer.mac_bytes)
+        obj = fdb_obj(dev, peer.mac_bytes, peer.underlay_bytes)
+        permanent = bool(entries) and bool(entries[0].state & wire.NUD_PERMANENT)
+        if permanent and dsts == [peer.underlay_bytes]:
+            return
+        if permanent and peer.underlay_bytes in dsts:
+            extras = dsts              # right entry, plus stray remotes
+        else:
+            body = wire.neigh_body(wire.AF_BRIDGE, ifindex, wire.NUD_PERMANENT, wire.NTF_SELF, peer.underlay_bytes,
+                                   peer.mac_bytes)
+            before = fdb_obj(dev, peer.mac_bytes, dsts[0], _state_name(entries[0].state)) if entries else None
+            changes.add('updated' if entries else 'added', key, obj, before, (1, peer, wire.RTM_NEWNEIGH, _REPLACE, body))
+            # replace rewrites the first remote, unless the wanted one is already among them
+            extras = dsts if peer.underlay_bytes in dsts else dsts[1:]
+        for dst in extras:
+            if dst is not None and dst != peer.underlay_bytes:
+                body = wire.neigh_body(wire.AF_BRIDGE, ifindex, 0, wire.NTF_SELF, dst, peer.mac_bytes)
+                changes.add('removed', ('fdb', peer.mac_bytes, dst), fdb_obj(dev, peer.mac_bytes, dst), None,
+                            (1, peer, wire.RTM_DELNEIGH, 0, body))
+
+    def _remove_route(self, rec, changes, key_suffix=None):
+        body = wire.route_body(rec.family, rec.dst, rec.dst_len, self.protocol, scope=wire.RT_SCOPE_NOWHERE, rtype=0,
+                               oif=self.ifindex, priority=rec.priority)
+        key = ('route', (rec.family, rec.dst, rec.dst_len))
+        if key_suffix is not None:
+            key = key + (key_suffix,)
+        obj = route_obj(self.dev, rec.family, rec.dst, rec.dst_len, rec.gateway, rec.protocol,
+                        bool(rec.flags & wire.RTNH_F_ONLINK))
+        changes.add('removed', key, obj, None, (0, None, wire.RTM_DELROUTE, 0, body))
+
+    def _remove_neigh(self, rec, changes):
+        body = wire.neigh_body(rec.family, self.ifindex, 0, 0, rec.dst)
+        changes.add('removed', ('neighbour', (rec.family, rec.dst)), neigh_obj(self.dev, rec.dst, rec.lladdr, _state_name(rec.state)),
+                    None, (1, None, wire.RTM_DELNEIGH, 0, body))
+
+    def _remove_fdb(self, mac, entries, changes):
+        body = wire.neigh_body(wire.AF_BRIDGE, self.ifindex, 0, wire.NTF_SELF, None, mac)
+        for rec in entries:
+            changes.add('removed', ('fdb', mac) if rec is entries[0] else ('fdb', mac, rec.dst),
+                        fdb_obj(self.dev, mac, rec.dst, _state_name(rec.state)), None,
+                        (1, None, wire.RTM_DELNEIGH, 0, body) if rec is entries[0] else None)
+
+    def _owned_routes(self, view):
+        for recs in view.routes.values():
+            for rec in recs:
+                if rec.protocol == self.protocol and rec.oif == self.ifindex:
+                    yield rec
+
+    def _plan_purge(self, view, peers, changes):
+        gateways = set((p.family, p.gw_bytes) for p in peers)
+        macs = set(p.mac_bytes for p in peers)
+        subnets = set((p.family, p.dst_bytes, p.subnet.prefixlen) for p in peers)
+        for rec in self._owned_routes(view):
+            if (rec.family, rec.dst, rec.dst_len) not in subnets:
+                self._remove_route(rec, changes)
+        for key, rec in view.neigh.items():
+            if key not in gateways and _owned_neigh(rec):
+                self._remove_neigh(rec, changes)
+        for mac, entries in view.fdb.items():
+            if mac not in macs and _owned_fdb(mac, entries):
+                self._remove_fdb(mac, entries, changes)
+
+    def _plan_absent(self, view, peers, changes):
+        for peer in peers:
+            ours = [rec for rec in view.routes.get((peer.family, peer.dst_bytes, peer.subnet.prefixlen), ())
+                    if rec.protocol == self.protocol and rec.oif == self.ifindex]
+            for index, rec in enumerate(ours):
+                self._remove_route(rec, changes, key_suffix=rec.priority if index else None)
+            rec = view.neigh.get((peer.family, peer.gw_bytes))
+            if rec is not None and _owned_neigh(rec):
+                self._remove_neigh(rec, changes)
+            entries = view.fdb.get(peer.mac_bytes)
+            if entries and _owned_fdb(peer.mac_bytes, entries):
+                self._remove_fdb(peer.mac_bytes, entries, changes)
+
+    def _owned_objects(self, view):
+        dev = self.dev
+        current = {}
+        for rec in self._owned_routes(view):
+            current[('route', (rec.family, rec.dst, rec.dst_len))] = route_obj(
+                dev, rec.family, rec.dst, rec.dst_len, rec.gateway, rec.protocol, bool(rec.flags & wire.RTNH_F_ONLINK))
+        for key, rec in view.neigh.items():
+            if _owned_neigh(rec):
+                current[('neighbour', key)] = neigh_obj(dev, rec.dst, rec.lladdr, _state_name(rec.state))
+        for mac, entries in view.fdb.items():
+            if _owned_fdb(mac, entries):
+                current[('fdb', mac)] = fdb_obj(dev, mac, entries[0].dst, _state_name(entries[0].state))
+                for rec in entries[1:]:
+                    current[('fdb', mac, rec.dst)] = fdb_obj(dev, mac, rec.dst, _state_name(rec.state))
+        return current
+
+    # ---- applying -----------------------------------------------------------------------------
+    def apply(self, changes):
+        """Send the planned changes in three batched phases; raise EngineError listing failures.
+
+        A peer whose neighbour or FDB entry failed gets no route, so the kernel never ARPs
+        for its gateway.
+        """
+        failed_peers = set()
+        errors = []
+        for phase in (0, 1, 2):
+            requests = []
+            for change in changes.changes:
+                if change.run is None or change.run[0] != phase:
+                    continue
+                _phase, peer, msg_type, flags, body = change.run
+                if phase == 2 and peer is not None and id(peer) in failed_peers:
+                    errors.append('%s: skipped because the neighbour or FDB entry of peer %s failed'
+                                  % (_label(change), peer.subnet))
+                    continue
+                requests.append((change, msg_type, flags, body))
+            for change, code, text in self.nl.execute(requests):
+                if phase == 1 and change.action == 'removed' and code == 2:
+                    continue  # already gone (ENOENT): someone removed it meanwhile
+                if phase == 0 and code == 3:
+                    continue  # route already gone (ESRCH)
+                if change.run[1] is not None:
+                    failed_peers.add(id(change.run[1]))
+                errors.append('%s: errno %d (%s)' % (_label(change), code, text))
+        if errors:
+            shown = errors[:20]
+            if len(errors) > 20:
+                shown.append('... and %d more' % (len(errors) - 20))
+            raise EngineError('VTEP %s: %d change(s) failed: %s' % (self.dev, len(errors), '; '.join(shown)))
+
+    def reconcile(self, peers, state='present', exclusive=False, check_mode=False, with_current=False, verify=True):
+        """Plan, apply (unless check_mode) and verify by reading back.  Returns the ChangeSet."""
+        if state == 'present' and not self.vtep.get('up') and not check_mode:
+            raise EngineError('VTEP %s is down: on-link routes cannot be added to a down device (ENETDOWN) and taking a'
+                              ' device down flushes its neighbours; bring it up first (overlay.mesh.vxlan does)' % self.dev)
+        changes = self.plan(peers, state, exclusive, with_current)
+        if check_mode or not changes.changed:
+            return changes
+        self.apply(changes)
+        if verify:
+            self.verify(peers, state, exclusive, changes)
+        return changes
+
+    # ---- reading back -------------------------------------------------------------------------
+    def verify(self, peers, state, exclusive, changes):
+        """Read back what was changed: one get per object for a few changes, else a full re-plan."""
+        if len(changes) <= VERIFY_TARGETED_MAX and all(len(c.key) == 2 for c in changes.changes):
+            wrong = self._verify_targeted(changes)
+        else:
+            wrong = [_label(c) for c in self.plan(peers, state, exclusive).changes]
+        if wrong:
+            raise EngineError('VTEP %s: reading back, the kernel did not keep %d change(s), for example %s'
+                              % (self.dev, len(wrong), wrong[0]))
+
+    def _verify_targeted(self, changes):
+        queries = []
+        for change in changes.changes:
+            kind, key = change.key
+            if kind == 'route':
+                family, dst, _plen = key
+                body = wire.route_query_body(family, dst)
+                queries.append((change, wire.RTM_GETROUTE, wire.parse_route, body))
+            elif kind == 'neighbour':
+                family, dst = key
+                queries.append((change, wire.RTM_GETNEIGH, wire.parse_neigh, wire.neigh_body(family, self.ifindex, 0, 0, dst)))
+            else:
+                body = wire.neigh_body(wire.AF_BRIDGE, self.ifindex, 0, wire.NTF_SELF, None, key)
+                queries.append((change, wire.RTM_GETNEIGH, wire.parse_neigh, body))
+        answers = self.nl.query(queries)
+        return [_label(change) for change, _t, _b, _p in queries if not self._as_planned(change, answers.get(change))]
+
+    def _as_planned(self, change, rec):
+        kind, key = change.key
+        present = change.action != 'removed'
+        obj = change.obj
+        if isinstance(rec, int) or rec is None:
+            return not present
+        if kind == 'route':
+            family, dst, plen = key
+            ours = rec.dst == dst and rec.dst_len == plen and rec.protocol == self.protocol and rec.oif == self.ifindex
+            if not present:
+                return not ours
+            return ours and rec.gateway == socket.inet_pton(family, obj['gateway']) and bool(rec.flags & wire.RTNH_F_ONLINK)
+        if not rec.state & wire.NUD_PERMANENT:
+            return not present
+        if kind == 'neighbour':
+            return present and rec.lladdr == mac_bytes(obj['lladdr'])
+        underlay = socket.inet_pton(socket.AF_INET6 if ':' in obj['dst'] else socket.AF_INET, obj['dst'])
+        return present and rec.dst == underlay
+
+
+def _label(change):
+    obj = change.obj
+    if obj['type'] == 'route':
+        return 'route %s via %s dev %s' % (obj['dst'], obj['gateway'], obj['dev'])
+    if obj['type'] == 'neighbour':
+        return 'neighbour %s lladdr %s dev %s' % (obj['address'], obj['lladdr'], obj['dev'])
+    return 'fdb %s dst %s dev %s self' % (obj['lladdr'], obj['dst'], obj['dev'])
+
+
+# ---- entry points for modules and the boot-time unit -------------------------------------------
+@contextlib.contextmanager
+def open_vtep(name):
+    """(NetlinkRoute, VTEP link dict or None, ifindex -> name) for the VTEP called name."""
+    ipr = compat.open_iproute()
+    try:
+        vtep = links.read_link(ipr, name)
+        names = links.link_names(ipr)
+    finally:
+        ipr.close()
+    nl = wire.NetlinkRoute()
+    try:
+        yield nl, vtep, names
+    finally:
+        nl.close()
+
+
+def plan_without_vtep(dev, peers, protocol=validate.ROUTE_PROTOCOL):
+    """What would be added on a VTEP that does not exist yet (check mode before overlay.mesh.vxlan ran)."""
+    changes = ChangeSet()
+    for peer in peers:
+        changes.add('added', ('neighbour', (peer.family, peer.gw_bytes)), neigh_obj(dev, peer.gw_bytes, peer.mac_bytes))
+        changes.add('added', ('fdb', peer.mac_bytes), fdb_obj(dev, peer.mac_bytes, peer.underlay_bytes))
+        changes.add('added', ('route', (peer.family, peer.dst_bytes, peer.subnet.prefixlen)),
+                    route_obj(dev, peer.family, peer.dst_bytes, peer.subnet.prefixlen, peer.gw_bytes, protocol))
+    return changes
+
+
+def ensure_rt_protos(path, protocol=validate.ROUTE_PROTOCOL, check_mode=False):
+    """Name the route protocol for iproute2 in path (rt_protos.d), atomically, only when it differs."""
+    changes = ChangeSet()
+    if not path:
+        return changes
+    content = '# Written by overlay.mesh: routes of its peers carry this protocol number.\n%d\t%s\n' % (
+        protocol, validate.ROUTE_PROTOCOL_NAME)
+    try:
+        with open(path) as handle:
+            current = handle.read()
+    except (IOError, OSError):
+        current = None
+    if current == content:
+        return changes
+    obj = {'type': 'file', 'path': path, 'content': content}
+    if current is not None:
+        changes.current[('file', path)] = {'type': 'file', 'path': path, 'content': current}
+    changes.add('added' if current is None else 'updated', ('file', path), obj)
+    if check_mode:
+        return changes
+    directory = os.path.dirname(path) or '.'
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    handle, tmp = tempfile.mkstemp(prefix='.overlay-mesh-', dir=directory)
+    try:
+        with os.fdopen(handle, 'w') as stream:
+            stream.write(content)
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return changes

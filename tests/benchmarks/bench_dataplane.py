@@ -1,0 +1,181 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Data-plane benchmark: underlay vs kernel VXLAN vs the UDP backend daemon (run as root).
+
+Boots its own lab (`udpbench`, 2 hosts), then measures iperf3 single-stream TCP (-J, 10 s by
+default) from a container on node1 to a container on node2:
+
+1. underlay: host to host over eth0 (no containers: that is the reference);
+2. vxlan: after `ansible-playbook overlay.mesh.site` (bridge cni0, VTEP mesh.1);
+3. udp: `ip link del mesh.1` on both hosts, then roles/mesh_node/files/overlay-mesh-udp.py runs
+   on each host with the same subnets and peers (device mesh-udp).
+
+A container is a network namespace `ovlu-c` inside the host with a veth pair: one end on cni0,
+the other its eth0 with the subnet's address .200 and a default route via the bridge gateway;
+its MTU is the data path's MTU (1450 for vxlan, 1472 for udp). Prints Gbit/s per phase and the
+ratios; the last line is `SUMMARY underlay=... vxlan=... udp=... udp/vxlan=... (target >= 0.33)
+vxlan/underlay=...`. The lab is taken down whatever happens. A measurement, not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, 'tests', 'lab'))
+
+from overlay_lab import Lab  # noqa: E402  pylint: disable=wrong-import-position
+
+DAEMON = os.path.join(REPO, 'roles', 'mesh_node', 'files', 'overlay-mesh-udp.py')
+LAB_NAME = 'udpbench'
+CONTAINER = 'ovlu-c'
+UDP_MTU_OVERHEAD = 28
+
+
+def host_sh(lab, host, command, check=True, stdin=None):
+    """Run a shell command inside a lab host; return stdout."""
+    proc = lab.exec(host, ['sh', '-c', command], input=stdin)
+    if check and proc.returncode:
+        raise RuntimeError('%s: %s failed (%d): %s' % (host, command, proc.returncode, proc.stderr.strip()))
+    return proc.stdout
+
+
+def ansible_env():
+    env = dict(os.environ)
+    env.update(ANSIBLE_CONFIG=os.path.join(REPO, 'tests', 'ansible.cfg'), ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'),
+               ANSIBLE_CONNECTION_PLUGINS=os.path.join(REPO, 'tests', 'lab', 'connection_plugins'), ANSIBLE_NOCOLOR='1',
+               PATH=os.path.join(REPO, '.venv', 'bin') + os.pathsep + env.get('PATH', ''))
+    return env
+
+
+def bridge_subnet(lab, host):
+    """The host's subnet, read from the bridge the site playbook made (gateway = first address)."""
+    info = json.loads(host_sh(lab, host, 'ip -j -4 address show dev cni0'))
+    entry = info[0]['addr_info'][0]
+    return ipaddress.IPv4Interface('%s/%d' % (entry['local'], entry['prefixlen']))
+
+
+def add_container(lab, host, gateway):
+    address = '%s/%d' % (gateway.network.network_address + 200, gateway.network.prefixlen)
+    host_sh(lab, host, 'ip netns add {c} && ip link add ovlu-h type veth peer name eth0 netns {c} && ip link set ovlu-h master cni0 up && '
+                       'ip -n {c} address add {a} dev eth0 && ip -n {c} link set eth0 up && ip -n {c} link set lo up && '
+                       'ip -n {c} route add default via {g}'.format(c=CONTAINER, a=address, g=gateway.ip))
+    return str(gateway.network.network_address + 200)
+
+
+def set_mtu(lab, host, mtu):
+    host_sh(lab, host, 'ip link set cni0 mtu {m}; ip link set ovlu-h mtu {m}; ip -n {c} link set eth0 mtu {m}'.format(m=mtu, c=CONTAINER))
+
+
+def iperf(lab, client, server, server_address, seconds, in_container):
+    """Single-stream TCP from client to server_address; returns Gbit/s received."""
+    prefix = 'ip netns exec %s ' % CONTAINER if in_container else ''
+    host_sh(lab, server, prefix + 'iperf3 -s -1 -D -B %s' % server_address)
+    time.sleep(0.5)
+    out = host_sh(lab, client, prefix + 'iperf3 -J -t %d -c %s' % (seconds, server_address))
+    result = json.loads(out)
+    return result['end']['sum_received']['bits_per_second'] / 1e9
+
+
+def start_daemon(lab, host, config):
+    with open(DAEMON, encoding='utf-8') as handle:
+        host_sh(lab, host, 'mkdir -p /usr/lib/overlay-mesh /etc/overlay-mesh && cat > /usr/lib/overlay-mesh/overlay-mesh-udp.py', stdin=handle.read())
+    host_sh(lab, host, 'cat > /etc/overlay-mesh/udp.json', stdin=json.dumps(config))
+    pid = host_sh(lab, host, 'setsid python3 /usr/lib/overlay-mesh/overlay-mesh-udp.py /etc/overlay-mesh/udp.json '
+                             '>/var/log/overlay-mesh-udp.log 2>&1 </dev/null & echo $!').strip()
+    for dummy in range(50):
+        if host_sh(lab, host, 'ip route show dev %s' % config['device'], check=False).strip():
+            return pid
+        time.sleep(0.1)
+    raise RuntimeError('%s: the daemon did not come up: %s' % (host, host_sh(lab, host, 'cat /var/log/overlay-mesh-udp.log', check=False)))
+
+
+def measure(lab, state, seconds, log, udp_options=None):
+    hosts = sorted(state['hosts'])
+    client, server = hosts[0], hosts[1]
+    results = {}
+    log('phase 1: underlay, host to host')
+    results['underlay'] = iperf(lab, client, server, state['hosts'][server]['address'], seconds, False)
+    log('  underlay: %.2f Gbit/s' % results['underlay'])
+
+    log('phase 2: vxlan (ansible-playbook overlay.mesh.site)')
+    proc = subprocess.run(['ansible-playbook', '-i', str(lab.inventory_path), 'overlay.mesh.site'], env=ansible_env(),
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise RuntimeError('site playbook failed:\n%s' % proc.stdout[-3000:])
+    gateways = {host: bridge_subnet(lab, host) for host in hosts}
+    addresses = {host: add_container(lab, host, gateways[host]) for host in hosts}
+    vxlan_mtu = int(host_sh(lab, client, 'cat /sys/class/net/mesh.1/mtu'))
+    for host in hosts:
+        set_mtu(lab, host, vxlan_mtu)
+    results['vxlan'] = iperf(lab, client, server, addresses[server], seconds, True)
+    log('  vxlan: %.2f Gbit/s (mtu %d)' % (results['vxlan'], vxlan_mtu))
+
+    log('phase 3: udp daemon (mesh.1 deleted)')
+    underlay_mtu = int(host_sh(lab, client, 'cat /sys/class/net/eth0/mtu'))
+    udp_mtu = underlay_mtu - UDP_MTU_OVERHEAD
+    pids = {}
+    try:
+        for host in hosts:
+            host_sh(lab, host, 'ip link del mesh.1')
+            config = {'device': 'mesh-udp', 'address': str(gateways[host].network.network_address), 'subnet': str(gateways[host].network),
+                      'network': '10.244.0.0/16', 'mtu': udp_mtu, 'port': 8285, 'local': state['hosts'][host]['address'],
+                      'peers': [{'subnet': str(gateways[peer].network), 'underlay': state['hosts'][peer]['address']} for peer in hosts if peer != host]}
+            config.update(udp_options or {})
+            pids[host] = start_daemon(lab, host, config)
+            set_mtu(lab, host, udp_mtu)
+        results['udp'] = iperf(lab, client, server, addresses[server], seconds, True)
+        log('  udp: %.2f Gbit/s (mtu %d)' % (results['udp'], udp_mtu))
+        for host in hosts:
+            host_sh(lab, host, 'kill -USR1 %s; sleep 0.3' % pids[host])
+            stats = json.loads(host_sh(lab, host, 'cat /run/overlay-mesh/udp-stats.json'))
+            count = stats['counters']
+            log('  %s daemon: %d packets from the device (%.0f B average), %d datagrams out, %d in by %d reads, drops %d' % (
+                host, count['tun_rx_packets'], count['tun_rx_bytes'] / max(1, count['tun_rx_packets']), count['udp_tx_packets'],
+                count['udp_rx_packets'], count['udp_rx_reads'], stats['drops_total']))
+    finally:
+        for host, pid in pids.items():
+            host_sh(lab, host, 'kill -TERM %s' % pid, check=False)
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--seconds', type=int, default=10, help='iperf3 duration per phase')
+    parser.add_argument('--udp-options', type=json.loads, default={}, metavar='JSON',
+                        help='extra daemon configuration, e.g. \'{"udp_gso": false}\' or \'{"offload": false}\' to see what a lever brings')
+    parser.add_argument('--keep', action='store_true', help='leave the lab up (take it down with overlay_lab.py down --name %s)' % LAB_NAME)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print('bench_dataplane: run as root (it boots a lab)', file=sys.stderr)
+        return 2
+
+    def log(message):
+        print(message, flush=True)
+
+    lab = Lab(LAB_NAME)
+    try:
+        lab.down(log=lambda message: None)  # a lab left over by an interrupted run
+        state = lab.up(2, log=log)
+        results = measure(lab, state, args.seconds, log, args.udp_options)
+    finally:
+        if not args.keep:
+            lab.down(log=log)
+    udp_vxlan = results['udp'] / results['vxlan']
+    vxlan_underlay = results['vxlan'] / results['underlay']
+    log('udp/vxlan = %.2f, vxlan/underlay = %.2f' % (udp_vxlan, vxlan_underlay))
+    if args.udp_options:
+        log('udp daemon options: %s' % json.dumps(args.udp_options, sort_keys=True))
+    log('SUMMARY underlay=%.2f vxlan=%.2f udp=%.2f Gbit/s udp/vxlan=%.2f (target >= 0.33) vxlan/underlay=%.2f' % (
+        results['underlay'], results['vxlan'], results['udp'], udp_vxlan, vxlan_underlay))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
