@@ -18,12 +18,13 @@ author:
   - overlay.mesh contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
 attributes:
   check_mode:
     support: full
+    details: It only reads.
   diff_mode:
     support: none
+    details: Nothing to show; it changes nothing.
   platform:
     platforms: linux
 options:
