@@ -15,7 +15,7 @@ import socket
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import ChangeSet, EngineError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import (
-    IFF_UP, NetlinkError, first, nested, netlink_error_text,
+    IFF_UP, NetlinkError, first, nested, netlink_error_text, open_iproute,
 )
 
 # Attributes of a VXLAN device the kernel refuses to change in place (EOPNOTSUPP) or that
@@ -414,3 +414,28 @@ class BridgeReconciler(LinkReconciler):
             # forgotten as soon as ports come and go (the bridge falls back to its ports' or 1500).
             self._set('setting MTU %s' % self.mtu, mtu=self.mtu)
         self._set('bringing up', state='up')
+
+
+# ---- entry points for modules and the boot-time unit: both pass the modules' parameters --------
+def reconcile_vxlan(params, check_mode=False):
+    """Reconcile one VTEP (the vxlan module's parameters); returns its ChangeSet."""
+    ipr = open_iproute()
+    try:
+        vtep = VxlanReconciler(ipr, params['name'], vni=params.get('vni'), local=params.get('local'),
+                               underlay_device=params.get('underlay_device'), port=params.get('port', 8472),
+                               learning=params.get('learning', False), mac=params.get('mac'), mtu=params.get('mtu'),
+                               address=params.get('address'), recreate=params.get('recreate', False), state=params['state'])
+        return vtep.reconcile(params['state'], check_mode=check_mode)
+    finally:
+        ipr.close()
+
+
+def reconcile_bridge(params, check_mode=False):
+    """Reconcile one bridge (the bridge module's parameters); returns its ChangeSet."""
+    ipr = open_iproute()
+    try:
+        bridge = BridgeReconciler(ipr, params['name'], addresses=params.get('addresses'), mac=params.get('mac'),
+                                  mtu=params.get('mtu'), state=params['state'])
+        return bridge.reconcile(params['state'], check_mode=check_mode)
+    finally:
+        ipr.close()

@@ -501,3 +501,28 @@ def ensure_rt_protos(path, protocol=validate.ROUTE_PROTOCOL, check_mode=False):
             os.unlink(tmp)
         raise
     return changes
+
+
+def reconcile_peers(params, check_mode=False, with_current=False):
+    """Reconcile the peers of one VTEP (the peers module's parameters).
+
+    Returns (changesets, route protocol, warnings)."""
+    validate.ifname(params['vtep'], 'VTEP name')
+    protocol = validate.route_protocol(params.get('route_protocol', validate.ROUTE_PROTOCOL))
+    peers = normalise_peers(params['peers'])
+    changesets = [ensure_rt_protos(params.get('rt_protos_file'), protocol, check_mode)]
+    warnings = []
+    with open_vtep(params['vtep']) as (nl, vtep, names):
+        if vtep is None:
+            if params['state'] == 'present' and not check_mode:
+                raise validate.ValidationError('VTEP %s does not exist; create it first (overlay.mesh.vxlan)' % params['vtep'])
+            changes = ChangeSet()
+            if params['state'] == 'present':
+                warnings.append('VTEP %s does not exist (yet): reporting every peer as to be added' % params['vtep'])
+                changes = plan_without_vtep(params['vtep'], peers, protocol)
+        else:
+            reconciler = PeerReconciler(nl, vtep, protocol, names)
+            changes = reconciler.reconcile(peers, params['state'], params.get('exclusive', False), check_mode=check_mode,
+                                           with_current=with_current)
+    changesets.append(changes)
+    return changesets, protocol, warnings

@@ -97,20 +97,12 @@ device:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_module as glue
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import open_iproute
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_links import BridgeReconciler
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_links import reconcile_bridge
 
 
 def reconcile(module):
-    params = module.params
-    ipr = open_iproute()
-    try:
-        bridge = BridgeReconciler(ipr, params['name'], addresses=params['addresses'], mac=params['mac'],
-                                  mtu=params['mtu'], state=params['state'])
-        changes = bridge.reconcile(params['state'], check_mode=module.check_mode)
-    finally:
-        ipr.close()
-    return glue.results(module, [changes], device=glue.device_after(changes, params['name']))
+    changes = reconcile_bridge(module.params, check_mode=module.check_mode)
+    return glue.results(module, [changes], device=glue.device_after(changes, module.params['name']))
 
 
 def main():

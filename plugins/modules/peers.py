@@ -161,32 +161,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_module as glue
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as engine
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import ChangeSet
 
 
 def reconcile(module):
-    params = module.params
-    validate.ifname(params['vtep'], 'VTEP name')
-    protocol = validate.route_protocol(params['route_protocol'])
-    peers = engine.normalise_peers(params['peers'])
-    changesets = [engine.ensure_rt_protos(params['rt_protos_file'], protocol, module.check_mode)]
-    warnings = []
-    with engine.open_vtep(params['vtep']) as (nl, vtep, names):
-        if vtep is None:
-            if params['state'] == 'present' and not module.check_mode:
-                raise validate.ValidationError('VTEP %s does not exist; create it first (overlay.mesh.vxlan)' % params['vtep'])
-            changes = ChangeSet()
-            if params['state'] == 'present':
-                warnings.append('VTEP %s does not exist (yet): reporting every peer as to be added' % params['vtep'])
-                changes = engine.plan_without_vtep(params['vtep'], peers, protocol)
-        else:
-            reconciler = engine.PeerReconciler(nl, vtep, protocol, names)
-            changes = reconciler.reconcile(peers, params['state'], params['exclusive'], check_mode=module.check_mode,
-                                           with_current=module._diff)
-    changesets.append(changes)
+    changesets, protocol, warnings = engine.reconcile_peers(module.params, check_mode=module.check_mode, with_current=module._diff)
     for warning in warnings:
         module.warn(warning)
-    return glue.results(module, changesets, route_protocol=protocol, peer_count=len(peers))
+    return glue.results(module, changesets, route_protocol=protocol, peer_count=len(module.params['peers']))
 
 
 def main():

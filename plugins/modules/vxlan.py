@@ -154,22 +154,12 @@ device:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_module as glue
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import open_iproute
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_links import VxlanReconciler
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_links import reconcile_vxlan
 
 
 def reconcile(module):
-    params = module.params
-    ipr = open_iproute()
-    try:
-        vtep = VxlanReconciler(ipr, params['name'], vni=params['vni'], local=params['local'],
-                               underlay_device=params['underlay_device'], port=params['port'],
-                               learning=params['learning'], mac=params['mac'], mtu=params['mtu'],
-                               address=params['address'], recreate=params['recreate'], state=params['state'])
-        changes = vtep.reconcile(params['state'], check_mode=module.check_mode)
-    finally:
-        ipr.close()
-    return glue.results(module, [changes], device=glue.device_after(changes, params['name']))
+    changes = reconcile_vxlan(module.params, check_mode=module.check_mode)
+    return glue.results(module, [changes], device=glue.device_after(changes, module.params['name']))
 
 
 def main():

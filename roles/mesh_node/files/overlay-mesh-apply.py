@@ -17,9 +17,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # pylint: disable=wrong-import-position
-from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as peers_engine  # noqa: E402
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import open_iproute  # noqa: E402
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_links import BridgeReconciler, VxlanReconciler  # noqa: E402
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_links import reconcile_bridge, reconcile_vxlan  # noqa: E402
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_peers import reconcile_peers  # noqa: E402
 
 UNDERLAY_WAIT = 60  # seconds to wait for the underlay address at boot
 
@@ -35,27 +34,19 @@ def report(what, changes):
 
 
 def apply_links(state):
-    ipr = open_iproute()
-    try:
-        bridge = state['bridge']
-        report('bridge ' + bridge['name'], BridgeReconciler(ipr, bridge['name'], addresses=bridge['addresses'], mac=bridge['mac'],
-                                                            mtu=bridge['mtu'], state='present').reconcile('present'))
-        if state['backend'] == 'vxlan':
-            vx = state['vxlan']
-            reconciler = VxlanReconciler(ipr, vx['name'], vni=vx['vni'], local=vx['local'], underlay_device=vx['underlay_device'],
-                                         port=vx['port'], learning=False, mac=vx['mac'], mtu=vx['mtu'], address=vx['address'],
-                                         recreate=True, state='present')
-            report('VTEP ' + vx['name'], reconciler.reconcile('present'))
-    finally:
-        ipr.close()
+    """The bridge and the VTEP, with the same parameters the modules got."""
+    bridge = dict(state['bridge'], state='present')
+    report('bridge ' + bridge['name'], reconcile_bridge(bridge))
+    if state['backend'] == 'vxlan':
+        # At boot the device is ours to recreate if anything about it is off.
+        vtep = dict(state['vxlan'], state='present', learning=False, recreate=True)
+        report('VTEP ' + vtep['name'], reconcile_vxlan(vtep))
 
 
 def apply_peers(state):
-    wanted = state['peers']
-    peers = peers_engine.normalise_peers(wanted['peers'])
-    with peers_engine.open_vtep(wanted['vtep']) as (nl, vtep, names):
-        reconciler = peers_engine.PeerReconciler(nl, vtep, wanted['route_protocol'], names)
-        report('%d peers on %s' % (len(peers), wanted['vtep']), reconciler.reconcile(peers, 'present', True))
+    wanted = dict(state['peers'], state='present', exclusive=True)
+    changesets, unused_protocol, unused_warnings = reconcile_peers(wanted)
+    report('%d peers on %s' % (len(wanted['peers']), wanted['vtep']), changesets[-1])
 
 
 def apply_sysctls(sysctls):
