@@ -268,7 +268,7 @@ def make_config(network=DEFAULT_NETWORK, subnet_len=None, subnet_min=None, subne
 
 def _normalize_mac(value):
     text = _text(value).lower()
-    if not _MAC_RE.match(text):
+    if not _MAC_RE.fullmatch(text):
         raise ValueError('%r is not a MAC address' % (text,))
     digits = text.replace(':', '').replace('-', '')
     return ':'.join(digits[i:i + 2] for i in range(0, 12, 2))
@@ -624,7 +624,7 @@ def _quote(value):
 
 
 def _yaml_key(key):
-    if _PLAIN_KEY_RE.match(key) and key.lower() not in _YAML_WORDS:
+    if _PLAIN_KEY_RE.fullmatch(key) and key.lower() not in _YAML_WORDS:  # not match: $ also matches before a final newline
         return key
     return _quote(key)
 

@@ -9,8 +9,11 @@ grandparent directory is used instead.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,3 +26,9 @@ def _collections_root():
 
 if str(_collections_root()) not in sys.path:
     sys.path.insert(0, str(_collections_root()))
+
+# CI replays the same property-test examples every run, so a red CI means a change broke
+# something; a developer's run explores new examples.
+if os.environ.get('CI'):
+    settings.register_profile('ci', derandomize=True)
+    settings.load_profile('ci')
