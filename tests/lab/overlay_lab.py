@@ -53,6 +53,15 @@ BOOT_TIMEOUT = 90
 STOP_TIMEOUT = 30
 LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root", "TERM": "xterm"}
+# inotify: every booted host holds 8 instances (systemd 5, systemd-logind 1, agetty 1 as root,
+# dbus-daemon 1 as messagebus; counted as distinct anon_inode:inotify files under /proc/*/fd, the
+# same while booting, after boot and during a site run) and about 26 watches. The kernel's limits
+# are per user, and every lab host's root is the machine's root, so labs side by side add up:
+# too few instances and hosts fail to boot with "Too many open files".
+INOTIFY_SYSCTL_DIR = Path("/proc/sys/fs/inotify")
+INOTIFY_PER_HOST = {"max_user_instances": 8, "max_user_watches": 32}
+INOTIFY_SPARE = {"max_user_instances": 32, "max_user_watches": 1024}  # for whatever the machine starts meanwhile
+INOTIFY_STEP = {"max_user_instances": 64, "max_user_watches": 8192}  # a raised limit is a multiple of this
 
 
 class LabError(Exception):
@@ -163,6 +172,82 @@ def spawn_detached(argv: list[str], log_path: Path, cgroups: list[str] = (), env
     if not pid_text:
         raise LabError(f"could not start {argv[0]}")
     return int(pid_text)
+
+
+# ---- inotify limits: enough for every lab host running on the machine ------------------------
+
+def inotify_need(key: str, labs: dict, machine_usage: int) -> int:
+    """What the per-user limit `key` (max_user_instances or max_user_watches) must allow for: the
+    machine's own use (root's processes outside any lab), every lab at the larger of its hosts'
+    planned share and what its hosts hold now (the lab being booted included), and spare.
+    labs: {lab name: (number of hosts, what its hosts hold now)}."""
+    in_labs = sum(max(hosts * INOTIFY_PER_HOST[key], held) for hosts, held in labs.values())
+    return machine_usage + in_labs + INOTIFY_SPARE[key]
+
+
+def inotify_raise_to(limit: int, need: int, step: int) -> int | None:
+    """The value to raise a limit to (need rounded up to a multiple of step), or None when the limit
+    is enough already. A limit is never lowered."""
+    if limit >= need:
+        return None
+    return -(-need // step) * step
+
+
+def inotify_usage(machines: dict) -> tuple[dict, dict]:
+    """Count inotify instances and watches held now: by root outside lab hosts (the machine's own
+    use) and, per lab, by every process in its hosts' cgroups (whatever the user).
+    machines: {machine name (a host's cgroup): lab name}. Returns ({key: n}, {lab: {key: n}})."""
+    machine = dict.fromkeys(INOTIFY_PER_HOST, 0)
+    labs = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fds = [fd for fd in (proc / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify"]
+            if not fds:
+                continue
+            watches = sum((proc / "fdinfo" / fd.name).read_text().count("inotify wd:") for fd in fds)
+            cgroups = (proc / "cgroup").read_text()
+            euid = next(line.split()[2] for line in (proc / "status").read_text().splitlines() if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue  # gone meanwhile
+        found = re.search(r"/overlay-mesh-lab/([^/\n]+)", cgroups)
+        lab = machines.get(found.group(1)) if found else None
+        if lab is not None:
+            counts = labs.setdefault(lab, dict.fromkeys(INOTIFY_PER_HOST, 0))
+        elif euid == "0":
+            counts = machine
+        else:
+            continue
+        counts["max_user_instances"] += len(fds)
+        counts["max_user_watches"] += watches
+    return machine, labs
+
+
+def ensure_inotify_limits(states: dict, reason: str, log=print) -> None:
+    """Raise fs.inotify.max_user_instances / max_user_watches when they are too low for the labs
+    that will run (states: {lab name: its state}, the lab being booted included); fail with the
+    sysctl and the value needed when they cannot be raised."""
+    labs = {name: len(state["hosts"]) for name, state in states.items()}
+    machines = {host["machine"]: name for name, state in states.items() for host in state["hosts"].values()}
+    machine_usage, lab_usage = inotify_usage(machines)
+    for key, step in INOTIFY_STEP.items():
+        path = INOTIFY_SYSCTL_DIR / key
+        limit = int(path.read_text())
+        counts = {name: (hosts, lab_usage.get(name, {}).get(key, 0)) for name, hosts in labs.items()}
+        need = inotify_need(key, counts, machine_usage[key])
+        target = inotify_raise_to(limit, need, step)
+        if target is None:
+            continue
+        why = (f"{reason}: {sum(labs.values())} lab hosts in {len(labs)} lab(s) x {INOTIFY_PER_HOST[key]} per host"
+               f" (or what they hold now), the machine's own {machine_usage[key]}, {INOTIFY_SPARE[key]} spare = {need}"
+               f" (the limit is per user and every lab host runs as root)")
+        try:
+            path.write_text(f"{target}\n")
+        except OSError as err:
+            raise LabError(f"sysctl fs.inotify.{key} is {limit}, too low for {why}, and it cannot be raised ({err});"
+                           f" run `sysctl -w fs.inotify.{key}={target}` as root") from err
+        log(f"raised sysctl fs.inotify.{key} from {limit} to {target}: {why}")
 
 
 # ---- the image -------------------------------------------------------------------------------
@@ -325,6 +410,11 @@ class Lab:
                 host = self.plan_host(index, subnet)
                 state["hosts"][host["name"]] = host
             self.save(state)  # recorded before anything exists, so `down` can undo a failed `up`
+            try:
+                self._ensure_inotify(state, f"lab {self.name} boots {count} hosts", log)
+            except LabError:
+                shutil.rmtree(self.dir)  # nothing was created yet
+                raise
             self._create_switch(state)
             for host in state["hosts"].values():
                 self._create_host_network(state, host)
@@ -335,6 +425,16 @@ class Lab:
             self.write_inventory(state)
             log(f"lab {self.name}: {count} hosts up in {time.monotonic() - started:.1f} s on {subnet}")
             return state
+
+    def _ensure_inotify(self, state: dict, reason: str, log) -> None:
+        """Every lab on the machine, this one included, must fit the inotify limits."""
+        states = {self.name: state}
+        for name in list_labs():
+            with contextlib.suppress(LabError, ValueError, OSError):
+                other = Lab(name).load() if name != self.name else None
+                if other:
+                    states[name] = other
+        ensure_inotify_limits(states, reason, log)
 
     def _create_switch(self, state: dict) -> None:
         ns = state["switch_netns"]
@@ -476,6 +576,7 @@ class Lab:
                 raise LabError(f"lab {self.name} has no host {host_name}")
             host = state["hosts"][host_name]
             started = time.monotonic()
+            self._ensure_inotify(state, f"lab {self.name} reboots {host_name}", log)
             self._stop(host)
             host["nspawn_pid"] = host["nspawn_start"] = None
             self.save(state)
