@@ -137,6 +137,10 @@ bench-leases: deps ## lease allocation for 10 000 hosts
 bench-dataplane: deps ## iperf3 between containers on two lab hosts: underlay, vxlan, udp
 	$(PY) tests/benchmarks/bench_dataplane.py
 
+.PHONY: bench-converge
+bench-converge: deps ## site vs a hand-written ip/bridge playbook, cold and rerun, on 8- and 16-host labs
+	$(PY) tests/benchmarks/bench_converge.py
+
 .PHONY: clean
 clean: ## remove build output (not the venv, not the image cache)
 	rm -rf $(REPO)/.build

@@ -16,9 +16,10 @@ def mesh_peers(leases, hosts, exclude=None):
     peers = []
     for host in sorted(set(hosts)):
         lease = leases.get(host) or {}
-        if host == exclude or not all(lease.get(key) for key in ('subnet', 'address', 'vtep_mac')):
+        underlay = lease.get('underlay') or lease.get('address')  # 'address' in release 0.1
+        if host == exclude or not (lease.get('subnet') and underlay and lease.get('vtep_mac')):
             continue
-        peers.append({'subnet': lease['subnet'], 'vtep_mac': lease['vtep_mac'], 'underlay': lease['address']})
+        peers.append({'subnet': lease['subnet'], 'vtep_mac': lease['vtep_mac'], 'underlay': underlay})
     return peers
 
 

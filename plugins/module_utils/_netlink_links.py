@@ -1,7 +1,9 @@
 # Copyright (c) 2026 overlay.mesh contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Links and their addresses with pyroute2: the VXLAN VTEP and the container bridge.
+"""Links and their addresses with pyroute2: the base of every link reconciler, and the container bridge.
+
+The VXLAN VTEP's reconciler lives with its backend (_backends/vxlan.py).
 
 read the link -> compare only the attributes the user set -> a ChangeSet whose changes
 carry callables -> apply in order -> read back.  Works with pyroute2 0.7.2 and 0.9.x.
@@ -22,11 +24,14 @@ from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat impor
 # this engine treats as identity: changing them means deleting and recreating the device.
 VXLAN_IMMUTABLE = ('vni', 'port', 'local', 'underlay_device')
 _EBUSY = 16
+_EEXIST = 17
+# Plan-and-apply rounds when another run creates the device between our read and our create.
+RECONCILE_ATTEMPTS = 3
 IFA_F_NODAD = 0x02
 
 
 # ---- reading ------------------------------------------------------------------------------
-def _link_from_message(msg):
+def link_from_message(msg):
     kind = nested(msg, 'IFLA_LINKINFO', 'IFLA_INFO_KIND')
     link = {
         'index': msg['index'],
@@ -55,7 +60,7 @@ def read_link(ipr, name):
     if not indexes:
         return None
     try:
-        return _link_from_message(first(ipr.link('get', index=indexes[0])))
+        return link_from_message(first(ipr.link('get', index=indexes[0])))
     except NetlinkError as exc:
         if getattr(exc, 'code', None) == 19:  # vanished in between
             return None
@@ -84,10 +89,16 @@ def _fail(what, exc):
     raise EngineError('%s failed: %s' % (what, netlink_error_text(exc)))
 
 
-def _call(what, func, *args, **kwargs):
+class ObjectAppeared(EngineError):
+    """A link or address did not exist when planned and exists now (another run created it)."""
+
+
+def call(what, func, *args, **kwargs):
     try:
         return func(*args, **kwargs)
     except NetlinkError as exc:
+        if getattr(exc, 'code', None) == _EEXIST and args[:1] == ('add',):
+            raise ObjectAppeared('%s: it appeared meanwhile' % what)
         _fail(what, exc)
     except OSError as exc:
         _fail(what, exc)
@@ -169,7 +180,7 @@ class LinkReconciler(object):
     def _delete(self, name):
         link = read_link(self.ipr, name)
         if link is not None:
-            _call('deleting device %s' % name, self.ipr.link, 'del', index=link['index'])
+            call('deleting device %s' % name, self.ipr.link, 'del', index=link['index'])
 
     def _index(self):
         link = read_link(self.ipr, self.name)
@@ -178,7 +189,7 @@ class LinkReconciler(object):
         return link['index']
 
     def _set(self, what, **kwargs):
-        _call('%s on %s' % (what, self.name), self.ipr.link, 'set', index=self._index(), **kwargs)
+        call('%s on %s' % (what, self.name), self.ipr.link, 'set', index=self._index(), **kwargs)
 
     def _set_mac(self, mac):
         index = self._index()
@@ -188,8 +199,8 @@ class LinkReconciler(object):
             if getattr(exc, 'code', None) != _EBUSY:
                 _fail('setting MAC %s on %s' % (mac, self.name), exc)
             # some drivers only take a new MAC while down (this flushes neighbours and routes)
-            _call('taking %s down to change its MAC' % self.name, self.ipr.link, 'set', index=index, state='down')
-            _call('setting MAC %s on %s' % (mac, self.name), self.ipr.link, 'set', index=index, address=mac)
+            call('taking %s down to change its MAC' % self.name, self.ipr.link, 'set', index=index, state='down')
+            call('setting MAC %s on %s' % (mac, self.name), self.ipr.link, 'set', index=index, address=mac)
 
     def compare_common(self, link, desired):
         """MAC, MTU and up: each a separate link('set') (never mixed with kind data)."""
@@ -239,8 +250,8 @@ class LinkReconciler(object):
             kwargs['flags'] = IFA_F_NODAD
 
         def run():
-            _call('%s address %s on %s' % ('adding' if command == 'add' else 'removing', interface, self.name),
-                  self.ipr.addr, command, index=self._index(), **kwargs)
+            call('%s address %s on %s' % ('adding' if command == 'add' else 'removing', interface, self.name),
+                 self.ipr.addr, command, index=self._index(), **kwargs)
         return run
 
     @staticmethod
@@ -251,10 +262,18 @@ class LinkReconciler(object):
 
     def reconcile(self, state='present', check_mode=False, with_current=True, verify=True):
         """Plan, apply (unless check_mode) and read back.  Returns the ChangeSet."""
-        changes = self.plan(state, with_current)
-        if check_mode or not changes.changed:
-            return changes
-        self.apply(changes)
+        for attempt in range(RECONCILE_ATTEMPTS):
+            changes = self.plan(state, with_current)
+            if check_mode or not changes.changed:
+                return changes
+            try:
+                self.apply(changes)
+                break
+            except ObjectAppeared:
+                # Another run created it between our read and our create: read it again and
+                # reconcile what it made (its MAC is derived, so normally nothing is left to do).
+                if attempt + 1 == RECONCILE_ATTEMPTS:
+                    raise
         if verify:
             left = self.plan(state, with_current=False)
             if left.changed:
@@ -269,120 +288,6 @@ def _sequence(steps):
         for step in steps:
             step()
     return run
-
-
-# ---- the VXLAN VTEP -------------------------------------------------------------------------------
-class VxlanReconciler(LinkReconciler):
-    """A flannel-style VTEP: learning off, explicit MAC, local address, underlay device."""
-
-    kind = 'vxlan'
-    extra_keys = ('vni', 'local', 'underlay_device', 'port', 'learning')
-    # The VTEP's /128 is unique by construction (the node's own subnet): no DAD, usable at once.
-    nodad = True
-
-    def __init__(self, ipr, name, vni=None, local=None, underlay_device=None, port=validate.DEFAULT_VXLAN_PORT,
-                 learning=False, mac=None, mtu=None, address=None, recreate=False, state='present'):
-        super(VxlanReconciler, self).__init__(ipr, name)
-        self.recreate = recreate
-        self._names = None
-        if state != 'present':
-            return
-        if vni is None or local is None or mac is None:
-            raise validate.ValidationError('VTEP %s: vni, local and mac are required with state=present' % name)
-        self.vni = validate.vni(vni, 'VTEP %s VNI' % name)
-        self.port = validate.port(port, 'VTEP %s UDP port' % name)
-        self.mac = validate.mac(mac, 'VTEP %s MAC' % name)
-        self.local = validate.ip_address(local, 'VTEP %s local address' % name)
-        self.learning = bool(learning)
-        self.address = validate.host_address(address, 'VTEP %s overlay address' % name) if address else None
-        self.underlay_device, underlay_mtu = self._resolve_underlay(underlay_device)
-        if mtu is None:
-            self.mtu = underlay_mtu - validate.VXLAN_OVERHEAD[self.local.version]
-        else:
-            self.mtu = validate.mtu(mtu, 'VTEP %s MTU' % name)
-
-    def _resolve_underlay(self, underlay_device):
-        holders = [index for index, interface, _scope in read_addresses(self.ipr) if interface.ip == self.local]
-        if not holders:
-            raise EngineError('VTEP %s: local address %s is not configured on any interface of this host'
-                              % (self.name, self.local))
-        if underlay_device:
-            validate.ifname(underlay_device, 'VTEP %s underlay device' % self.name)
-            link = read_link(self.ipr, underlay_device)
-            if link is None:
-                raise EngineError('VTEP %s: underlay device %s does not exist' % (self.name, underlay_device))
-        else:
-            link = _link_from_message(first(self.ipr.link('get', index=holders[0])))
-        self.underlay_index = link['index']
-        return link['name'], link['mtu']
-
-    def _name_of(self, index):
-        if self._names is None:
-            self._names = link_names(self.ipr)
-        return self._names.get(index, 'if%s' % index)
-
-    def current_view(self, link):
-        view = dict(link)
-        vxlan = link.get('vxlan')
-        if vxlan:
-            view.update({'vni': vxlan['vni'], 'local': vxlan['local'], 'port': vxlan['port'],
-                         'learning': vxlan['learning'],
-                         'underlay_device': self._name_of(vxlan['link']) if vxlan['link'] else None})
-        return view
-
-    def desired_link(self):
-        return {'name': self.name, 'kind': 'vxlan', 'mtu': self.mtu, 'mac': self.mac, 'up': True, 'vni': self.vni,
-                'local': str(self.local), 'underlay_device': self.underlay_device, 'port': self.port,
-                'learning': self.learning}
-
-    def desired_addresses(self):
-        if self.address is None:
-            return []
-        return [ipaddress.ip_interface('%s/%d' % (self.address, self.address.max_prefixlen))]
-
-    def immutable_differences(self, link):
-        vxlan = link['vxlan']
-        current = {'vni': vxlan['vni'], 'port': vxlan['port'],
-                   'local': str(ipaddress.ip_address(vxlan['local'])) if vxlan['local'] else None,
-                   'underlay_device': vxlan['link']}
-        wanted = {'vni': self.vni, 'port': self.port, 'local': str(self.local), 'underlay_device': self.underlay_index}
-        diffs = []
-        for key in VXLAN_IMMUTABLE:
-            if current[key] == wanted[key]:
-                continue
-            if key == 'underlay_device':
-                diffs.append('underlay_device is %s in the kernel, %s requested'
-                             % (self._name_of(current[key]) if current[key] else 'unset', self.underlay_device))
-            else:
-                diffs.append('%s is %s in the kernel, %s requested' % (key, current[key], wanted[key]))
-        return diffs
-
-    def needs_recreate(self, link):
-        diffs = self.immutable_differences(link)
-        if diffs and not self.recreate:
-            raise EngineError('VTEP %s: %s; the kernel cannot change these attributes of a VXLAN device in place'
-                              ' (EOPNOTSUPP). Set recreate=true to delete and recreate the device (its neighbour,'
-                              ' FDB entries and routes are dropped until overlay.mesh.peers runs again)'
-                              % (self.name, '; '.join(diffs)))
-        return bool(diffs)
-
-    def create(self):
-        kwargs = {'ifname': self.name, 'kind': 'vxlan', 'vxlan_id': self.vni, 'vxlan_link': self.underlay_index,
-                  'vxlan_port': self.port, 'vxlan_learning': 1 if self.learning else 0, 'address': self.mac,
-                  'mtu': self.mtu}
-        kwargs['vxlan_local6' if self.local.version == 6 else 'vxlan_local'] = str(self.local)
-        _call('creating VXLAN device %s (VNI %s, local %s, dev %s, MTU %s)'
-              % (self.name, self.vni, self.local, self.underlay_device, self.mtu), self.ipr.link, 'add', **kwargs)
-        self._set('bringing up', state='up')
-
-    def compare(self, link, desired, changes):
-        diffs, steps = self.compare_common(link, desired)
-        if link['vxlan']['learning'] != self.learning:
-            diffs['learning'] = self.learning
-            # VXLAN data goes alone in its own request: no MTU or MAC beside it
-            steps.insert(0, lambda: self._set('setting learning %s' % ('on' if self.learning else 'off'), kind='vxlan',
-                                              vxlan_learning=1 if self.learning else 0))
-        self.add_update(link, diffs, steps, changes)
 
 
 # ---- the container bridge ---------------------------------------------------------------------
@@ -408,7 +313,7 @@ class BridgeReconciler(LinkReconciler):
         return list(self.addresses)
 
     def create(self):
-        _call('creating bridge %s' % self.name, self.ipr.link, 'add', ifname=self.name, kind='bridge', address=self.mac)
+        call('creating bridge %s' % self.name, self.ipr.link, 'add', ifname=self.name, kind='bridge', address=self.mac)
         if self.mtu:
             # A separate 'set' marks the MTU as chosen by the user: an MTU given at creation is
             # forgotten as soon as ports come and go (the bridge falls back to its ports' or 1500).
@@ -416,20 +321,7 @@ class BridgeReconciler(LinkReconciler):
         self._set('bringing up', state='up')
 
 
-# ---- entry points for modules and the boot-time unit: both pass the modules' parameters --------
-def reconcile_vxlan(params, check_mode=False):
-    """Reconcile one VTEP (the vxlan module's parameters); returns its ChangeSet."""
-    ipr = open_iproute()
-    try:
-        vtep = VxlanReconciler(ipr, params['name'], vni=params.get('vni'), local=params.get('local'),
-                               underlay_device=params.get('underlay_device'), port=params.get('port', 8472),
-                               learning=params.get('learning', False), mac=params.get('mac'), mtu=params.get('mtu'),
-                               address=params.get('address'), recreate=params.get('recreate', False), state=params['state'])
-        return vtep.reconcile(params['state'], check_mode=check_mode)
-    finally:
-        ipr.close()
-
-
+# ---- entry point for the bridge module and the node apply ------------------------------------
 def reconcile_bridge(params, check_mode=False):
     """Reconcile one bridge (the bridge module's parameters); returns its ChangeSet."""
     ipr = open_iproute()

@@ -17,10 +17,9 @@ subnet is an error naming it.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import tempfile
 
+from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_compat as compat
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
@@ -50,18 +49,19 @@ def mac_bytes(text):
 
 
 class Peer(object):
-    """A validated remote peer: subnet, its network address (gateway), VTEP MAC, underlay address."""
+    """A validated remote peer: subnet, the address of its VTEP (the subnet's network address, the
+    next hop of its route), VTEP MAC, underlay address."""
 
-    __slots__ = ('subnet', 'gateway', 'mac', 'underlay', 'family', 'gw_bytes', 'dst_bytes', 'mac_bytes', 'underlay_bytes')
+    __slots__ = ('subnet', 'vtep_address', 'mac', 'underlay', 'family', 'vtep_bytes', 'dst_bytes', 'mac_bytes', 'underlay_bytes')
 
     def __init__(self, subnet, mac, underlay):
         self.subnet = subnet
-        self.gateway = subnet.network_address
+        self.vtep_address = subnet.network_address
         self.mac = mac
         self.underlay = underlay
         self.family = _FAMILY[subnet.version]
-        self.gw_bytes = self.gateway.packed
-        self.dst_bytes = self.gateway.packed
+        self.vtep_bytes = self.vtep_address.packed
+        self.dst_bytes = self.vtep_address.packed
         self.mac_bytes = mac_bytes(mac)
         self.underlay_bytes = underlay.packed
 
@@ -203,18 +203,18 @@ class PeerReconciler(object):
         conflicts = []
         for peer in peers:
             family = peer.family
-            # neighbour: gateway -> peer VTEP MAC, permanent
-            key = (family, peer.gw_bytes)
+            # neighbour: peer VTEP address -> peer VTEP MAC, permanent
+            key = (family, peer.vtep_bytes)
             rec = view.neigh.get(key)
             if rec is None or rec.lladdr != peer.mac_bytes or not rec.state & wire.NUD_PERMANENT:
-                body = wire.neigh_body(family, ifindex, wire.NUD_PERMANENT, 0, peer.gw_bytes, peer.mac_bytes)
-                obj = neigh_obj(dev, peer.gw_bytes, peer.mac_bytes)
+                body = wire.neigh_body(family, ifindex, wire.NUD_PERMANENT, 0, peer.vtep_bytes, peer.mac_bytes)
+                obj = neigh_obj(dev, peer.vtep_bytes, peer.mac_bytes)
                 before = None if rec is None else neigh_obj(dev, rec.dst, rec.lladdr, _state_name(rec.state))
                 changes.add('added' if rec is None else 'updated', ('neighbour', key), obj, before,
                             (1, peer, wire.RTM_NEWNEIGH, _REPLACE, body))
             # FDB: peer VTEP MAC -> underlay address, self, permanent
             self._plan_fdb(view, peer, changes)
-            # route: subnet via gateway onlink, our protocol
+            # route: subnet via the peer VTEP address, onlink, our protocol
             rkey = (family, peer.dst_bytes, peer.subnet.prefixlen)
             ours = []
             for rec in view.routes.get(rkey, ()):
@@ -222,17 +222,17 @@ class PeerReconciler(object):
                     ours.append(rec)
                 else:
                     conflicts.append(describe_route(rec, self.devnames))
-            obj = route_obj(dev, family, peer.dst_bytes, peer.subnet.prefixlen, peer.gw_bytes, proto)
+            obj = route_obj(dev, family, peer.dst_bytes, peer.subnet.prefixlen, peer.vtep_bytes, proto)
             if not ours:
                 body = wire.route_body(family, peer.dst_bytes, peer.subnet.prefixlen, proto, flags=wire.RTNH_F_ONLINK,
-                                       gateway=peer.gw_bytes, oif=ifindex)
+                                       gateway=peer.vtep_bytes, oif=ifindex)
                 changes.add('added', ('route', rkey), obj, None, (2, peer, wire.RTM_NEWROUTE, _ROUTE_ADD, body))
                 continue
             first = ours[0]
-            if (first.gateway != peer.gw_bytes or not first.flags & wire.RTNH_F_ONLINK or first.rtype != wire.RTN_UNICAST
+            if (first.gateway != peer.vtep_bytes or not first.flags & wire.RTNH_F_ONLINK or first.rtype != wire.RTN_UNICAST
                     or first.scope != wire.RT_SCOPE_UNIVERSE):
                 body = wire.route_body(family, peer.dst_bytes, peer.subnet.prefixlen, proto, flags=wire.RTNH_F_ONLINK,
-                                       gateway=peer.gw_bytes, oif=ifindex, priority=first.priority)
+                                       gateway=peer.vtep_bytes, oif=ifindex, priority=first.priority)
                 before = route_obj(dev, family, first.dst, first.dst_len, first.gateway, first.protocol,
                                    bool(first.flags & wire.RTNH_F_ONLINK))
                 changes.add('updated', ('route', rkey), obj, before, (2, peer, wire.RTM_NEWROUTE, _REPLACE, body))
@@ -293,14 +293,14 @@ class PeerReconciler(object):
                     yield rec
 
     def _plan_purge(self, view, peers, changes):
-        gateways = set((p.family, p.gw_bytes) for p in peers)
+        vtep_addresses = set((p.family, p.vtep_bytes) for p in peers)
         macs = set(p.mac_bytes for p in peers)
         subnets = set((p.family, p.dst_bytes, p.subnet.prefixlen) for p in peers)
         for rec in self._owned_routes(view):
             if (rec.family, rec.dst, rec.dst_len) not in subnets:
                 self._remove_route(rec, changes)
         for key, rec in view.neigh.items():
-            if key not in gateways and _owned_neigh(rec):
+            if key not in vtep_addresses and _owned_neigh(rec):
                 self._remove_neigh(rec, changes)
         for mac, entries in view.fdb.items():
             if mac not in macs and _owned_fdb(mac, entries):
@@ -312,7 +312,7 @@ class PeerReconciler(object):
                     if rec.protocol == self.protocol and rec.oif == self.ifindex]
             for index, rec in enumerate(ours):
                 self._remove_route(rec, changes, key_suffix=rec.priority if index else None)
-            rec = view.neigh.get((peer.family, peer.gw_bytes))
+            rec = view.neigh.get((peer.family, peer.vtep_bytes))
             if rec is not None and _owned_neigh(rec):
                 self._remove_neigh(rec, changes)
             entries = view.fdb.get(peer.mac_bytes)
@@ -340,7 +340,7 @@ class PeerReconciler(object):
         """Send the planned changes in three batched phases; raise EngineError listing failures.
 
         A peer whose neighbour or FDB entry failed gets no route, so the kernel never ARPs
-        for its gateway.
+        for its VTEP address.
         """
         failed_peers = set()
         errors = []
@@ -460,10 +460,10 @@ def plan_without_vtep(dev, peers, protocol=validate.ROUTE_PROTOCOL):
     """What would be added on a VTEP that does not exist yet (check mode before overlay.mesh.vxlan ran)."""
     changes = ChangeSet()
     for peer in peers:
-        changes.add('added', ('neighbour', (peer.family, peer.gw_bytes)), neigh_obj(dev, peer.gw_bytes, peer.mac_bytes))
+        changes.add('added', ('neighbour', (peer.family, peer.vtep_bytes)), neigh_obj(dev, peer.vtep_bytes, peer.mac_bytes))
         changes.add('added', ('fdb', peer.mac_bytes), fdb_obj(dev, peer.mac_bytes, peer.underlay_bytes))
         changes.add('added', ('route', (peer.family, peer.dst_bytes, peer.subnet.prefixlen)),
-                    route_obj(dev, peer.family, peer.dst_bytes, peer.subnet.prefixlen, peer.gw_bytes, protocol))
+                    route_obj(dev, peer.family, peer.dst_bytes, peer.subnet.prefixlen, peer.vtep_bytes, protocol))
     return changes
 
 
@@ -487,19 +487,7 @@ def ensure_rt_protos(path, protocol=validate.ROUTE_PROTOCOL, check_mode=False):
     changes.add('added' if current is None else 'updated', ('file', path), obj)
     if check_mode:
         return changes
-    directory = os.path.dirname(path) or '.'
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    handle, tmp = tempfile.mkstemp(prefix='.overlay-mesh-', dir=directory)
-    try:
-        with os.fdopen(handle, 'w') as stream:
-            stream.write(content)
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _host.write_atomic(path, content)
     return changes
 
 

@@ -17,9 +17,6 @@ VNI_MAX = 16777215
 # Route protocol number of overlay.mesh (named in /etc/iproute2/rt_protos.d/overlay-mesh.conf).
 ROUTE_PROTOCOL = 217
 ROUTE_PROTOCOL_NAME = 'overlay-mesh'
-DEFAULT_VXLAN_PORT = 8472
-# Outer headers added by VXLAN: IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14; IPv6 adds 20 more.
-VXLAN_OVERHEAD = {4: 50, 6: 70}
 
 
 class ValidationError(ValueError):

@@ -126,7 +126,7 @@ options:
     description:
       - Inventory hostname to the lease record the host keeps itself, as reported by the host. A record is a
         mapping with RV(leases.subnet), RV(leases.ipv6_subnet) (and optionally C(network), C(ipv6_network),
-        C(address), C(vtep_mac)), or the text of the host's flannel C(subnet.env).
+        C(underlay), C(vtep_mac)), or the text of the host's flannel C(subnet.env).
       - Used to rebuild the lease file when it was lost. A record whose own C(network) key names another network than O(network) is ignored
         with a warning.
       - A record that disagrees with the lease file, or claims the subnet of another host, fails the task.
@@ -136,7 +136,7 @@ options:
     description:
       - Inventory hostname to a mapping with the host's underlay C(address), its underlay C(network) (CIDR; an
         interface address such as V(192.168.1.10/24) is fine) and its VTEP C(vtep_mac), each optional.
-      - Address and MAC are stored in the lease file; an underlay address or network that overlaps the overlay
+      - Address and MAC are stored in the lease file (as C(underlay) and C(vtep_mac)); an underlay address or network that overlaps the overlay
         network is an error.
     type: dict
     default: {}
@@ -212,8 +212,8 @@ leases:
   returned: success
   type: dict
   sample:
-    node1: {subnet: 10.244.1.0/24, address: 192.168.64.3, vtep_mac: "c6:d2:32:6f:8f:44"}
-    node2: {subnet: 10.244.2.0/24, address: 192.168.64.4}
+    node1: {subnet: 10.244.1.0/24, underlay: 192.168.64.3, vtep_mac: "c6:d2:32:6f:8f:44"}
+    node2: {subnet: 10.244.2.0/24, underlay: 192.168.64.4}
   contains:
     subnet:
       description: The host's IPv4 subnet.
@@ -225,8 +225,8 @@ leases:
       type: str
       returned: when the overlay has an IPv6 network
       sample: "fd00:244:0:1::/64"
-    address:
-      description: The host's underlay address, when known.
+    underlay:
+      description: The host's underlay address, when known (called C(address) in release 0.1, still read).
       type: str
       returned: when known
       sample: 192.168.64.3

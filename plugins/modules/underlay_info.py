@@ -102,63 +102,9 @@ chosen_by:
   sample: default_route
 """
 
-import ipaddress
-import json
-
 from ansible.module_utils.basic import AnsibleModule
 
-
-class UnderlayError(Exception):
-    pass
-
-
-def _ip_json(module, *args):
-    rc, out, err = module.run_command(['ip', '-j'] + list(args))
-    if rc != 0:
-        raise UnderlayError('ip %s failed: %s' % (' '.join(args), err.strip() or out.strip()))
-    return json.loads(out or '[]')
-
-
-def _global_addresses(links, family):
-    """(interface, address, prefixlen, mtu) of every global address of the family."""
-    wanted = 'inet' if family == 'ipv4' else 'inet6'
-    for link in links:
-        for info in link.get('addr_info', []):
-            if info.get('family') == wanted and info.get('scope') == 'global':
-                yield link['ifname'], info['local'], int(info['prefixlen']), int(link.get('mtu', 1500))
-
-
-def choose_underlay(links, params, route_lookup):
-    """Pick the underlay from `ip -j addr` output, as documented. route_lookup(dest) returns (dev, src)."""
-    family = params['family']
-    addresses = list(_global_addresses(links, family))
-    if params['address']:
-        wanted = ipaddress.ip_address(params['address'])
-        for found in addresses:
-            if ipaddress.ip_address(found[1]) == wanted:
-                return found, 'address'
-        raise UnderlayError('underlay address %s (option address) is not configured on any interface of this host' % wanted)
-    if params['interface']:
-        names = [link['ifname'] for link in links]
-        if params['interface'] not in names:
-            raise UnderlayError('underlay interface %s (option interface) does not exist on this host' % params['interface'])
-        for found in addresses:
-            if found[0] == params['interface']:
-                return found, 'interface'
-        raise UnderlayError('underlay interface %s (option interface) has no global %s address' % (params['interface'], family))
-    if params['reach']:
-        dev, src = route_lookup(params['reach'])
-        chosen_by = 'reach'
-    else:
-        dev, src = route_lookup(None)
-        chosen_by = 'default_route'
-    for found in addresses:
-        if found[0] == dev and (src is None or ipaddress.ip_address(found[1]) == ipaddress.ip_address(src)):
-            return found, chosen_by
-    for found in addresses:
-        if found[0] == dev:
-            return found, chosen_by
-    raise UnderlayError('interface %s (chosen by %s) has no global %s address' % (dev, chosen_by.replace('_', ' '), family))
+from ansible_collections.overlay.mesh.plugins.module_utils import _underlay
 
 
 def main():
@@ -171,37 +117,11 @@ def main():
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    family_flag = '-4' if params['family'] == 'ipv4' else '-6'
-
-    def route_lookup(destination):
-        if destination:
-            try:
-                ipaddress.ip_address(destination)
-            except ValueError:
-                raise UnderlayError('reach: %r is not an IP address' % destination)
-            routes = _ip_json(module, family_flag, 'route', 'get', destination)
-            if not routes:
-                raise UnderlayError('no route to %s (option reach)' % destination)
-        else:
-            routes = _ip_json(module, family_flag, 'route', 'show', 'default')
-            if not routes:
-                raise UnderlayError('this host has no %s default route; set interface, address or reach' % params['family'])
-        return routes[0]['dev'], routes[0].get('prefsrc')
-
     try:
-        for option in ('address', 'reach'):
-            if params[option]:
-                try:
-                    ipaddress.ip_address(params[option])
-                except ValueError:
-                    raise UnderlayError('%s: %r is not an IP address' % (option, params[option]))
-        (interface, address, prefixlen, mtu), chosen_by = choose_underlay(_ip_json(module, 'addr', 'show'), params, route_lookup)
-    except UnderlayError as exc:
+        found = _underlay.find(module.params)
+    except _underlay.UnderlayError as exc:
         module.fail_json(msg=str(exc))
-    network = ipaddress.ip_interface('%s/%d' % (address, prefixlen)).network
-    module.exit_json(changed=False, interface=interface, address=address, prefixlen=prefixlen, network=str(network),
-                     mtu=mtu, family=params['family'], chosen_by=chosen_by)
+    module.exit_json(changed=False, **found)
 
 
 if __name__ == '__main__':

@@ -154,11 +154,11 @@ device:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_module as glue
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_links import reconcile_vxlan
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import vxlan as backend
 
 
 def reconcile(module):
-    changes = reconcile_vxlan(module.params, check_mode=module.check_mode)
+    changes = backend.reconcile_vtep(module.params, check_mode=module.check_mode)
     return glue.results(module, [changes], device=glue.device_after(changes, module.params['name']))
 
 
@@ -170,7 +170,7 @@ def main():
             vni=dict(type='int'),
             local=dict(type='str'),
             underlay_device=dict(type='str'),
-            port=dict(type='int', default=8472),
+            port=dict(type='int', default=backend.DEFAULT_PORT),
             learning=dict(type='bool', default=False),
             mac=dict(type='str'),
             mtu=dict(type='int'),

@@ -58,7 +58,9 @@ FORMAT_VERSION = 1
 # Record fields of one lease, in the order they are written.
 FIELD_V4 = 'subnet'
 FIELD_V6 = 'ipv6_subnet'
-RECORD_FIELDS = (FIELD_V4, FIELD_V6, 'address', 'vtep_mac')
+RECORD_FIELDS = (FIELD_V4, FIELD_V6, 'underlay', 'vtep_mac')
+# The underlay address was called 'address' in records of release 0.1; still read.
+LEGACY_FIELDS = {'address': 'underlay'}
 
 _MAC_RE = re.compile(r'^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}$')
 _PLAIN_KEY_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_.-]*$')
@@ -317,8 +319,12 @@ def _check_record(host, record, source, problems):
             problems.host(host, source, 'unreadable subnet.env text (%s)' % exc)
             return None
     if not isinstance(record, dict):
-        problems.host(host, source, 'expected a mapping with subnet, address, vtep_mac; got %r' % (record,))
+        problems.host(host, source, 'expected a mapping with subnet, underlay, vtep_mac; got %r' % (record,))
         return None
+    for old, new in LEGACY_FIELDS.items():
+        if old in record and new not in record:
+            record = dict(record)
+            record[new] = record.pop(old)
     return record
 
 
@@ -591,12 +597,12 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
             idx = claims[pool.field].get(host)
             if idx is not None:
                 rec[pool.field] = pool.subnet(idx)
-        for key in ('address', 'vtep_mac'):
-            value = under.get(host, {}).get(key)
+        for key, reported in (('underlay', 'address'), ('vtep_mac', 'vtep_mac')):
+            value = under.get(host, {}).get(reported)
             for fallback in (host_recs.get(host), file_recs.get(host)):
                 if value is None and fallback is not None and fallback.get(key):
                     try:
-                        value = _normalize_address(fallback[key]) if key == 'address' else _normalize_mac(fallback[key])
+                        value = _normalize_address(fallback[key]) if key == 'underlay' else _normalize_mac(fallback[key])
                     except ValueError:
                         value = None
             if value is not None:

@@ -7,7 +7,7 @@ default) from a container on node1 to a container on node2:
 
 1. underlay: host to host over eth0 (no containers: that is the reference);
 2. vxlan: after `ansible-playbook overlay.mesh.site` (bridge cni0, VTEP mesh.1);
-3. udp: `ip link del mesh.1` on both hosts, then roles/mesh_node/files/overlay-mesh-udp.py runs
+3. udp: `ip link del mesh.1` on both hosts, then plugins/module_utils/_backends/udp_daemon.py runs
    on each host with the same subnets and peers (device mesh-udp).
 
 A container is a network namespace `ovlu-c` inside the host with a veth pair: one end on cni0,
@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(REPO, 'tests', 'lab'))
 
 from overlay_lab import Lab  # noqa: E402  pylint: disable=wrong-import-position
 
-DAEMON = os.path.join(REPO, 'roles', 'mesh_node', 'files', 'overlay-mesh-udp.py')
+DAEMON = os.path.join(REPO, 'plugins', 'module_utils', '_backends', 'udp_daemon.py')  # runs as a script too
 LAB_NAME = 'udpbench'
 CONTAINER = 'ovlu-c'
 UDP_MTU_OVERHEAD = 28

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / 'tests' / 'lab'))
 
 from overlay_lab import Lab  # noqa: E402  pylint: disable=wrong-import-position
 
-DAEMON = REPO / 'roles' / 'mesh_node' / 'files' / 'overlay-mesh-udp.py'
+DAEMON = REPO / 'plugins' / 'module_utils' / '_backends' / 'udp_daemon.py'  # runs as a script too
 LAB_NAME = 'udpit'
 DEVICE = 'mesh-udp'
 CONFIG = '/etc/overlay-mesh/udp.json'

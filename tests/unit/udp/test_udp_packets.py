@@ -1,21 +1,16 @@
 # Copyright (c) 2026 overlay.mesh contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Packet logic of the UDP backend daemon (roles/mesh_node/files/overlay-mesh-udp.py), no root."""
+"""Packet logic of the UDP backend daemon (plugins/module_utils/_backends/udp_daemon.py), no root."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-DAEMON = Path(__file__).resolve().parents[3] / 'roles' / 'mesh_node' / 'files' / 'overlay-mesh-udp.py'
-SPEC = importlib.util.spec_from_file_location('overlay_mesh_udp', str(DAEMON))
-udp = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(udp)
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import udp_daemon as udp
 
 OFF = udp.VNET_LEN
 CONFIG = {'device': 'mesh-udp', 'address': '10.244.1.0', 'subnet': '10.244.1.0/24', 'network': '10.244.0.0/16', 'mtu': 1472,

@@ -123,7 +123,7 @@ def test_playbook_lifecycle(tmp_path):
     assert result['changed'] is True and result['added'] == ['n1', 'n2', 'n3']
     assert result['lease_file'] == str(lab.lease_file)
     assert lab.lease_file_entries() == {
-        'n1': {'subnet': '10.244.1.0/24', 'address': '192.168.64.3', 'vtep_mac': 'c6:d2:32:6f:8f:44'},
+        'n1': {'subnet': '10.244.1.0/24', 'underlay': '192.168.64.3', 'vtep_mac': 'c6:d2:32:6f:8f:44'},
         'n2': {'subnet': '10.244.2.0/24'}, 'n3': {'subnet': '10.244.3.0/24'}}
     assert (lab.root / 'env' / 'n2.env').read_text() == (
         'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.2.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n')

@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import vxlan as vxlan_backend
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
 
@@ -28,7 +29,7 @@ def ipr():
 def vxlan(ipr, **kwargs):
     args = dict(name='flannel.1', vni=1, local='198.18.0.1', mac=MAC, address='10.244.1.0')
     args.update(kwargs)
-    return links.VxlanReconciler(ipr, **args)
+    return vxlan_backend.VxlanReconciler(ipr, **args)
 
 
 def types(changes):
@@ -111,14 +112,14 @@ def test_foreign_addresses_removed_link_local_kept(ipr):
 
 def test_absent(ipr):
     vxlan(ipr).reconcile()
-    changes = links.VxlanReconciler(ipr, 'flannel.1', state='absent').reconcile('absent')
+    changes = vxlan_backend.VxlanReconciler(ipr, 'flannel.1', state='absent').reconcile('absent')
     assert ('removed', 'link') in types(changes) and not links.read_link(ipr, 'flannel.1')
-    assert not links.VxlanReconciler(ipr, 'flannel.1', state='absent').reconcile('absent').changed
+    assert not vxlan_backend.VxlanReconciler(ipr, 'flannel.1', state='absent').reconcile('absent').changed
 
 
 def test_refuses_other_kinds(ipr):
     with pytest.raises(EngineError, match='eth0 exists and is a physical device, not vxlan'):
-        links.VxlanReconciler(ipr, 'eth0', state='absent').reconcile('absent')
+        vxlan_backend.VxlanReconciler(ipr, 'eth0', state='absent').reconcile('absent')
 
 
 def test_diff_lists_link_and_address(ipr):

@@ -104,7 +104,7 @@ def _peer(subnet='10.244.2.0/24', mac='02:00:00:00:00:02', underlay='198.18.0.2'
 
 def test_peers_normalised():
     peers = normalise_peers([_peer(), _peer('fd00:2::/64', '02:00:00:00:00:03', '198.18.0.3')])
-    assert [str(p.gateway) for p in peers] == ['10.244.2.0', 'fd00:2::']
+    assert [str(p.vtep_address) for p in peers] == ['10.244.2.0', 'fd00:2::']
     assert peers[0].mac == '02:00:00:00:00:02'
 
 

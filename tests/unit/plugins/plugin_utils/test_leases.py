@@ -161,7 +161,7 @@ def test_bad_lease_file_entries_are_reported_with_host():
                 'd': {'subnet': '10.244.4.0/24'}, 'e': {'subnet': '10.244.4.0/24'}}
     problems = problems_of(L.allocate, L.make_config(), ['a'], existing=existing)
     assert problems == [
-        "host c: lease file: expected a mapping with subnet, address, vtep_mac; got 'junk'",
+        "host c: lease file: expected a mapping with subnet, underlay, vtep_mac; got 'junk'",
         'host a: lease file subnet: 10.1.0.0/24 lies outside network 10.244.0.0/16',
         'host b: lease file subnet: 10.244.2.0/25 has length /25, subnet length is /24',
         'subnet 10.244.4.0/24 claimed by two hosts: d (lease file) and e (lease file)',
@@ -182,9 +182,9 @@ def test_underlay_is_stored_normalized_and_an_address_change_keeps_the_subnet():
     config = L.make_config()
     underlay = {'a': {'address': '192.168.1.10', 'network': '192.168.1.10/24', 'vtep_mac': 'C6-D2-32-6F-8F-44'}}
     first = L.allocate(config, ['a'], underlay=underlay)
-    assert first.leases['a'] == {'subnet': '10.244.1.0/24', 'address': '192.168.1.10', 'vtep_mac': 'c6:d2:32:6f:8f:44'}
+    assert first.leases['a'] == {'subnet': '10.244.1.0/24', 'underlay': '192.168.1.10', 'vtep_mac': 'c6:d2:32:6f:8f:44'}
     second = L.allocate(config, ['a'], existing=first.leases, underlay={'a': {'address': '192.168.2.20'}})
-    assert second.leases['a'] == {'subnet': '10.244.1.0/24', 'address': '192.168.2.20', 'vtep_mac': 'c6:d2:32:6f:8f:44'}
+    assert second.leases['a'] == {'subnet': '10.244.1.0/24', 'underlay': '192.168.2.20', 'vtep_mac': 'c6:d2:32:6f:8f:44'}
 
 
 def test_underlay_overlapping_the_overlay_is_an_error_naming_the_host():
@@ -304,7 +304,7 @@ def test_lease_file_layout():
         'network: "10.244.0.0/16"',
         'subnet_len: 24',
         'leases:',
-        '  node1: {subnet: "10.244.1.0/24", address: "192.168.64.3", vtep_mac: "c6:d2:32:6f:8f:44"}',
+        '  node1: {subnet: "10.244.1.0/24", underlay: "192.168.64.3", vtep_mac: "c6:d2:32:6f:8f:44"}',
     ]
     assert L.render_lease_file(config, {}).splitlines()[-1] == 'leases: {}'
 
@@ -313,6 +313,15 @@ def test_hand_written_block_style_lease_file_is_read(tmp_path):
     path = tmp_path / 'leases.yml'
     path.write_text('leases:\n  node1:\n    subnet: 10.244.7.0/24\n    address: 192.168.0.1\n')
     assert L.read_lease_file(str(path))[1] == {'node1': {'subnet': '10.244.7.0/24', 'address': '192.168.0.1'}}
+
+
+def test_release_0_1_records_name_the_underlay_address_address():
+    # 0.1 wrote 'address'; it is read as 'underlay' and written back under the new name
+    existing = {'node1': {'subnet': '10.244.7.0/24', 'address': '192.168.0.1', 'vtep_mac': 'c6:d2:32:6f:8f:44'}}
+    alloc = L.allocate(L.make_config(), ['node1'], existing=existing)
+    assert alloc.leases['node1'] == {'subnet': '10.244.7.0/24', 'underlay': '192.168.0.1', 'vtep_mac': 'c6:d2:32:6f:8f:44'}
+    host_record = {'node1': {'subnet': '10.244.7.0/24', 'address': '192.168.0.1'}}
+    assert L.allocate(L.make_config(), ['node1'], host_records=host_record).leases['node1']['underlay'] == '192.168.0.1'
 
 
 @pytest.mark.parametrize('text, message', [

@@ -2,8 +2,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """overlay.mesh UDP backend: flannel's userspace TUN encapsulation, with TCP offloads.
 
-    python3 overlay-mesh-udp.py /etc/overlay-mesh/udp.json      # run (systemd: Type=notify)
-    python3 overlay-mesh-udp.py --check /etc/overlay-mesh/udp.json
+    /usr/lib/overlay-mesh/overlay-mesh-udp /etc/overlay-mesh/udp.json          # run (systemd: Type=notify)
+    /usr/lib/overlay-mesh/overlay-mesh-udp --check /etc/overlay-mesh/udp.json  # check the configuration
+
+The node apply (overlay.mesh.node, backend "udp", see udp.py beside this file) installs it with
+the rest of the engine under /usr/lib/overlay-mesh and runs it as overlay-mesh-udp.service.
 
 Python 3.8+ standard library only. One TUN device (IFF_TUN | IFF_NO_PI) carries the subnet's
 network address as /32 and a route for the whole overlay network. Every packet read from it goes,
@@ -75,7 +78,11 @@ ICMP_UNREACH, ICMP_NET_UNREACH = 3, 0
 ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED = 11, 0
 ICMP_ERROR_TYPES = frozenset((3, 4, 5, 11, 12))  # never answer an error with an error
 
-DEFAULTS = {'device': 'mesh-udp', 'port': 8285, 'offload': True, 'udp_gso': True, 'stats_file': '/run/overlay-mesh/udp-stats.json',
+DEFAULT_DEVICE = 'mesh-udp'
+DEFAULT_PORT = 8285  # flannel's udp port
+# Outer IPv4 header 20 + UDP 8 (an IPv6 outer header is 20 more); no inner Ethernet header.
+OVERHEAD = {4: 28, 6: 48}
+DEFAULTS = {'device': DEFAULT_DEVICE, 'port': DEFAULT_PORT, 'offload': True, 'udp_gso': True, 'stats_file': '/run/overlay-mesh/udp-stats.json',
             'stats_interval': 10}
 
 # Counter names: the operator's view (docs/udp.md).
@@ -86,7 +93,8 @@ DROPS = ('no_route', 'ttl_expired', 'not_ipv4', 'malformed', 'oversize', 'loop',
 
 
 def log(message):
-    print('overlay-mesh-udp: %s' % message, file=sys.stderr, flush=True)
+    sys.stderr.write('overlay-mesh-udp: %s\n' % message)
+    sys.stderr.flush()
 
 
 # ---- packet logic (pure functions, unit-tested) ---------------------------------------------
@@ -329,7 +337,7 @@ def load_config_dict(raw, path='configuration'):
         local = ipaddress.ip_address(config['local'])
         if not subnet.subnet_of(network) or address not in subnet:
             raise ValueError('subnet %s must be inside network %s and hold address %s' % (subnet, network, address))
-        config['mtu'] = int(config.get('mtu') or 1500 - (28 if local.version == 4 else 48))
+        config['mtu'] = int(config.get('mtu') or 1500 - OVERHEAD[local.version])
         config['port'] = int(config['port'])
         peers = config.get('peers') or []
         for peer in peers:
@@ -684,7 +692,7 @@ def main(argv=None):
         log('configuration: %s' % exc)
         return 2
     if args.check:
-        print('configuration ok: %d peers' % len(config['peers']))
+        sys.stdout.write('configuration ok: %d peers\n' % len(config['peers']))
         return 0
     try:
         Daemon(args.config, config).run()
@@ -695,4 +703,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The overlay.mesh.node_contract filter: a host's node contract from the mesh_node role's variables
+(docs in node_contract.yml, logic in plugin_utils/_node_inputs.py)."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+from ansible.utils.display import Display
+
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_inputs
+
+display = Display()
+
+
+def node_contract(variables, host, info=None, leases=None, members=None, warn_unknown=False):
+    if not isinstance(variables, dict):
+        raise AnsibleFilterError('overlay.mesh.node_contract: the input must be a mapping of mesh_node_* variables')
+    if warn_unknown:
+        for name in _node_inputs.unknown_variables(variables):
+            display.warning('%s: %s is not a variable of the overlay.mesh.mesh_node role (ignored)' % (host, name))
+    try:
+        contract, warnings = _node_inputs.node_contract(dict(variables), str(host), info=info or None,
+                                                        leases=leases or None, members=list(members or []))
+    except _node_inputs.InputError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+    for warning in warnings:
+        display.warning('%s: %s' % (host, warning))
+    return contract
+
+
+class FilterModule:
+    """overlay.mesh filters for the node contract."""
+
+    def filters(self):
+        return {'node_contract': node_contract}

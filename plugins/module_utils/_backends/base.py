@@ -1,0 +1,57 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""What every backend (data path between hosts) provides to the node apply.
+
+A backend is one file in this folder, listed in registry.py. It owns its options (the
+``backend`` mapping of the node contract), the data it needs from each peer, its
+encapsulation overhead, its device and ports, how it is reconciled and torn down. The role,
+the node module and the boot-time apply know backends only through this interface.
+"""
+
+from __future__ import annotations
+
+
+class Backend(object):
+    """Base class: one instance per applied node, with its normalised options in ``params``."""
+
+    name = None
+    # backend.<option> of the node contract (a plain spec, see _spec.py); 'type' is implied.
+    OPTIONS = {}
+    # What each peer entry must carry for this backend (published in every host's lease record).
+    PEER_OPTIONS = {}
+    # Bytes added per packet, by underlay IP version: the overlay MTU is the underlay's minus this.
+    OVERHEAD = {4: 0, 6: 0}
+
+    def __init__(self, params):
+        self.params = params
+
+    @classmethod
+    def normalize(cls, params, machine_id=None):
+        """Fill defaults that depend on other options (device name, derived MAC); returns params."""
+        return params
+
+    @property
+    def device(self):
+        """The device the overlay network is routed into."""
+        return self.params['device']
+
+    def ports(self):
+        """[(protocol, port)] this backend receives on; only peers may send to them."""
+        return []
+
+    def publish(self):
+        """What peers need to know of this host (its lease record carries it)."""
+        return {}
+
+    def same_instance(self, other):
+        """Whether another saved params mapping describes the same device (nothing to tear down)."""
+        return other.get('type') == self.name and other.get('device') == self.device
+
+    def apply(self, node, host):
+        """Reconcile the data path to every peer on the host; changes go to host.report."""
+        raise NotImplementedError
+
+    def teardown(self, host):
+        """Remove everything of this backend instance that is on the host."""
+        raise NotImplementedError

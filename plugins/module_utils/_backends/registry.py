@@ -1,0 +1,23 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The backends the node contract knows, in one place (flannel's pkg/backend/manager.go).
+
+Adding a backend: a file beside this one with a Backend subclass (see base.py), one line here,
+its documentation (docs/backends.md, the node module's and the role's option text) and tests.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import udp, vxlan
+
+BACKENDS = dict((module.Backend.name, module.Backend) for module in (vxlan, udp))
+
+
+def names():
+    return sorted(BACKENDS)
+
+
+def get(name):
+    """The Backend class called name, or None."""
+    return BACKENDS.get(name)

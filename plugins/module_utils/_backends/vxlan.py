@@ -1,0 +1,229 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The vxlan backend: a kernel VXLAN VTEP and, per peer, a permanent neighbour, FDB entry and
+on-link route (flannel's recipe).
+
+Owns the VTEP's reconciler (also used by the overlay.mesh.vxlan module), its defaults (VNI 1,
+UDP port 8472, device mesh.<VNI>), its overhead and its derived MAC. The peers are programmed by
+the raw-netlink engine of _netlink_peers (also behind the overlay.mesh.peers module).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _identity
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as peers_engine
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as wire
+from ansible_collections.overlay.mesh.plugins.module_utils._backends.base import Backend as BaseBackend
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import first, open_iproute
+
+NAME = 'vxlan'
+DEFAULT_VNI = 1
+# The kernel's default VXLAN port (flannel's too); IANA's is 4789.
+DEFAULT_PORT = 8472
+# Outer headers: IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14; an IPv6 outer header is 20 more.
+OVERHEAD = {4: 50, 6: 70}
+# Attributes of a VXLAN device the kernel refuses to change in place (EOPNOTSUPP) or that
+# this engine treats as identity: changing them means deleting and recreating the device.
+VXLAN_IMMUTABLE = ('vni', 'port', 'local', 'underlay_device')
+
+
+def default_device(vni):
+    """mesh.<VNI>, as flannel's flannel.<VNI>."""
+    return 'mesh.%d' % vni
+
+
+class VxlanReconciler(links.LinkReconciler):
+    """A flannel-style VTEP: learning off, explicit MAC, local address, underlay device."""
+
+    kind = 'vxlan'
+    extra_keys = ('vni', 'local', 'underlay_device', 'port', 'learning')
+    # The VTEP's /128 is unique by construction (the node's own subnet): no DAD, usable at once.
+    nodad = True
+
+    def __init__(self, ipr, name, vni=None, local=None, underlay_device=None, port=DEFAULT_PORT,
+                 learning=False, mac=None, mtu=None, address=None, recreate=False, state='present'):
+        super(VxlanReconciler, self).__init__(ipr, name)
+        self.recreate = recreate
+        self._names = None
+        if state != 'present':
+            return
+        if vni is None or local is None or mac is None:
+            raise validate.ValidationError('VTEP %s: vni, local and mac are required with state=present' % name)
+        self.vni = validate.vni(vni, 'VTEP %s VNI' % name)
+        self.port = validate.port(port, 'VTEP %s UDP port' % name)
+        self.mac = validate.mac(mac, 'VTEP %s MAC' % name)
+        self.local = validate.ip_address(local, 'VTEP %s local address' % name)
+        self.learning = bool(learning)
+        self.address = validate.host_address(address, 'VTEP %s overlay address' % name) if address else None
+        self.underlay_device, underlay_mtu = self._resolve_underlay(underlay_device)
+        if mtu is None:
+            self.mtu = underlay_mtu - OVERHEAD[self.local.version]
+        else:
+            self.mtu = validate.mtu(mtu, 'VTEP %s MTU' % name)
+
+    def _resolve_underlay(self, underlay_device):
+        holders = [index for index, interface, _scope in links.read_addresses(self.ipr) if interface.ip == self.local]
+        if not holders:
+            raise EngineError('VTEP %s: local address %s is not configured on any interface of this host'
+                              % (self.name, self.local))
+        if underlay_device:
+            validate.ifname(underlay_device, 'VTEP %s underlay device' % self.name)
+            link = links.read_link(self.ipr, underlay_device)
+            if link is None:
+                raise EngineError('VTEP %s: underlay device %s does not exist' % (self.name, underlay_device))
+        else:
+            link = links.link_from_message(first(self.ipr.link('get', index=holders[0])))
+        self.underlay_index = link['index']
+        return link['name'], link['mtu']
+
+    def _name_of(self, index):
+        if self._names is None:
+            self._names = links.link_names(self.ipr)
+        return self._names.get(index, 'if%s' % index)
+
+    def current_view(self, link):
+        view = dict(link)
+        vxlan = link.get('vxlan')
+        if vxlan:
+            view.update({'vni': vxlan['vni'], 'local': vxlan['local'], 'port': vxlan['port'],
+                         'learning': vxlan['learning'],
+                         'underlay_device': self._name_of(vxlan['link']) if vxlan['link'] else None})
+        return view
+
+    def desired_link(self):
+        return {'name': self.name, 'kind': 'vxlan', 'mtu': self.mtu, 'mac': self.mac, 'up': True, 'vni': self.vni,
+                'local': str(self.local), 'underlay_device': self.underlay_device, 'port': self.port,
+                'learning': self.learning}
+
+    def desired_addresses(self):
+        if self.address is None:
+            return []
+        return [ipaddress.ip_interface('%s/%d' % (self.address, self.address.max_prefixlen))]
+
+    def immutable_differences(self, link):
+        vxlan = link['vxlan']
+        current = {'vni': vxlan['vni'], 'port': vxlan['port'],
+                   'local': str(ipaddress.ip_address(vxlan['local'])) if vxlan['local'] else None,
+                   'underlay_device': vxlan['link']}
+        wanted = {'vni': self.vni, 'port': self.port, 'local': str(self.local), 'underlay_device': self.underlay_index}
+        diffs = []
+        for key in VXLAN_IMMUTABLE:
+            if current[key] == wanted[key]:
+                continue
+            if key == 'underlay_device':
+                diffs.append('underlay_device is %s in the kernel, %s requested'
+                             % (self._name_of(current[key]) if current[key] else 'unset', self.underlay_device))
+            else:
+                diffs.append('%s is %s in the kernel, %s requested' % (key, current[key], wanted[key]))
+        return diffs
+
+    def needs_recreate(self, link):
+        diffs = self.immutable_differences(link)
+        if diffs and not self.recreate:
+            raise EngineError('VTEP %s: %s; the kernel cannot change these attributes of a VXLAN device in place'
+                              ' (EOPNOTSUPP). Set recreate=true to delete and recreate the device (its neighbour,'
+                              ' FDB entries and routes are dropped until overlay.mesh.peers runs again)'
+                              % (self.name, '; '.join(diffs)))
+        return bool(diffs)
+
+    def create(self):
+        kwargs = {'ifname': self.name, 'kind': 'vxlan', 'vxlan_id': self.vni, 'vxlan_link': self.underlay_index,
+                  'vxlan_port': self.port, 'vxlan_learning': 1 if self.learning else 0, 'address': self.mac,
+                  'mtu': self.mtu}
+        kwargs['vxlan_local6' if self.local.version == 6 else 'vxlan_local'] = str(self.local)
+        links.call('creating VXLAN device %s (VNI %s, local %s, dev %s, MTU %s)'
+                   % (self.name, self.vni, self.local, self.underlay_device, self.mtu), self.ipr.link, 'add', **kwargs)
+        self._set('bringing up', state='up')
+
+    def compare(self, link, desired, changes):
+        diffs, steps = self.compare_common(link, desired)
+        if link['vxlan']['learning'] != self.learning:
+            diffs['learning'] = self.learning
+            # VXLAN data goes alone in its own request: no MTU or MAC beside it
+            steps.insert(0, lambda: self._set('setting learning %s' % ('on' if self.learning else 'off'), kind='vxlan',
+                                              vxlan_learning=1 if self.learning else 0))
+        self.add_update(link, diffs, steps, changes)
+
+
+def reconcile_vtep(params, check_mode=False):
+    """Reconcile one VTEP (the vxlan module's parameters); returns its ChangeSet."""
+    ipr = open_iproute()
+    try:
+        vtep = VxlanReconciler(ipr, params['name'], vni=params.get('vni'), local=params.get('local'),
+                               underlay_device=params.get('underlay_device'), port=params.get('port', DEFAULT_PORT),
+                               learning=params.get('learning', False), mac=params.get('mac'), mtu=params.get('mtu'),
+                               address=params.get('address'), recreate=params.get('recreate', False), state=params['state'])
+        return vtep.reconcile(params['state'], check_mode=check_mode)
+    finally:
+        ipr.close()
+
+
+# ---- the backend of the node contract ----------------------------------------------------------
+class Backend(BaseBackend):
+    name = NAME
+    OPTIONS = {
+        'vni': {'type': 'int', 'default': DEFAULT_VNI, 'check': validate.vni},
+        'port': {'type': 'int', 'default': DEFAULT_PORT, 'check': validate.port},
+        'device': {'type': 'str', 'check': validate.ifname},
+        'mac': {'type': 'str', 'check': validate.mac},
+        'recreate': {'type': 'bool', 'default': False},
+    }
+    PEER_OPTIONS = {'vtep_mac': {'type': 'str', 'required': True, 'check': validate.mac}}
+    OVERHEAD = OVERHEAD
+
+    @classmethod
+    def normalize(cls, params, machine_id=None):
+        if params.get('vni') is not None and not params.get('device'):
+            params['device'] = default_device(params['vni'])
+        if not params.get('mac') and machine_id and params.get('device'):
+            params['mac'] = _identity.device_mac(machine_id, params['device'])
+        return params
+
+    def ports(self):
+        return [('udp', self.params['port'])]
+
+    def publish(self):
+        return {'vtep_mac': self.params['mac']}
+
+    def apply(self, node, host):
+        ipr = open_iproute()
+        try:
+            vtep = VxlanReconciler(ipr, self.device, vni=self.params['vni'], local=node.underlay_address,
+                                   underlay_device=node.underlay.get('interface'), port=self.params['port'],
+                                   learning=False, mac=self.params['mac'], mtu=node.mtu,
+                                   address='%s/%d' % (node.vtep_address, node.vtep_address.max_prefixlen),
+                                   # at boot the device is ours to recreate if anything about it is off
+                                   recreate=self.params['recreate'] or host.boot)
+            host.report.changeset(vtep.reconcile('present', check_mode=host.check_mode))
+            link = links.read_link(ipr, self.device)
+            names = links.link_names(ipr)
+        finally:
+            ipr.close()
+        wanted = peers_engine.normalise_peers(
+            [{'subnet': p['subnet'], 'vtep_mac': p['vtep_mac'], 'underlay': p['underlay']} for p in node.peers])
+        if link is None or link.get('kind') != 'vxlan':
+            # check mode on a host where the VTEP is still to be created
+            host.report.changeset(peers_engine.plan_without_vtep(self.device, wanted, node.route_protocol))
+            return
+        with wire.NetlinkRoute() as nl:
+            reconciler = peers_engine.PeerReconciler(nl, link, node.route_protocol, names)
+            host.report.changeset(reconciler.reconcile(wanted, 'present', exclusive=True, check_mode=host.check_mode,
+                                                       with_current=True))
+
+    def teardown(self, host):
+        """Delete the VTEP; its neighbours, FDB entries and routes go with it."""
+        ipr = open_iproute()
+        try:
+            link = links.read_link(ipr, self.device)
+            if link is None or link['kind'] != 'vxlan':
+                return
+            vtep = VxlanReconciler(ipr, self.device, state='absent')
+            host.report.changeset(vtep.reconcile('absent', check_mode=host.check_mode))
+        finally:
+            ipr.close()

@@ -1,0 +1,339 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The host a node is applied to: its files, commands, systemd units and kernel settings,
+in check mode or not, and the report of what changed (one line per object, readable diffs).
+
+Standard library only: the node module and the boot-time apply both use it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
+
+# Everything overlay.mesh writes on a host, in one place.
+STATE_DIR = '/etc/overlay-mesh'
+NODE_FILE = STATE_DIR + '/node.json'
+LIB_DIR = '/usr/lib/overlay-mesh'
+RUN_DIR = '/run/overlay-mesh'
+LOCK_FILE = '/run/overlay-mesh.lock'
+UNIT_DIR = '/etc/systemd/system'
+SYSCTL_FILE = '/etc/sysctl.d/90-overlay-mesh.conf'
+NETWORKD_FILE = '/etc/systemd/network/00-overlay-mesh-unmanaged.network'
+RT_PROTOS_FILE = '/etc/iproute2/rt_protos.d/overlay-mesh.conf'
+# Files of the first release (0.1.0), removed when a host is converged by this one.
+LEGACY_FILES = (STATE_DIR + '/state.json', STATE_DIR + '/identity.json', STATE_DIR + '/lease.json',
+                STATE_DIR + '/subnet.env', STATE_DIR + '/nftables.nft', LIB_DIR + '/overlay-mesh-udp.py')
+LOCK_TIMEOUT = 120
+
+# Order of object kinds in reports and diffs.
+_KIND_ORDER = ('file', 'link', 'address', 'neighbour', 'fdb', 'route', 'sysctl', 'nftables', 'service')
+
+
+def describe(obj):
+    """One line for a kernel object or host object (the dicts of the engine and of this module)."""
+    kind = obj.get('type')
+    if kind == 'link':
+        text = 'link %s %s' % (obj['name'], obj.get('kind') or '')
+        for key in ('vni', 'port', 'local', 'underlay_device'):
+            if obj.get(key) is not None:
+                text += ' %s %s' % ({'underlay_device': 'dev'}.get(key, key), obj[key])
+        if obj.get('learning'):
+            text += ' learning'
+        return '%s mac %s mtu %s%s' % (text, obj.get('mac'), obj.get('mtu'), ' up' if obj.get('up') else ' down')
+    if kind == 'address':
+        return 'address %s dev %s' % (obj['address'], obj['dev'])
+    if kind == 'neighbour':
+        return 'neighbour %s lladdr %s dev %s %s' % (obj['address'], obj['lladdr'], obj['dev'], obj['state'])
+    if kind == 'fdb':
+        return 'fdb %s dst %s dev %s self %s' % (obj['lladdr'], obj['dst'], obj['dev'], obj['state'])
+    if kind == 'route':
+        text = 'route %s' % obj['dst']
+        if obj.get('gateway'):
+            text += ' via %s' % obj['gateway']
+        text += ' dev %s' % obj['dev']
+        if obj.get('onlink'):
+            text += ' onlink'
+        return '%s proto %s' % (text, obj['protocol'])
+    if kind == 'sysctl':
+        # sysctl's own notation: dots between levels, a dot inside a device name shown as a slash
+        return 'sysctl %s = %s' % ('.'.join(part.replace('.', '/') for part in obj['key'].split('/')), obj['value'])
+    if kind in ('file', 'nftables', 'service'):
+        return '%s %s%s' % (kind, obj['name'], (' (%s)' % obj['detail']) if obj.get('detail') else '')
+    return repr(obj)
+
+
+def _order(line):
+    kind = line.split(' ', 1)[0]
+    return (_KIND_ORDER.index(kind) if kind in _KIND_ORDER else len(_KIND_ORDER), line)
+
+
+class Report(object):
+    """What a node apply changed: one line per change, before/after object lines, file diffs."""
+
+    def __init__(self):
+        self.changes = []       # 'added route 10.244.2.0/24 via ...'
+        self.before = set()     # object lines before (owned objects seen)
+        self.after = set()      # object lines after
+        self.file_diffs = []    # Ansible diff dicts, one per changed file
+        self.summaries = {}     # header -> (before lines, after lines): files shown by checksum only
+        self.warnings = []
+
+    @property
+    def changed(self):
+        return bool(self.changes)
+
+    def changeset(self, changes):
+        """Record an engine ChangeSet (kernel objects)."""
+        for change in changes.changes:
+            if change.obj.get('type') == 'file':
+                before = changes.current.get(change.key, {}).get('content', '')
+                self.file(change.obj['path'], before if change.action != 'added' else None, change.obj['content'])
+                continue
+            self.changes.append('%s %s' % (change.action, describe(change.obj)))
+        diff = changes.diff()
+        self.before.update(describe(obj) for obj in diff['before'] if obj.get('type') != 'file')
+        self.after.update(describe(obj) for obj in diff['after'] if obj.get('type') != 'file')
+
+    def object(self, action, obj, before=None):
+        """Record a change of a host object (sysctl, nftables table, service)."""
+        self.changes.append('%s %s' % (action, describe(obj)))
+        if before is not None:
+            self.before.add(describe(before))
+        if action != 'removed':
+            self.after.add(describe(obj))
+
+    def unchanged(self, obj):
+        self.before.add(describe(obj))
+        self.after.add(describe(obj))
+
+    def file(self, path, before, after, show=True):
+        """A file added (before None), updated or removed (after None); show: its content in the diff."""
+        action = 'added' if before is None else 'removed' if after is None else 'updated'
+        self.changes.append('%s file %s' % (action, path))
+        if show:
+            self.file_diffs.append({'before_header': path if before is not None else '/dev/null',
+                                    'after_header': path if after is not None else '/dev/null',
+                                    'before': before or '', 'after': after or ''})
+
+    def summary(self, header, path, before, after):
+        """A file shown as one line (its checksum) in a block of its own (the installed engine)."""
+        action = 'added' if before is None else 'removed' if after is None else 'updated'
+        self.changes.append('%s file %s (%s)' % (action, path, after or before))
+        lines = self.summaries.setdefault(header, ([], []))
+        if before is not None:
+            lines[0].append('%s %s\n' % (path, before))
+        if after is not None:
+            lines[1].append('%s %s\n' % (path, after))
+
+    def diff(self, host_label='kernel and host objects'):
+        """Ansible's diff: the objects first (one line each), then every changed file."""
+        objects = {'before_header': host_label, 'after_header': host_label,
+                   'before': ''.join(line + '\n' for line in sorted(self.before, key=_order)),
+                   'after': ''.join(line + '\n' for line in sorted(self.after, key=_order))}
+        summaries = [{'before_header': header, 'after_header': header, 'before': ''.join(sorted(before)),
+                      'after': ''.join(sorted(after))} for header, (before, after) in sorted(self.summaries.items())]
+        return [objects] + summaries + self.file_diffs
+
+
+class Host(object):
+    """Files, commands, units and kernel settings of the host, honouring check mode.
+
+    boot: the apply runs from overlay-mesh.service at boot; systemd units are left alone (they
+    are what runs it) and services are not started or restarted (systemd orders them itself).
+    """
+
+    def __init__(self, check_mode=False, boot=False, report=None):
+        self.check_mode = check_mode
+        self.boot = boot
+        self.report = report if report is not None else Report()
+        self.installed_changes = set()  # engine modules whose installed copy changed in this run
+        self._lock = None
+
+    # ---- commands ------------------------------------------------------------------------
+    def run(self, argv, check=True, stdin=None):
+        try:
+            proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  universal_newlines=True, check=False)
+        except OSError as exc:
+            raise EngineError('%s: %s (is the package installed?)' % (argv[0], exc))
+        if check and proc.returncode:
+            raise EngineError('%s failed (%d): %s' % (' '.join(argv), proc.returncode,
+                                                      (proc.stderr or proc.stdout).strip()))
+        return proc
+
+    # ---- the lock: two runs at once on one host are serialised --------------------------------
+    def lock(self, path=LOCK_FILE, timeout=LOCK_TIMEOUT):
+        if self.check_mode or self._lock is not None:
+            return
+        handle = open(path, 'a')
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except (IOError, OSError) as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    handle.close()
+                    raise EngineError('another overlay.mesh run holds %s for more than %d s' % (path, timeout))
+                time.sleep(0.1)
+        self._lock = handle
+
+    def unlock(self):
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    # ---- files ---------------------------------------------------------------------------
+    @staticmethod
+    def read(path, binary=False):
+        try:
+            with open(path, 'rb' if binary else 'r') as handle:
+                return handle.read()
+        except (IOError, OSError) as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return None
+            raise EngineError('reading %s: %s' % (path, exc))
+
+    def ensure_file(self, path, content, mode=0o644, summary=None):
+        """Write path atomically when its content or mode differs; True when it (would have) changed.
+
+        summary: show the file as one line (its checksum) in the diff block of that name."""
+        binary = isinstance(content, bytes)
+        current = self.read(path, binary)
+        if current == content:
+            if (os.stat(path).st_mode & 0o7777) == mode:
+                return False
+            self.report.changes.append('updated file %s (mode %04o)' % (path, mode))
+            if not self.check_mode:
+                os.chmod(path, mode)
+            return True
+        if summary:
+            self.report.summary(summary, path, None if current is None else checksum(current), checksum(content))
+        else:
+            self.report.file(path, current, content)
+        if not self.check_mode:
+            write_atomic(path, content, mode)
+        return True
+
+    def remove(self, path, show=True, summary=None):
+        """Remove a file or a directory tree we own; True when it (would have) changed."""
+        if os.path.isdir(path) and not os.path.islink(path):
+            self.report.changes.append('removed directory %s' % path)
+            if not self.check_mode:
+                shutil.rmtree(path)
+            return True
+        if not os.path.lexists(path):
+            return False
+        text = None
+        if (show or summary) and os.path.isfile(path):
+            try:
+                text = self.read(path)
+            except (EngineError, UnicodeDecodeError):
+                text = None
+        if summary:
+            self.report.summary(summary, path, checksum(text or ''), None)
+        else:
+            self.report.file(path, text if text is not None else '', None, show=text is not None)
+        if not self.check_mode:
+            os.unlink(path)
+        return True
+
+    # ---- kernel settings -------------------------------------------------------------------
+    def ensure_sysctl(self, key, value):
+        """Set /proc/sys/<key> (slash notation: device names may hold dots); False when it cannot be set yet."""
+        path = os.path.join('/proc/sys', key)
+        obj = {'type': 'sysctl', 'key': key, 'value': value}
+        current = self.read(path)
+        if current is None:
+            if not self.check_mode or self.boot:
+                return False
+            self.report.object('added', obj)  # the device comes with this run
+            return True
+        if current.strip() == str(value):
+            self.report.unchanged(obj)
+            return True
+        self.report.object('updated', obj, dict(obj, value=current.strip()))
+        if not self.check_mode:
+            try:
+                with open(path, 'w') as handle:
+                    handle.write('%s\n' % value)
+            except (IOError, OSError) as exc:
+                raise EngineError('setting %s to %s: %s' % (key, value, exc))
+        return True
+
+    # ---- systemd ---------------------------------------------------------------------------
+    def systemctl(self, *args, **kwargs):
+        return self.run(['systemctl'] + list(args), **kwargs)
+
+    def ensure_unit(self, name, content, enabled=True, active=False):
+        """The unit file, daemon-reload when it changed, enabled, and (active) started without
+        waiting for it. True when the file changed."""
+        path = os.path.join(UNIT_DIR, name)
+        changed = self.ensure_file(path, content)
+        if self.boot:
+            return changed
+        if changed and not self.check_mode:
+            self.systemctl('daemon-reload')
+        exists = os.path.exists(path)
+        if enabled:
+            state = self.systemctl('is-enabled', name, check=False).stdout.strip() if exists else ''
+            if state != 'enabled':
+                self.report.object('updated', {'type': 'service', 'name': name, 'detail': 'enabled'})
+                if not self.check_mode:
+                    self.systemctl('enable', '--quiet', name)
+        # 'activating': started by the previous run and still waiting for its lock
+        if active and not (exists and self.systemctl('is-active', name, check=False).stdout.strip() in ('active', 'activating',
+                                                                                                        'reloading')):
+            self.report.object('updated', {'type': 'service', 'name': name, 'detail': 'started'})
+            if not self.check_mode:
+                self.systemctl('start', '--no-block', name)
+        return changed
+
+    def remove_unit(self, name, stop=False):
+        path = os.path.join(UNIT_DIR, name)
+        if not os.path.exists(path):
+            return False
+        if not self.boot:
+            if stop and self.systemctl('is-active', '--quiet', name, check=False).returncode == 0:
+                self.report.object('removed', {'type': 'service', 'name': name, 'detail': 'stopped'})
+                if not self.check_mode:
+                    self.systemctl('stop', name)
+            if self.systemctl('is-enabled', '--quiet', name, check=False).returncode == 0 and not self.check_mode:
+                self.systemctl('disable', '--quiet', name)
+        self.remove(path)
+        if not self.check_mode and not self.boot:
+            self.systemctl('daemon-reload')
+        return True
+
+
+def checksum(content):
+    data = content if isinstance(content, bytes) else content.encode('utf-8')
+    return 'sha256 %s' % hashlib.sha256(data).hexdigest()[:16]
+
+
+def write_atomic(path, content, mode=0o644):
+    directory = os.path.dirname(path) or '.'
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    handle, tmp = tempfile.mkstemp(prefix='.overlay-mesh-', dir=directory)
+    try:
+        with os.fdopen(handle, 'wb' if isinstance(content, bytes) else 'w') as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,112 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The overlay's own nftables table: rendered from the node contract, replaced atomically.
+
+Nothing else in the ruleset is touched. One ``nft -f`` transaction creates, empties and refills
+the table, so a reload never leaves a moment without rules. Drift (nftables.service flushing
+the ruleset, a hand edit) is found by comparing the running table's stateless listing with the
+one recorded after the last load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _host
+
+FAMILY = 'inet'
+TABLE = 'overlay_mesh'
+LOADED_FILE = os.path.join(_host.RUN_DIR, 'nftables.nft')
+LISTING_SUM_FILE = os.path.join(_host.RUN_DIR, 'nftables.sum')
+
+
+def render(node, ports):
+    """The table for a normalised node contract; ports: [(protocol, port)] only peers may send to."""
+    net, pod = node['network'], node['subnet']
+    family = 'ip' if node.underlay_version == 4 else 'ip6'
+    lines = [
+        '# overlay.mesh: masquerade for traffic leaving the overlay, forwarding for the overlay network',
+        '# (flannel\'s rules) and the %s backend\'s port(s) open to peers only.' % node['backend']['type'],
+        'table %s %s' % (FAMILY, TABLE),
+        'delete table %s %s' % (FAMILY, TABLE),
+        'table %s %s {' % (FAMILY, TABLE),
+    ]
+    if node['firewall']['peers_only'] and ports:
+        addresses = sorted(set(peer['underlay'] for peer in node['peers']))
+        lines += ['\tset peers {', '\t\ttype %s' % ('ipv4_addr' if family == 'ip' else 'ipv6_addr')]
+        if addresses:
+            lines.append('\t\telements = { %s }' % ', '.join(addresses))
+        lines += ['\t}', '',
+                  '\t# The encapsulation carries no authentication: only peers may send to the backend.',
+                  '\tchain input {', '\t\ttype filter hook input priority filter - 5; policy accept;']
+        for protocol, port in ports:
+            lines.append('\t\t%s dport %d %s saddr != @peers counter drop' % (protocol, port, family))
+        lines += ['\t}', '']
+    lines += ['\tchain forward {', '\t\ttype filter hook forward priority filter - 5; policy accept;',
+              '\t\tip saddr %s accept' % net, '\t\tip daddr %s accept' % net, '\t}']
+    if node['firewall']['masquerade']:
+        lines += ['', '\tchain postrouting {', '\t\ttype nat hook postrouting priority srcnat - 5; policy accept;',
+                  '\t\tip saddr %s ip daddr %s return' % (pod, net),
+                  '\t\tip saddr %s ip daddr %s return' % (net, pod),
+                  '\t\tip saddr != %s ip daddr %s return' % (net, pod),
+                  '\t\tip saddr %s ip daddr != 224.0.0.0/4 masquerade fully-random' % net,
+                  '\t\tip saddr != %s ip daddr %s masquerade fully-random' % (net, net),
+                  '\t}']
+    lines.append('}')
+    return '\n'.join(lines) + '\n'
+
+
+def _listing(host):
+    proc = host.run(['nft', '-s', 'list', 'table', FAMILY, TABLE], check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def _digest(text):
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def ensure(host, text):
+    """Load the table when it is missing, drifted or different from ``text``."""
+    obj = {'type': 'nftables', 'name': '%s %s' % (FAMILY, TABLE)}
+    running = _listing(host)
+    loaded = host.read(LOADED_FILE)
+    recorded = host.read(LISTING_SUM_FILE)
+    if running is not None and loaded == text and recorded and recorded.strip() == _digest(running):
+        host.report.unchanged(obj)
+        return False
+    if running is None:
+        reason = 'missing'
+    elif loaded != text:
+        reason = 'rules changed'
+    else:
+        reason = 'changed outside overlay.mesh'
+    host.report.object('added' if running is None else 'updated', dict(obj, detail=reason),
+                       None if running is None else obj)
+    host.report.file_diffs.append({'before_header': 'nftables table %s %s' % (FAMILY, TABLE),
+                                   'after_header': 'nftables table %s %s' % (FAMILY, TABLE),
+                                   'before': (loaded if loaded and running is not None else running) or '',
+                                   'after': text})
+    # Check mode still asks nft whether it would accept the rules.
+    host.run(['nft', '-c', '-f', '-'], stdin=text)
+    if host.check_mode:
+        return True
+    host.run(['nft', '-f', '-'], stdin=text)
+    _host.write_atomic(LOADED_FILE, text)
+    _host.write_atomic(LISTING_SUM_FILE, _digest(_listing(host) or '') + '\n')
+    return True
+
+
+def remove(host):
+    running = _listing(host)
+    for path in (LOADED_FILE, LISTING_SUM_FILE):
+        if os.path.exists(path) and not host.check_mode:
+            os.unlink(path)
+    if running is None:
+        return False
+    host.report.object('removed', {'type': 'nftables', 'name': '%s %s' % (FAMILY, TABLE)},
+                       {'type': 'nftables', 'name': '%s %s' % (FAMILY, TABLE)})
+    if not host.check_mode:
+        host.run(['nft', 'delete', 'table', FAMILY, TABLE])
+    return True

@@ -1,0 +1,95 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Texts a node writes for other software: flannel's subnet.env, the CNI network, Docker's
+daemon.json settings, systemd-networkd's hands-off file and the boot-time unit.
+Standard library only."""
+
+from __future__ import annotations
+
+import json
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _host
+
+BOOT_UNIT = 'overlay-mesh.service'
+APPLY_COMMAND = _host.LIB_DIR + '/overlay-mesh-apply'
+
+
+def subnet_env(network, subnet, mtu, ipmasq=True, ipv6_network=None, ipv6_subnet=None):
+    """flannel's /run/flannel/subnet.env: FLANNEL_SUBNET is the subnet's first address with its length."""
+    lines = []
+    for prefix, net, sub in (('FLANNEL_', network, subnet), ('FLANNEL_IPV6_', ipv6_network, ipv6_subnet)):
+        if net is not None:
+            lines.append('%sNETWORK=%s' % (prefix, net))
+            lines.append('%sSUBNET=%s/%d' % (prefix, sub.network_address + 1, sub.prefixlen))
+    lines.append('FLANNEL_MTU=%d' % mtu)
+    lines.append('FLANNEL_IPMASQ=%s' % ('true' if ipmasq else 'false'))
+    return '\n'.join(lines) + '\n'
+
+
+def cni_conflist(node):
+    """A CNI network of this host's subnet: the bridge plugin on the node's bridge, host-local IPAM.
+    The node's nftables table masquerades what leaves the overlay, so the plugin does not."""
+    ipam_range = json.dumps([[{'subnet': str(node.subnet), 'gateway': str(node.gateway)}]])
+    return '\n'.join([
+        '{',
+        '  "cniVersion": "1.0.0",',
+        '  "name": %s,' % json.dumps(node['cni']['network_name']),
+        '  "plugins": [',
+        '    {',
+        '      "type": "bridge",',
+        '      "bridge": %s,' % json.dumps(node.bridge['name']),
+        '      "isGateway": true,',
+        '      "ipMasq": false,',
+        '      "hairpinMode": true,',
+        '      "mtu": %d,' % node.mtu,
+        '      "ipam": {',
+        '        "type": "host-local",',
+        '        "ranges": %s,' % ipam_range,
+        '        "routes": [{"dst": "0.0.0.0/0"}]',
+        '      }',
+        '    }',
+        '  ]',
+        '}',
+    ]) + '\n'
+
+
+def cni_conflist_path(data):
+    return '%s/10-%s.conflist' % (data['cni']['conf_dir'].rstrip('/'), data['cni']['network_name'])
+
+
+def docker_settings(node):
+    """What the node sets in /etc/docker/daemon.json: docker0 on this host's subnet, the overlay MTU."""
+    return {'bip': '%s/%d' % (node.gateway, node.subnet.prefixlen), 'mtu': node.mtu}
+
+
+def networkd_unmanaged(devices):
+    return ('# Written by overlay.mesh: it owns these devices. systemd-networkd must neither configure them\n'
+            '# nor remove their routes (ManageForeignRoutes) when it reconfigures them.\n'
+            '[Match]\nName=%s\n\n[Link]\nUnmanaged=yes\n' % ' '.join(devices))
+
+
+def sysctl_conf(settings):
+    return ('# Written by overlay.mesh: forwarding for the container subnet, loose reverse-path filtering\n'
+            '# on the overlay\'s devices (systemd\'s default rp_filter must not drop overlay traffic).\n'
+            + ''.join('%s = %s\n' % (key, value) for key, value in settings))
+
+
+BOOT_UNIT_TEXT = '''# Written by overlay.mesh: reapplies the node after a reboot, without the controller, with the
+# engine the overlay.mesh.node module installed, from the state it saved.
+[Unit]
+Description=overlay.mesh: reapply the node (bridge, backend, peers, nftables table, sysctls, files)
+Wants=network-online.target
+After=network-online.target nftables.service systemd-sysctl.service
+Before=containerd.service docker.service crio.service kubelet.service podman.service
+# nftables.service flushes the whole ruleset when it (re)starts: put the overlay's table back.
+PartOf=nftables.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/python3 %(command)s %(state)s
+
+[Install]
+WantedBy=multi-user.target
+''' % {'command': APPLY_COMMAND, 'state': _host.NODE_FILE}

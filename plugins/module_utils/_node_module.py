@@ -1,0 +1,174 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Ansible glue of the node and node_info modules: arguments in, contract applied, results out.
+
+Everything that runs at boot too is in the engine (_node_spec, _node_apply, ...); this file only
+turns module parameters into a contract and errors and reports into module results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _host
+from ansible_collections.overlay.mesh.plugins.module_utils import _identity
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
+# Not called here, but shipped in the module's payload: node installs it as the boot-time reapply.
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_boot  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_files
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
+from ansible_collections.overlay.mesh.plugins.module_utils import _spec
+from ansible_collections.overlay.mesh.plugins.module_utils import _underlay
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import NetlinkError
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_module import require_pyroute2
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_wire import NetlinkFailure
+
+
+ERRORS = (ValidationError, EngineError, NetlinkFailure, NetlinkError, _underlay.UnderlayError, _identity.IdentityError,
+          OSError)
+LEGACY_IDENTITY = os.path.join(_host.STATE_DIR, 'identity.json')
+LEGACY_RECORD = os.path.join(_host.STATE_DIR, 'lease.json')
+
+
+def node_argument_spec():
+    spec = _spec.ansible_argument_spec(_node_spec.OPTIONS)
+    for option in spec.values():
+        option.pop('required', None)  # required with state=present only (required_if)
+    spec['state'] = dict(type='str', choices=['present', 'absent'], default='present')
+    return spec
+
+
+def contract_of(params):
+    """The contract keys of the module parameters that are set."""
+    return dict((key, value) for key, value in params.items() if key in _node_spec.OPTIONS and value is not None)
+
+
+def fail(module, exc, host=None):
+    extra = {}
+    if isinstance(exc, _spec.SpecError):
+        extra['problems'] = ['%s: %s' % problem for problem in exc.problems]
+        msg = 'node contract refused, nothing changed: %s' % exc
+    else:
+        msg = str(exc)
+    if host is not None and host.report.changes:
+        extra['changes'] = host.report.changes
+        msg += ' (changes made before the failure: %d, listed in changes)' % len(host.report.changes)
+    module.fail_json(msg=msg, **extra)
+
+
+def run_node(module):
+    require_pyroute2(module)
+    host = _host.Host(check_mode=module.check_mode)
+    result = {}
+    try:
+        machine_id = _identity.read_machine_id()
+        previous = _node_apply.read_saved(host)
+        raw = contract_of(module.params)
+        if module.params['state'] == 'present':
+            node = _node_spec.normalize(raw, machine_id=machine_id, underlay_mtu=_underlay.link_mtu)
+            for warning in node.warnings:
+                module.warn(warning)
+            _node_apply.apply(node, host, previous)
+            result.update(node=node.data, publish=node.backend.publish())
+        else:
+            _node_apply.remove(host, _node_spec.removal_record(raw), previous)
+    except ERRORS as exc:  # pylint: disable=catching-non-exception
+        fail(module, exc, host)
+    result['changed'] = host.report.changed
+    result['changes'] = host.report.changes
+    if module._diff:
+        result['diff'] = host.report.diff()
+    module.exit_json(**result)
+
+
+# ---- node_info ----------------------------------------------------------------------------------
+def _json_file(host, path):
+    text = host.read(path)
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def saved_node(host):
+    """(the saved contract normalised, or None; a problem text when it does not validate)."""
+    raw = _json_file(host, _host.NODE_FILE)
+    if raw is None:
+        return None, None
+    try:
+        return _node_spec.normalize(raw), None
+    except ValidationError as exc:
+        return None, '%s does not validate: %s' % (_host.NODE_FILE, exc)
+
+
+def identity(names, saved, machine_id, host):
+    """The bridge's and the backend device's MACs: a MAC once used stays (saved contract, then the
+    first release's identity.json, for the same device), else derived from the machine-id."""
+    legacy = _json_file(host, LEGACY_IDENTITY) or {}
+    bridge = dict(names['bridge'])
+    backend = dict(names['backend'])
+    kind = registry.get(backend.get('type'))
+    if bridge.get('mac'):
+        source = 'given'
+    elif saved is not None and saved.bridge['name'] == bridge['name']:
+        bridge['mac'], source = saved.bridge.get('mac'), 'saved'
+    elif legacy.get('bridge_mac'):
+        bridge['mac'], source = legacy['bridge_mac'], 'first release'
+    else:
+        bridge['mac'], source = _identity.device_mac(machine_id, bridge['name']), 'derived'
+    if kind is not None and not backend.get('mac') and 'mac' in kind.OPTIONS:
+        if saved is not None and saved.backend.same_instance(backend) and saved['backend'].get('mac'):
+            backend['mac'] = saved['backend']['mac']
+        elif legacy.get('vtep_mac'):
+            backend['mac'] = legacy['vtep_mac']
+    backend = kind.normalize(backend, machine_id) if kind is not None else backend
+    publish = kind(backend).publish() if kind is not None else {}
+    return {'bridge': bridge, 'backend': backend, 'publish': publish, 'source': source}
+
+
+def lease_record(saved, host):
+    """This host's own lease record (rebuilds the controller's lease file if that was lost)."""
+    if saved is not None:
+        record = {'network': saved['network'], 'subnet': saved['subnet'], 'underlay': saved.underlay['address']}
+        record.update(saved.backend.publish())
+        return record
+    legacy = _json_file(host, LEGACY_RECORD) or {}
+    if legacy.get('address') and not legacy.get('underlay'):
+        legacy['underlay'] = legacy.pop('address')
+    return legacy
+
+
+def overlay_facts(saved):
+    """What verify and tests need to know of an applied node, derived from its contract."""
+    if saved is None:
+        return {}
+    return {'backend': saved.backend.name, 'device': saved.backend.device, 'ports': [list(p) for p in saved.backend.ports()],
+            'bridge': saved.bridge['name'], 'gateway': str(saved.gateway), 'vtep_address': str(saved.vtep_address),
+            'subnet': str(saved.subnet), 'network': str(saved.network), 'mtu': saved.mtu,
+            'underlay': saved.underlay['address'], 'peers': len(saved.peers),
+            'cni_conflist': _node_files.cni_conflist_path(saved.data), 'subnet_env': saved['subnet_env']}
+
+
+def run_node_info(module):
+    host = _host.Host(check_mode=True)
+    result = {'changed': False}
+    try:
+        saved, problem = saved_node(host)
+        if problem:
+            module.warn(problem)
+        result['node'] = saved.data if saved is not None else {}
+        result['overlay'] = overlay_facts(saved)
+        result['record'] = lease_record(saved, host)
+        if module.params['underlay'] is not None:
+            result['underlay'] = _underlay.find(module.params['underlay'])
+        names = _node_spec.removal_record({'bridge': module.params['bridge'], 'backend': module.params['backend']})
+        result['identity'] = identity(names, saved, _identity.read_machine_id(), host)
+    except ERRORS as exc:  # pylint: disable=catching-non-exception
+        fail(module, exc)
+    module.exit_json(**result)

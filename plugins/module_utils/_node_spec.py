@@ -1,0 +1,305 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The node contract: one versioned, typed description of a node's desired state.
+
+Produced once per host by the mesh_node role (plugin_utils/_node_inputs.py), consumed by the
+overlay.mesh.node module and by the boot-time apply, which all validate it with normalize()
+below and apply it with _node_apply.apply(). Documented in docs/node.md. Standard library only.
+
+    version      1
+    underlay     {address, interface, mtu}     this host's underlay
+    network      10.244.0.0/16                 the overlay network
+    subnet       10.244.1.0/24                 this host's lease
+    mtu          overlay MTU (default: underlay MTU - the backend's overhead)
+    bridge       {name, mac}                   the container bridge; gateway = subnet's first address
+    backend      {type, ...its options}        see _backends/registry.py
+    peers        [{name, subnet, underlay, ...the backend's peer data}]
+    firewall     {peers_only, masquerade}      the overlay's nftables table
+    kernel       {ip_forward, rp_filter}       sysctls
+    route_protocol, subnet_env, cni {conf_dir, network_name}, docker {enabled, restart}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _identity
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
+from ansible_collections.overlay.mesh.plugins.module_utils import _spec
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
+
+VERSION = 1
+DEFAULT_BRIDGE = 'cni0'
+DEFAULT_SUBNET_ENV = '/run/flannel/subnet.env'
+DEFAULT_CNI_CONF_DIR = '/etc/cni/net.d'
+DEFAULT_CNI_NETWORK = 'overlay-mesh'
+DEFAULT_BACKEND = 'vxlan'
+# Below this, the kernel disables IPv6 on a device.
+IPV6_MIN_MTU = 1280
+
+
+def _address(value, what):
+    return str(validate.ip_address(value, what))
+
+
+def _network(value, what):
+    return str(validate.network(value, what))
+
+
+PEER_OPTIONS = {
+    'name': {'type': 'str'},
+    'subnet': {'type': 'str', 'required': True, 'check': _network},
+    'underlay': {'type': 'str', 'required': True, 'check': _address},
+}
+
+OPTIONS = {
+    'version': {'type': 'int', 'default': VERSION, 'choices': [VERSION]},
+    'underlay': {'type': 'dict', 'required': True, 'options': {
+        'address': {'type': 'str', 'required': True, 'check': _address},
+        'interface': {'type': 'str', 'check': validate.ifname},
+        'mtu': {'type': 'int', 'check': validate.mtu},
+    }},
+    'network': {'type': 'str', 'required': True, 'check': _network},
+    'subnet': {'type': 'str', 'required': True, 'check': _network},
+    'mtu': {'type': 'int', 'check': validate.mtu},
+    'bridge': {'type': 'dict', 'options': {
+        'name': {'type': 'str', 'default': DEFAULT_BRIDGE, 'check': validate.ifname},
+        'mac': {'type': 'str', 'check': validate.mac},
+    }},
+    # {type: <backend>, ...}: checked against the backend's own OPTIONS
+    'backend': {'type': 'dict', 'default': {'type': DEFAULT_BACKEND}},
+    # [{name, subnet, underlay, ...}]: checked against PEER_OPTIONS and the backend's PEER_OPTIONS
+    'peers': {'type': 'list', 'elements': 'dict', 'default': []},
+    'firewall': {'type': 'dict', 'options': {
+        'peers_only': {'type': 'bool', 'default': True},
+        'masquerade': {'type': 'bool', 'default': True},
+    }},
+    'kernel': {'type': 'dict', 'options': {
+        'ip_forward': {'type': 'bool', 'default': True},
+        'rp_filter': {'type': 'int', 'default': 2, 'choices': [0, 1, 2]},
+    }},
+    'route_protocol': {'type': 'int', 'default': validate.ROUTE_PROTOCOL, 'check': validate.route_protocol},
+    'subnet_env': {'type': 'path', 'default': DEFAULT_SUBNET_ENV},
+    'cni': {'type': 'dict', 'options': {
+        'conf_dir': {'type': 'path', 'default': DEFAULT_CNI_CONF_DIR},
+        'network_name': {'type': 'str', 'default': DEFAULT_CNI_NETWORK},
+    }},
+    'docker': {'type': 'dict', 'options': {
+        'enabled': {'type': 'bool', 'default': False},
+        'restart': {'type': 'bool', 'default': False},
+    }},
+}
+# What a node needs before its lease is known (the role checks this on every host first).
+LEASE_KEYS = ('subnet', 'peers')
+
+
+class Node(object):
+    """A normalised node contract (``data``, what is saved) with the values derived from it."""
+
+    def __init__(self, data, backend, warnings=()):
+        self.data = data
+        self.backend = backend
+        self.warnings = list(warnings)
+
+    @property
+    def underlay(self):
+        return self.data['underlay']
+
+    @property
+    def underlay_address(self):
+        return ipaddress.ip_address(self.data['underlay']['address'])
+
+    @property
+    def underlay_version(self):
+        return self.underlay_address.version
+
+    @property
+    def network(self):
+        return ipaddress.ip_network(self.data['network'])
+
+    @property
+    def subnet(self):
+        return ipaddress.ip_network(self.data['subnet'])
+
+    @property
+    def vtep_address(self):
+        """The subnet's network address: the backend device's own address (flannel's choice)."""
+        return self.subnet.network_address
+
+    @property
+    def gateway(self):
+        """The subnet's first address: the bridge's, the containers' default gateway."""
+        return self.subnet.network_address + 1
+
+    @property
+    def mtu(self):
+        return self.data['mtu']
+
+    @property
+    def bridge(self):
+        return self.data['bridge']
+
+    @property
+    def peers(self):
+        return self.data['peers']
+
+    @property
+    def route_protocol(self):
+        return self.data['route_protocol']
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+
+def backend_options(backend_class):
+    return dict(backend_class.OPTIONS, type={'type': 'str', 'required': True})
+
+
+def normalize(raw, machine_id=None, underlay_mtu=None, partial=False):
+    """Validate and complete a node contract; returns a Node, or raises SpecError listing every problem.
+
+    machine_id: derive the MACs left out (on the host). underlay_mtu: a function returning the
+    underlay's MTU when the contract does not say it. partial: the lease (subnet, peers) may be
+    missing, and the underlay too (the role's checks before leases are allocated).
+    """
+    checker = _spec.Validator()
+    options = OPTIONS
+    if partial:
+        options = dict(OPTIONS, subnet=dict(OPTIONS['subnet'], required=False),
+                       underlay=dict(OPTIONS['underlay'], required=False, default=None))
+    data = checker.mapping(raw, options)
+    if data is None:
+        checker.raise_problems()
+    backend = _normalize_backend(checker, data, machine_id)
+    if machine_id and data.get('bridge') and data['bridge'].get('name') and not data['bridge'].get('mac'):
+        data['bridge']['mac'] = _identity.device_mac(machine_id, data['bridge']['name'])
+    peer_paths = {}
+    if backend is not None and data.get('peers') is not None:
+        data['peers'], peer_paths = _normalize_peers(checker, data['peers'], backend)
+    warnings = []
+    if backend is not None and data.get('underlay') and data.get('network'):
+        _check_addresses(checker, data, backend, peer_paths)
+        _resolve_mtu(checker, data, backend, underlay_mtu, warnings)
+    checker.raise_problems()
+    return Node(data, backend(data['backend']), warnings)
+
+
+def _normalize_backend(checker, data, machine_id):
+    params = data.get('backend')
+    if params is None:
+        return None
+    kind = params.get('type', DEFAULT_BACKEND)
+    backend = registry.get(kind)
+    if backend is None:
+        checker.problem('backend.type', '%r is not one of %s' % (kind, ', '.join(registry.names())))
+        return None
+    before = len(checker.problems)
+    params = checker.mapping(dict(params, type=kind), backend_options(backend), 'backend')
+    if params is None or len(checker.problems) > before:
+        return None
+    data['backend'] = backend.normalize(params, machine_id)
+    return backend
+
+
+def _normalize_peers(checker, peers, backend):
+    """The peers, sorted; one that does not validate is reported and left out of further checks."""
+    options = dict(PEER_OPTIONS, **backend.PEER_OPTIONS)
+    result = []
+    for index, peer in enumerate(peers):
+        path = 'peers[%d]' % index
+        if not isinstance(peer, dict):
+            checker.problem(path, 'must be a mapping, got %r' % (peer,))
+            continue
+        # Peers carry what every backend needs (a lease record); keep what this one uses.
+        known = dict((key, value) for key, value in peer.items() if key in options)
+        before = len(checker.problems)
+        normalised = checker.mapping(known, options, path)
+        if normalised is not None and len(checker.problems) == before:
+            result.append((index, normalised))
+    paths = dict((id(peer), 'peers[%d]' % index) for index, peer in result)
+    return sorted((peer for _index, peer in result), key=lambda peer: (peer.get('name') or '', peer.get('subnet') or '')), paths
+
+
+def _label(peer):
+    return 'peer %s' % (peer.get('name') or peer['subnet'])
+
+
+def _check_addresses(checker, data, backend, peer_paths):
+    network = ipaddress.ip_network(data['network'])
+    underlay = ipaddress.ip_address(data['underlay']['address'])
+    if underlay in network:
+        checker.problem('underlay.address', '%s lies inside the overlay network %s' % (underlay, network))
+    subnet = ipaddress.ip_network(data['subnet']) if data.get('subnet') else None
+    if subnet is not None:
+        if subnet.version != network.version or not subnet.subnet_of(network):
+            checker.problem('subnet', '%s is not inside the overlay network %s' % (subnet, network))
+        elif subnet.num_addresses < 4:
+            checker.problem('subnet', '%s is too small for a bridge gateway and containers' % subnet)
+    seen = {}
+    for key, value in backend(data['backend']).publish().items():
+        if value:
+            seen[(key, value)] = 'this host'
+    for index, peer in enumerate(data.get('peers') or []):
+        path = peer_paths.get(id(peer), 'peers[%d]' % index)
+        peer_subnet = ipaddress.ip_network(peer['subnet'])
+        if peer_subnet.version != network.version or not peer_subnet.subnet_of(network):
+            checker.problem(path + '.subnet', '%s is not inside the overlay network %s' % (peer_subnet, network))
+        if subnet is not None and peer_subnet.overlaps(subnet):
+            checker.problem(path + '.subnet', '%s overlaps this host\'s subnet %s' % (peer_subnet, subnet))
+        peer_underlay = ipaddress.ip_address(peer['underlay'])
+        if peer_underlay.version != underlay.version:
+            checker.problem(path + '.underlay', '%s is IPv%d but this host\'s underlay %s is IPv%d'
+                            % (peer_underlay, peer_underlay.version, underlay, underlay.version))
+        identities = [('subnet', str(peer_subnet)), ('underlay', str(peer_underlay))]
+        identities += [(key, peer[key]) for key in sorted(backend.PEER_OPTIONS) if peer.get(key)]
+        for key, value in identities:
+            other = seen.get((key, value))
+            if other is not None:
+                checker.problem('%s.%s' % (path, key), '%s %s is also used by %s' % (key, value, other))
+            seen[(key, value)] = _label(peer)
+    if ('underlay', str(underlay)) in seen:
+        checker.problem('underlay.address', '%s is also the underlay of %s' % (underlay, seen[('underlay', str(underlay))]))
+
+
+def _resolve_mtu(checker, data, backend, underlay_mtu, warnings):
+    version = ipaddress.ip_address(data['underlay']['address']).version
+    overhead = backend.OVERHEAD[version]
+    if data['underlay'].get('mtu') is None and underlay_mtu is not None:
+        data['underlay']['mtu'] = underlay_mtu(data['underlay'])
+    link_mtu = data['underlay'].get('mtu')
+    if link_mtu is None:
+        return  # checked where the underlay is known
+    largest = link_mtu - overhead
+    if data.get('mtu') is None:
+        data['mtu'] = largest
+    elif data['mtu'] > largest:
+        checker.problem('mtu', '%d is larger than the underlay MTU %d minus the %s overhead %d (%d at most)'
+                        % (data['mtu'], link_mtu, backend.name, overhead, largest))
+        return
+    if data['mtu'] < 68:
+        checker.problem('mtu', 'the underlay MTU %d minus the %s overhead %d leaves %d, below the IPv4 minimum 68'
+                        % (link_mtu, backend.name, overhead, data['mtu']))
+    elif data['mtu'] < IPV6_MIN_MTU:
+        warnings.append('mtu %d is below %d: the kernel disables IPv6 on the overlay devices' % (data['mtu'], IPV6_MIN_MTU))
+
+
+def saved_backend(data):
+    """The Backend instance a saved contract describes, or None (unknown or damaged record)."""
+    params = (data or {}).get('backend') or {}
+    backend = registry.get(params.get('type'))
+    if backend is None or not params.get('device'):
+        return None
+    return backend(params)
+
+
+def removal_record(raw):
+    """What a (partial) contract names that a node makes: bridge, backend device, file paths."""
+    keys = ('bridge', 'backend', 'subnet_env', 'cni')
+    checker = _spec.Validator()
+    data = checker.mapping(dict((key, raw[key]) for key in keys if raw.get(key) is not None),
+                           dict((key, OPTIONS[key]) for key in keys))
+    if data is not None:
+        _normalize_backend(checker, data, None)
+    checker.raise_problems()
+    return data

@@ -1,0 +1,107 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Find the host's underlay the way flannel does: an explicit address, an explicit interface,
+the interface that reaches an address, else the default route's interface. Reads `ip -j`;
+changes nothing. Standard library only (used by underlay_info, node_info and the node apply).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+
+
+class UnderlayError(Exception):
+    pass
+
+
+def ip_json(*args):
+    try:
+        proc = subprocess.run(['ip', '-j'] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+    except OSError as exc:
+        raise UnderlayError('ip (iproute2) cannot run: %s' % exc)
+    if proc.returncode != 0:
+        raise UnderlayError('ip %s failed: %s' % (' '.join(args), proc.stderr.strip() or proc.stdout.strip()))
+    return json.loads(proc.stdout or '[]')
+
+
+def global_addresses(links, family):
+    """(interface, address, prefixlen, mtu) of every global address of the family."""
+    wanted = 'inet' if family == 'ipv4' else 'inet6'
+    for link in links:
+        for info in link.get('addr_info', []):
+            if info.get('family') == wanted and info.get('scope') == 'global':
+                yield link['ifname'], info['local'], int(info['prefixlen']), int(link.get('mtu', 1500))
+
+
+def route_lookup(destination, family='ipv4'):
+    """(device, preferred source) of the route to destination, or of the default route."""
+    flag = '-4' if family == 'ipv4' else '-6'
+    if destination:
+        routes = ip_json(flag, 'route', 'get', destination)
+        if not routes:
+            raise UnderlayError('no route to %s (option reach)' % destination)
+    else:
+        routes = ip_json(flag, 'route', 'show', 'default')
+        if not routes:
+            raise UnderlayError('this host has no %s default route; set interface, address or reach' % family)
+    return routes[0]['dev'], routes[0].get('prefsrc')
+
+
+def choose(links, params, lookup):
+    """Pick the underlay from `ip -j addr` output. params: address, interface, reach, family.
+
+    Returns ((interface, address, prefixlen, mtu), chosen_by)."""
+    family = params.get('family') or 'ipv4'
+    for option in ('address', 'reach'):
+        if params.get(option):
+            try:
+                ipaddress.ip_address(params[option])
+            except ValueError:
+                raise UnderlayError('%s: %r is not an IP address' % (option, params[option]))
+    addresses = list(global_addresses(links, family))
+    if params.get('address'):
+        wanted = ipaddress.ip_address(params['address'])
+        for found in addresses:
+            if ipaddress.ip_address(found[1]) == wanted:
+                return found, 'address'
+        raise UnderlayError('underlay address %s (option address) is not configured on any interface of this host' % wanted)
+    if params.get('interface'):
+        if params['interface'] not in [link['ifname'] for link in links]:
+            raise UnderlayError('underlay interface %s (option interface) does not exist on this host' % params['interface'])
+        for found in addresses:
+            if found[0] == params['interface']:
+                return found, 'interface'
+        raise UnderlayError('underlay interface %s (option interface) has no global %s address' % (params['interface'], family))
+    chosen_by = 'reach' if params.get('reach') else 'default_route'
+    dev, src = lookup(params.get('reach'))
+    for found in addresses:
+        if found[0] == dev and (src is None or ipaddress.ip_address(found[1]) == ipaddress.ip_address(src)):
+            return found, chosen_by
+    for found in addresses:
+        if found[0] == dev:
+            return found, chosen_by
+    raise UnderlayError('interface %s (chosen by %s) has no global %s address' % (dev, chosen_by.replace('_', ' '), family))
+
+
+def find(params):
+    """The underlay as a dict: interface, address, prefixlen, network, mtu, family, chosen_by."""
+    family = params.get('family') or 'ipv4'
+    (interface, address, prefixlen, mtu), chosen_by = choose(ip_json('addr', 'show'), params,
+                                                             lambda destination: route_lookup(destination, family))
+    network = ipaddress.ip_interface('%s/%d' % (address, prefixlen)).network
+    return {'interface': interface, 'address': address, 'prefixlen': prefixlen, 'network': str(network), 'mtu': mtu,
+            'family': family, 'chosen_by': chosen_by}
+
+
+def link_mtu(underlay):
+    """The MTU of the underlay interface (named, or the one holding the address)."""
+    family = 'ipv6' if ':' in underlay['address'] else 'ipv4'
+    params = {'interface': underlay['interface']} if underlay.get('interface') else {'address': underlay['address']}
+    params['family'] = family
+    (interface, _address, _prefixlen, mtu), _chosen = choose(ip_json('addr', 'show'), params, None)
+    del interface
+    return mtu

@@ -1,0 +1,264 @@
+#!/usr/bin/python
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: node
+short_description: Make a host a node of a flannel-style overlay in one call, from its node contract
+version_added: 0.2.0
+description:
+  - Applies the whole node described by its options - the node contract, see C(docs/node.md) - in one call - the
+    container bridge, the data path of O(backend) to every peer, kernel settings, the overlay's own nftables table,
+    flannel's C(subnet.env), a CNI network, optionally Docker's C(bip) and C(mtu), and a boot-time unit
+    (C(overlay-mesh.service)) that reapplies the same contract with the same code after a reboot, without the
+    controller.
+  - The contract is validated by the same spec on the controller (the P(overlay.mesh.node_contract#filter) filter),
+    here and at boot; every problem is reported at once, naming the option.
+  - The MACs of the bridge and of the backend's device, when not given, are derived from C(/etc/machine-id) and the
+    device name, so every run - two at once included - and every boot gives the same MAC.
+  - Nothing the collection does not own is touched - routes of other protocols, other devices, other nftables
+    tables, other settings in C(daemon.json). What an earlier contract made and this one does not (another
+    backend, a renamed bridge) is removed, as recorded in C(/etc/overlay-mesh/node.json).
+  - Two runs at once on one host are serialised by a lock (C(/run/overlay-mesh.lock)).
+  - The modules M(overlay.mesh.bridge), M(overlay.mesh.vxlan) and M(overlay.mesh.peers) remain as building blocks on
+    the same engine.
+author:
+  - overlay.mesh contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - overlay.mesh.attributes
+  - overlay.mesh.attributes.NETLINK
+attributes:
+  diff_mode:
+    details:
+      - One text diff of the kernel and host objects the node owns, one line each (links, addresses, neighbours, FDB
+        entries, routes, sysctls, the nftables table, services), then one diff per configuration file changed. The
+        engine installed under C(/usr/lib/overlay-mesh) shows as one line per file with its checksum.
+options:
+  state:
+    description:
+      - V(present) applies the contract; V(absent) removes everything the node made (as recorded on the host, and the
+        bridge and backend named in the options), and leaves C(ip_forward) and C(daemon.json) as they are.
+    type: str
+    choices: [present, absent]
+    default: present
+  version:
+    description:
+      - Version of the node contract.
+    type: int
+    choices: [1]
+    default: 1
+  underlay:
+    description:
+      - This host's underlay, as M(overlay.mesh.node_info) or M(overlay.mesh.underlay_info) report it. Required with
+        O(state=present).
+    type: dict
+    suboptions:
+      address:
+        description:
+          - The host's underlay address, configured on one of its interfaces.
+        type: str
+        required: true
+      interface:
+        description:
+          - The underlay interface; the one holding O(underlay.address) by default.
+        type: str
+      mtu:
+        description:
+          - The underlay interface's MTU; read from the interface by default.
+        type: int
+  network:
+    description:
+      - The overlay network, for example V(10.244.0.0/16). Required with O(state=present).
+    type: str
+  subnet:
+    description:
+      - This host's subnet of O(network) (its lease), for example V(10.244.1.0/24). Its first address is the bridge's
+        (the containers' gateway), its network address the backend device's. Required with O(state=present).
+    type: str
+  mtu:
+    description:
+      - MTU of the overlay (bridge and backend device). By default the underlay MTU minus the backend's overhead
+        (vxlan 50, udp 28; 20 more on an IPv6 underlay). A larger value is refused; below 1280 warns that IPv6 is
+        disabled on the overlay devices.
+    type: int
+  bridge:
+    description:
+      - The container bridge.
+    type: dict
+    suboptions:
+      name:
+        description:
+          - Name of the bridge.
+        type: str
+        default: cni0
+      mac:
+        description:
+          - MAC of the bridge; derived from C(/etc/machine-id) and the name by default.
+        type: str
+  backend:
+    description:
+      - The data path between hosts, V(type) and that backend's options (C(docs/backends.md)).
+      - "V(type=vxlan): C(vni) (default 1), C(port) (8472), C(device) (C(mesh.<vni>)), C(mac) (derived from
+        C(/etc/machine-id)), C(recreate) (false; allow recreating the device when the VNI or port changes). Each peer
+        needs C(vtep_mac)."
+      - "V(type=udp): C(port) (8285), C(device) (C(mesh-udp)); a userspace daemon, C(overlay-mesh-udp.service)."
+    type: dict
+    default: {type: vxlan}
+  peers:
+    description:
+      - Every other host of the overlay, with C(subnet), C(underlay) (its underlay address), optionally C(name), and
+        the data its backend needs (C(vtep_mac) for vxlan). Owned entries of hosts not listed are removed.
+    type: list
+    elements: dict
+    default: []
+  firewall:
+    description:
+      - The overlay's nftables table C(inet overlay_mesh), replaced atomically; nothing else in the ruleset is touched.
+    type: dict
+    suboptions:
+      peers_only:
+        description:
+          - Accept the backend's port only from the peers' underlay addresses (the encapsulation has no authentication).
+        type: bool
+        default: true
+      masquerade:
+        description:
+          - Masquerade traffic leaving the overlay (flannel's C(--ip-masq)); also written as C(FLANNEL_IPMASQ).
+        type: bool
+        default: true
+  kernel:
+    description:
+      - Kernel settings, persisted in C(/etc/sysctl.d/90-overlay-mesh.conf) and set now.
+    type: dict
+    suboptions:
+      ip_forward:
+        description:
+          - Turn on forwarding (the host routes its containers' traffic).
+        type: bool
+        default: true
+      rp_filter:
+        description:
+          - Reverse-path filtering on the bridge and the backend device; V(2) (loose) lets overlay traffic through.
+        type: int
+        choices: [0, 1, 2]
+        default: 2
+  route_protocol:
+    description:
+      - Route protocol number marking the overlay's routes as the collection's own (named C(overlay-mesh) in
+        C(/etc/iproute2/rt_protos.d)).
+    type: int
+    default: 217
+  subnet_env:
+    description:
+      - Where flannel's C(subnet.env) is written (it is rewritten at every boot).
+    type: path
+    default: /run/flannel/subnet.env
+  cni:
+    description:
+      - The CNI network of this host's subnet (C(bridge) plugin, C(host-local) IPAM).
+    type: dict
+    suboptions:
+      conf_dir:
+        description:
+          - Directory of the CNI configuration; the file is C(10-<network_name>.conflist).
+        type: path
+        default: /etc/cni/net.d
+      network_name:
+        description:
+          - Name of the CNI network.
+        type: str
+        default: overlay-mesh
+  docker:
+    description:
+      - Docker's C(docker0) on this host's subnet.
+    type: dict
+    suboptions:
+      enabled:
+        description:
+          - Set C(bip) and C(mtu) in C(/etc/docker/daemon.json), keeping every other setting.
+        type: bool
+        default: false
+      restart:
+        description:
+          - Restart Docker (if it runs) when C(daemon.json) changed; off so running containers are not stopped.
+        type: bool
+        default: false
+seealso:
+  - module: overlay.mesh.node_info
+  - module: overlay.mesh.subnet_leases
+  - plugin: overlay.mesh.node_contract
+    plugin_type: filter
+    description: How the mesh_node role builds every host's contract from the inventory.
+'''
+
+EXAMPLES = r'''
+- name: A node of a VXLAN mesh with two peers
+  overlay.mesh.node:
+    underlay: {address: 198.18.0.11, interface: eth0}
+    network: 10.244.0.0/16
+    subnet: 10.244.1.0/24
+    backend: {type: vxlan, vni: 1}
+    peers:
+      - {name: node2, subnet: 10.244.2.0/24, underlay: 198.18.0.12, vtep_mac: "02:5e:11:a0:3c:01"}
+      - {name: node3, subnet: 10.244.3.0/24, underlay: 198.18.0.13, vtep_mac: "02:9b:47:0d:e2:7a"}
+
+- name: The same node on the udp backend, without masquerading
+  overlay.mesh.node:
+    underlay: {address: 198.18.0.11}
+    network: 10.244.0.0/16
+    subnet: 10.244.1.0/24
+    backend: {type: udp}
+    firewall: {masquerade: false}
+    peers: "{{ node_peers }}"
+
+- name: Take the node away
+  overlay.mesh.node:
+    state: absent
+'''
+
+RETURN = r'''
+changes:
+  description: One line per object added, updated or removed (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - added link mesh.1 vxlan vni 1 port 8472 local 198.18.0.11 dev eth0 mac 02:5e:11:a0:3c:01 mtu 1450 up
+    - added route 10.244.2.0/24 via 10.244.2.0 dev mesh.1 onlink proto overlay-mesh
+    - updated file /run/flannel/subnet.env
+node:
+  description: The normalised contract as applied and saved in C(/etc/overlay-mesh/node.json) (MTU and MACs filled in).
+  returned: when O(state=present)
+  type: dict
+  sample: {version: 1, network: 10.244.0.0/16, subnet: 10.244.1.0/24, mtu: 1450, bridge: {name: cni0, mac: "02:1c:…"}}
+publish:
+  description: What the peers of this host need to know of it (its lease record carries it), for example C(vtep_mac).
+  returned: when O(state=present)
+  type: dict
+  sample: {vtep_mac: "02:5e:11:a0:3c:01"}
+problems:
+  description: "Every option refused, one C(<option>: <message>) each, when the contract does not validate."
+  returned: failure
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_module
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=_node_module.node_argument_spec(),
+        required_if=[('state', 'present', ('underlay', 'network', 'subnet'))],
+        supports_check_mode=True,
+    )
+    _node_module.run_node(module)
+
+
+if __name__ == '__main__':
+    main()

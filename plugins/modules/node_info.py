@@ -1,0 +1,157 @@
+#!/usr/bin/python
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: node_info
+short_description: Read what a host of the overlay is and has - underlay, stable MACs, applied node contract
+version_added: 0.2.0
+description:
+  - Reads, changes nothing. The mesh_node role runs it first on every host, before any change; the verify playbook
+    and tests use it instead of reading the collection's private files.
+  - RV(node) is the contract M(overlay.mesh.node) applied last (C(/etc/overlay-mesh/node.json)), and RV(overlay) the
+    values derived from it (bridge gateway, MTU, backend device and ports).
+  - RV(identity) gives the MACs the host's bridge and backend device have or will have - the saved ones for the same
+    device names, else derived from C(/etc/machine-id) and the device name - and what the host publishes to its
+    peers (RV(identity.publish)).
+  - With O(underlay), the underlay is found as M(overlay.mesh.underlay_info) does.
+author:
+  - overlay.mesh contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: It only reads.
+  diff_mode:
+    support: none
+    details: Nothing to show; it changes nothing.
+  platform:
+    platforms: linux
+options:
+  underlay:
+    description:
+      - Find the underlay - O(underlay.address), else O(underlay.interface), else the interface that reaches
+        O(underlay.reach), else the default route's interface. Left out, RV(underlay) is not returned.
+    type: dict
+    suboptions:
+      address:
+        description: Use this address, configured on an interface of the host.
+        type: str
+      interface:
+        description: Use this interface and its first global address.
+        type: str
+      reach:
+        description: Use the interface and source address that reach this address.
+        type: str
+      family:
+        description: Address family of the underlay.
+        type: str
+        choices: [ipv4, ipv6]
+        default: ipv4
+  bridge:
+    description:
+      - The container bridge, as in M(overlay.mesh.node) (its name decides its MAC).
+    type: dict
+    default: {}
+  backend:
+    description:
+      - The backend, as in M(overlay.mesh.node) (its device name decides its MAC).
+    type: dict
+    default: {type: vxlan}
+requirements:
+  - iproute2 (C(ip -j)), for O(underlay)
+seealso:
+  - module: overlay.mesh.node
+  - module: overlay.mesh.underlay_info
+'''
+
+EXAMPLES = r'''
+- name: Read the applied node
+  overlay.mesh.node_info:
+  register: node
+
+- name: Ping the bridge gateway of another host
+  ansible.builtin.command: ping -c 1 {{ hostvars['node2'].node.overlay.gateway }}
+  changed_when: false
+
+- name: Find the underlay and the MACs before a first run
+  overlay.mesh.node_info:
+    underlay: {reach: 198.18.0.1}
+    backend: {type: vxlan, vni: 4}
+'''
+
+RETURN = r'''
+node:
+  description: The applied node contract (C(docs/node.md)); empty when the host is not a node.
+  returned: always
+  type: dict
+overlay:
+  description: Values derived from RV(node); empty when the host is not a node.
+  returned: always
+  type: dict
+  sample: {backend: vxlan, device: mesh.1, ports: [[udp, 8472]], bridge: cni0, gateway: 10.244.1.1,
+           vtep_address: 10.244.1.0, subnet: 10.244.1.0/24, network: 10.244.0.0/16, mtu: 1450, underlay: 198.18.0.11,
+           peers: 2}
+record:
+  description: The host's own lease record (C(network), C(subnet), C(underlay) and what it publishes), from the applied
+    contract; the lease file is rebuilt from these when it is lost.
+  returned: always
+  type: dict
+  sample: {network: 10.244.0.0/16, subnet: 10.244.1.0/24, underlay: 198.18.0.11, vtep_mac: "02:5e:11:a0:3c:01"}
+identity:
+  description: The MACs of the bridge and the backend device, and what the host publishes to its peers.
+  returned: always
+  type: dict
+  contains:
+    bridge:
+      description: The bridge's name and MAC.
+      type: dict
+      returned: always
+    backend:
+      description: The backend's options with its device name and MAC filled in.
+      type: dict
+      returned: always
+    publish:
+      description: What peers need of this host, for example C(vtep_mac).
+      type: dict
+      returned: always
+    source:
+      description: Where the bridge MAC came from - V(saved), V(first release) (C(identity.json) of version 0.1),
+        V(derived) (from C(/etc/machine-id)) or V(given).
+      type: str
+      returned: always
+underlay:
+  description: The underlay, as M(overlay.mesh.underlay_info) returns it (interface, address, prefixlen, network, mtu,
+    family, chosen_by).
+  returned: when O(underlay) is given
+  type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_module
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            underlay=dict(type='dict', options=dict(
+                address=dict(type='str'),
+                interface=dict(type='str'),
+                reach=dict(type='str'),
+                family=dict(type='str', choices=['ipv4', 'ipv6'], default='ipv4'),
+            )),
+            bridge=dict(type='dict', default={}),
+            backend=dict(type='dict', default={'type': 'vxlan'}),
+        ),
+        supports_check_mode=True,
+    )
+    _node_module.run_node_info(module)
+
+
+if __name__ == '__main__':
+    main()

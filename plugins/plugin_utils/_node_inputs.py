@@ -1,0 +1,173 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The one producer of node contracts: the mesh_node role's variables -> a host's contract.
+
+Used by the overlay.mesh.node_contract filter, on the controller. The contract is checked with
+the same spec the node module and the boot-time apply use (module_utils/_node_spec.py); every
+problem is reported at once, naming the host and the role variable behind the value.
+
+Backend options follow one convention, so a new backend needs nothing here: option ``X`` of
+backend ``B`` is the role variable ``mesh_node_B_X`` (mesh_node_vxlan_vni -> backend.vni).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
+
+PREFIX = 'mesh_node_'
+# Role variable -> where it goes in the contract.
+CONTRACT_VARIABLES = {
+    'mesh_node_network': 'network',
+    'mesh_node_mtu': 'mtu',
+    'mesh_node_bridge': 'bridge.name',
+    'mesh_node_backend': 'backend.type',
+    'mesh_node_peers_only': 'firewall.peers_only',
+    'mesh_node_ipmasq': 'firewall.masquerade',
+    'mesh_node_ip_forward': 'kernel.ip_forward',
+    'mesh_node_rp_filter': 'kernel.rp_filter',
+    'mesh_node_route_protocol': 'route_protocol',
+    'mesh_node_subnet_env_file': 'subnet_env',
+    'mesh_node_cni_conf_dir': 'cni.conf_dir',
+    'mesh_node_cni_network_name': 'cni.network_name',
+    'mesh_node_docker': 'docker.enabled',
+    'mesh_node_docker_restart': 'docker.restart',
+}
+# Role variables that are not in the contract: the play's, the leases' and the underlay lookup's.
+ROLE_VARIABLES = {
+    'mesh_node_group': 'the inventory group of the overlay',
+    'mesh_node_state': 'present or absent',
+    'mesh_node_remove': 'hosts to remove',
+    'mesh_node_subnet_len': 'subnet',
+    'mesh_node_subnet_min': 'subnet',
+    'mesh_node_subnet_max': 'subnet',
+    'mesh_node_subnet': 'subnet',
+    'mesh_node_lease_file': 'subnet',
+    'mesh_node_underlay_address': 'underlay.address',
+    'mesh_node_underlay_interface': 'underlay.interface',
+    'mesh_node_underlay_reach': 'underlay.address',
+}
+
+
+class InputError(Exception):
+    """The role's variables do not make a valid contract for a host; the message names both."""
+
+
+def backend_variable(backend, option):
+    return '%s%s_%s' % (PREFIX, backend, option)
+
+
+def known_variable(name):
+    if name in CONTRACT_VARIABLES or name in ROLE_VARIABLES or name.startswith(PREFIX + '_'):
+        return True
+    return any(name.startswith(backend_variable(backend, '')) and name[len(backend_variable(backend, '')):] in
+               registry.get(backend).OPTIONS for backend in registry.names())
+
+
+def unknown_variables(variables):
+    """mesh_node_* variables the role does not know (typos, leftovers of an older release)."""
+    return sorted(name for name in variables if name.startswith(PREFIX) and not known_variable(name))
+
+
+def _set(contract, path, value):
+    keys = path.split('.')
+    target = contract
+    for key in keys[:-1]:
+        target = target.setdefault(key, {})
+    target[keys[-1]] = value
+
+
+def _empty(value):
+    return value is None or (isinstance(value, str) and value.strip() == '')
+
+
+def contract_from_variables(variables):
+    """The contract's role-given part (no underlay, lease or peers yet)."""
+    contract = {}
+    for name, path in sorted(CONTRACT_VARIABLES.items()):
+        if not _empty(variables.get(name)):
+            _set(contract, path, variables[name])
+    kind = (contract.get('backend') or {}).get('type') or _node_spec.DEFAULT_BACKEND
+    backend = registry.get(kind)
+    if backend is not None:
+        for option in sorted(backend.OPTIONS):
+            value = variables.get(backend_variable(kind, option))
+            if not _empty(value):
+                _set(contract, 'backend.' + option, value)
+    return contract
+
+
+def variable_of(path, kind):
+    """The role variable (or the source) behind a contract path, for messages."""
+    match = re.match(r'^peers\[\d+\]', path)
+    if match:
+        return 'the lease record of a peer (%s)' % path
+    for name, target in CONTRACT_VARIABLES.items():
+        if path == target:
+            return name
+    if path.startswith('backend.') and kind:
+        return backend_variable(kind, path.split('.', 1)[1])
+    for name, target in ROLE_VARIABLES.items():
+        if path == target:
+            return name if path != 'underlay.address' else 'the underlay found on the host (mesh_node_underlay_*)'
+    if path == 'subnet':
+        return 'the lease (mesh_node_subnet / lease file)'
+    return path
+
+
+def describe_problems(host, exc, kind):
+    problems = getattr(exc, 'problems', None) or [('', str(exc))]
+    texts = []
+    for path, message in problems:
+        where = variable_of(path, kind) if path else ''
+        texts.append('%s: %s' % (where, message) if where else message)
+    return '%s: %s' % (host, '; '.join(texts))
+
+
+def peers_of(host, leases, members, backend):
+    """Every other member with a complete lease record, as node contract peers."""
+    needed = ['subnet', 'underlay'] + sorted(key for key, option in backend.PEER_OPTIONS.items() if option.get('required'))
+    peers = []
+    for name in sorted(set(members)):
+        record = leases.get(name) or {}
+        if name == host or not all(record.get(key) for key in needed):
+            continue  # a host that never converged has no underlay or backend data yet
+        peer = {'name': name}
+        peer.update((key, record[key]) for key in needed + sorted(backend.PEER_OPTIONS) if record.get(key))
+        peers.append(peer)
+    return peers
+
+
+def node_contract(variables, host, info=None, leases=None, members=None):
+    """The contract of ``host``. Without ``info`` (node_info's result) and ``leases`` (subnet_leases'
+    result) only the role-given part, checked as far as it goes. Raises InputError."""
+    contract = contract_from_variables(variables)
+    kind = (contract.get('backend') or {}).get('type') or _node_spec.DEFAULT_BACKEND
+    if info:
+        underlay = info.get('underlay') or {}
+        if underlay:
+            contract['underlay'] = dict((key, underlay[key]) for key in ('address', 'interface', 'mtu') if underlay.get(key))
+        identity = info.get('identity') or {}
+        bridge_mac = (identity.get('bridge') or {}).get('mac')
+        if bridge_mac:
+            contract.setdefault('bridge', {})['mac'] = bridge_mac
+        backend_mac = (identity.get('backend') or {}).get('mac')
+        if backend_mac and (identity.get('backend') or {}).get('type') == kind:
+            contract.setdefault('backend', {}).setdefault('mac', backend_mac)
+    if leases:
+        lease = (leases.get('leases') or {}).get(host) or {}
+        contract['network'] = leases.get('network', contract.get('network'))
+        contract['subnet'] = lease.get('subnet')
+        backend = registry.get(kind)
+        if backend is not None:
+            contract['peers'] = peers_of(host, leases.get('leases') or {}, members or [], backend)
+    try:
+        node = _node_spec.normalize(contract, partial=not leases)
+    except ValidationError as exc:
+        raise InputError(describe_problems(host, exc, kind))
+    return node.data, node.warnings

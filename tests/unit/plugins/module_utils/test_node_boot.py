@@ -1,0 +1,67 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The boot-time reapply is the node module's code path, installed from the module's payload.
+
+The engine is installed into a temporary directory exactly as the node module installs it under
+/usr/lib/overlay-mesh, then run with a Python that sees nothing but the standard library and
+that directory (no Ansible, no pyroute2): it must import, and refuse an invalid state file with a
+message naming the file and every problem, before touching anything.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
+
+GOOD = {'version': 1, 'underlay': {'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500},
+        'network': '10.244.0.0/16', 'subnet': '10.244.1.0/24', 'mtu': 1450,
+        'bridge': {'name': 'cni0', 'mac': '02:00:00:00:01:01'},
+        'backend': {'type': 'vxlan', 'vni': 1, 'port': 8472, 'device': 'mesh.1', 'mac': '02:00:00:00:02:01', 'recreate': False},
+        'peers': []}
+
+
+@pytest.fixture(scope='module')
+def engine(tmp_path_factory):
+    root = tmp_path_factory.mktemp('lib')
+    for relative, source in _node_apply.engine_sources().items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    return root
+
+
+def boot(engine, state_path):
+    code = ('import sys; sys.path.insert(0, %r)\n'
+            'from ansible_collections.overlay.mesh.plugins.module_utils._node_boot import main\n'
+            'assert not [m for m in sys.modules if m == "ansible" or m.startswith("ansible.")]\n'
+            'sys.exit(main([%r]))\n') % (str(engine), str(state_path))
+    # -I -S: the standard library and the installed engine only
+    return subprocess.run([sys.executable, '-I', '-S', '-c', code], capture_output=True, text=True, check=False)
+
+
+def test_the_installed_engine_is_complete_and_needs_no_ansible(engine, tmp_path):
+    assert set(_node_apply.ENGINE_MODULES) <= set(p[len('ansible_collections/overlay/mesh/plugins/module_utils/'):-3]
+                                                  .replace('/__init__', '').replace('/', '.')
+                                                  for p in _node_apply.engine_sources())
+    state = tmp_path / 'node.json'
+    state.write_text(json.dumps(dict(GOOD, backend=dict(GOOD['backend'], vni=0), mtu=1490, kernel={'rp_filter': 7})))
+    proc = boot(engine, state)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = proc.stdout.strip()
+    assert line.startswith('overlay-mesh-apply: the node state %s is not valid, nothing applied: ' % state)
+    for problem in ('backend.vni: 0 is outside 1-16777215', 'kernel.rp_filter: 7 is not one of 0, 1, 2'):
+        assert problem in line
+
+
+def test_unreadable_state_files_are_refused(engine, tmp_path):
+    state = tmp_path / 'node.json'
+    state.write_text('{"version": 1,')
+    proc = boot(engine, state)
+    assert proc.returncode == 2 and 'is not JSON' in proc.stdout
+    proc = boot(engine, tmp_path / 'missing.json')
+    assert proc.returncode == 2 and 'cannot read the node state' in proc.stdout

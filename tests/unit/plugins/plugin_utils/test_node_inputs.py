@@ -1,0 +1,69 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The role's variables -> a host's node contract, with errors naming the host and the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_inputs as inputs
+
+VARIABLES = {'mesh_node_group': 'overlay', 'mesh_node_state': 'present', 'mesh_node_remove': [],
+             'mesh_node_network': '10.244.0.0/16'}
+INFO = {'underlay': {'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500, 'network': '198.18.0.0/24'},
+        'identity': {'bridge': {'name': 'cni0', 'mac': '02:00:00:00:01:01'},
+                     'backend': {'type': 'vxlan', 'device': 'mesh.1', 'mac': '02:00:00:00:02:01'},
+                     'publish': {'vtep_mac': '02:00:00:00:02:01'}}}
+LEASES = {'network': '10.244.0.0/16', 'leases': {
+    'node1': {'subnet': '10.244.1.0/24', 'underlay': '198.18.0.11', 'vtep_mac': '02:00:00:00:02:01'},
+    'node2': {'subnet': '10.244.2.0/24', 'underlay': '198.18.0.12', 'vtep_mac': '02:00:00:00:02:02'},
+    'node3': {'subnet': '10.244.3.0/24'},  # never converged: no underlay yet
+    'gone': {'subnet': '10.244.4.0/24', 'underlay': '198.18.0.14', 'vtep_mac': '02:00:00:00:02:04'}}}
+
+
+def variables(**extra):
+    return dict(VARIABLES, **extra)
+
+
+def test_the_whole_contract_of_a_host():
+    contract, warnings = inputs.node_contract(variables(mesh_node_vxlan_vni='1', mesh_node_ipmasq=False), 'node1',
+                                              INFO, LEASES, ['node1', 'node2', 'node3'])
+    assert warnings == []
+    assert contract['subnet'] == '10.244.1.0/24' and contract['mtu'] == 1450
+    assert contract['underlay'] == {'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500}
+    assert contract['bridge'] == {'name': 'cni0', 'mac': '02:00:00:00:01:01'}
+    assert contract['backend'] == {'type': 'vxlan', 'vni': 1, 'port': 8472, 'device': 'mesh.1', 'mac': '02:00:00:00:02:01',
+                                   'recreate': False}
+    assert contract['firewall']['masquerade'] is False
+    # node3 has not converged yet, 'gone' is not a member
+    assert contract['peers'] == [{'name': 'node2', 'subnet': '10.244.2.0/24', 'underlay': '198.18.0.12',
+                                  'vtep_mac': '02:00:00:00:02:02'}]
+
+
+def test_backend_options_follow_the_naming_convention():
+    contract, _warnings = inputs.node_contract(variables(mesh_node_backend='udp', mesh_node_udp_port=9000,
+                                                         mesh_node_vxlan_vni=5), 'node1')
+    assert contract['backend'] == {'type': 'udp', 'port': 9000, 'device': 'mesh-udp'}
+
+
+def test_errors_name_the_host_and_the_variable():
+    with pytest.raises(inputs.InputError) as info:
+        inputs.node_contract(variables(mesh_node_vxlan_vni=0, mesh_node_bridge='x' * 16, mesh_node_mtu=1460,
+                                       mesh_node_route_protocol='static'), 'node7', INFO)
+    message = str(info.value)
+    assert message.startswith('node7: ')
+    for expected in ('mesh_node_vxlan_vni: 0 is outside 1-16777215', 'mesh_node_bridge: ', 'mesh_node_route_protocol: must be an integer'):
+        assert expected in message
+
+
+def test_mtu_against_the_underlay_before_any_lease():
+    with pytest.raises(inputs.InputError, match='node1: mesh_node_mtu: 1460 is larger than the underlay MTU 1500'):
+        inputs.node_contract(variables(mesh_node_mtu=1460), 'node1', INFO)
+    contract, warnings = inputs.node_contract(variables(mesh_node_mtu=1200), 'node1', INFO)
+    assert contract['mtu'] == 1200 and 'IPv6' in warnings[0]
+
+
+def test_unknown_variables_are_found():
+    names = dict(variables(mesh_node_vxaln_vni=1, mesh_node_vxlan_vni=1, mesh_node_udp_port=1, mesh_node__internal=1,
+                           mesh_node_udp_vni=1))
+    assert inputs.unknown_variables(names) == ['mesh_node_udp_vni', 'mesh_node_vxaln_vni']
