@@ -18,8 +18,8 @@ lab `bench-conv` and measures the wall-clock time of ansible-playbook runs, one 
 Every run uses the environment of the Makefile (collection from the checkout, tests/ansible.cfg,
 the lab's connection plugin, the venv's ansible-playbook). From each PLAY RECAP it takes, per
 host, the tasks executed (ok + failed; a loop counts once) and the changed ones, and from the
-result lines the module runs (loop items included), averaged over the hosts; a run that fails, or leaves a host failed or unreachable, aborts the benchmark with its
-output. Prints a table per size; the last line is the summary at the largest size:
+result lines the module runs (loop items included), averaged over the hosts; a run that fails,
+or leaves a host failed or unreachable, aborts the benchmark with its output. Prints a table per size; the last line is the summary at the largest size:
 `SUMMARY <n> hosts: site cold ... / baseline cold ... = r (target <= 0.50); site rerun ... /
 baseline rerun ... = r (target <= 0.30); ...`, with MISSED next to a target missed. The lab is
 taken down whatever happens (failure, Ctrl-C). Exit status 0 when every run succeeded, even with a
