@@ -31,8 +31,15 @@ def node_contract(variables, host, info=None, leases=None, members=None, warn_un
     return contract
 
 
+def node_group_problems(hosts, hostvars):
+    """Settings the hosts of the overlay group do not agree on (an empty list when they do)."""
+    def value_of(host, name):
+        return hostvars[host].get(name) if host in hostvars else None
+    return _node_inputs.group_problems(list(hosts or []), value_of)
+
+
 class FilterModule:
     """overlay.mesh filters for the node contract."""
 
     def filters(self):
-        return {'node_contract': node_contract}
+        return {'node_contract': node_contract, 'node_group_problems': node_group_problems}

@@ -9,6 +9,7 @@ Standard library only: the node module and the boot-time apply both use it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -31,9 +32,12 @@ SYSCTL_FILE = '/etc/sysctl.d/90-overlay-mesh.conf'
 NETWORKD_FILE = '/etc/systemd/network/00-overlay-mesh-unmanaged.network'
 RT_PROTOS_FILE = '/etc/iproute2/rt_protos.d/overlay-mesh.conf'
 # Files of the first release (0.1.0), removed when a host is converged by this one.
-LEGACY_FILES = (STATE_DIR + '/state.json', STATE_DIR + '/identity.json', STATE_DIR + '/lease.json',
+LEGACY_STATE_FILE = STATE_DIR + '/state.json'
+LEGACY_FILES = (LEGACY_STATE_FILE, STATE_DIR + '/identity.json', STATE_DIR + '/lease.json',
                 STATE_DIR + '/subnet.env', STATE_DIR + '/nftables.nft', LIB_DIR + '/overlay-mesh-udp.py')
 LOCK_TIMEOUT = 120
+# Directories that are the collection's as a whole (removed with everything in them).
+OWN_DIRS = (STATE_DIR, LIB_DIR, RUN_DIR)
 
 # Order of object kinds in reports and diffs.
 _KIND_ORDER = ('file', 'link', 'address', 'neighbour', 'fdb', 'route', 'sysctl', 'nftables', 'service')
@@ -157,7 +161,6 @@ class Host(object):
         self.boot = boot
         self.report = report if report is not None else Report()
         self.installed_changes = set()  # engine modules whose installed copy changed in this run
-        self._lock = None
 
     # ---- commands ------------------------------------------------------------------------
     def run(self, argv, check=True, stdin=None):
@@ -172,26 +175,27 @@ class Host(object):
         return proc
 
     # ---- the lock: two runs at once on one host are serialised --------------------------------
-    def lock(self, path=LOCK_FILE, timeout=LOCK_TIMEOUT):
-        if self.check_mode or self._lock is not None:
+    @contextlib.contextmanager
+    def locked(self, path=None, timeout=LOCK_TIMEOUT):
+        """Hold the host's lock around reading the saved contract and applying (not in check mode)."""
+        if self.check_mode:
+            yield
             return
-        handle = open(path, 'a')
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except (IOError, OSError) as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    handle.close()
-                    raise EngineError('another overlay.mesh run holds %s for more than %d s' % (path, timeout))
-                time.sleep(0.1)
-        self._lock = handle
-
-    def unlock(self):
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        path = path or LOCK_FILE
+        with open(path, 'a') as handle:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except (IOError, OSError) as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise EngineError('locking %s: %s' % (path, exc))
+                    if time.monotonic() > deadline:
+                        raise EngineError('another overlay.mesh run (or overlay-mesh.service) holds %s for more than %d s'
+                                          % (path, timeout))
+                    time.sleep(0.1)
+            yield
 
     # ---- files ---------------------------------------------------------------------------
     @staticmethod
@@ -207,9 +211,12 @@ class Host(object):
     def ensure_file(self, path, content, mode=0o644, summary=None):
         """Write path atomically when its content or mode differs; True when it (would have) changed.
 
-        summary: show the file as one line (its checksum) in the diff block of that name."""
+        mode None: a new file gets 0644, an existing one keeps its mode. summary: show the file as one
+        line (its checksum) in the diff block of that name."""
         binary = isinstance(content, bytes)
         current = self.read(path, binary)
+        if mode is None:
+            mode = (os.stat(path).st_mode & 0o7777) if current is not None else 0o644
         if current == content:
             if (os.stat(path).st_mode & 0o7777) == mode:
                 return False
@@ -226,8 +233,10 @@ class Host(object):
         return True
 
     def remove(self, path, show=True, summary=None):
-        """Remove a file or a directory tree we own; True when it (would have) changed."""
+        """Remove a file, or one of our own directories (OWN_DIRS); True when it (would have) changed."""
         if os.path.isdir(path) and not os.path.islink(path):
+            if path not in OWN_DIRS:
+                raise EngineError('not removing %s: a directory, and not one of overlay.mesh\'s own' % path)
             self.report.changes.append('removed directory %s' % path)
             if not self.check_mode:
                 shutil.rmtree(path)
@@ -275,29 +284,37 @@ class Host(object):
     def systemctl(self, *args, **kwargs):
         return self.run(['systemctl'] + list(args), **kwargs)
 
-    def ensure_unit(self, name, content, enabled=True, active=False):
-        """The unit file, daemon-reload when it changed, enabled, and (active) started without
-        waiting for it. True when the file changed."""
+    def ensure_unit(self, name, content, enabled=True):
+        """The unit file, daemon-reload when it changed, and enabled. True when the file changed."""
         path = os.path.join(UNIT_DIR, name)
         changed = self.ensure_file(path, content)
         if self.boot:
             return changed
         if changed and not self.check_mode:
             self.systemctl('daemon-reload')
-        exists = os.path.exists(path)
         if enabled:
-            state = self.systemctl('is-enabled', name, check=False).stdout.strip() if exists else ''
+            state = self.systemctl('is-enabled', name, check=False).stdout.strip() if os.path.exists(path) else ''
             if state != 'enabled':
                 self.report.object('updated', {'type': 'service', 'name': name, 'detail': 'enabled'})
                 if not self.check_mode:
                     self.systemctl('enable', '--quiet', name)
-        # 'activating': started by the previous run and still waiting for its lock
-        if active and not (exists and self.systemctl('is-active', name, check=False).stdout.strip() in ('active', 'activating',
-                                                                                                        'reloading')):
-            self.report.object('updated', {'type': 'service', 'name': name, 'detail': 'started'})
-            if not self.check_mode:
-                self.systemctl('start', '--no-block', name)
         return changed
+
+    def ensure_dropin(self, unit, name, content):
+        """A drop-in of ours for another unit (unit.d/name), daemon-reload when it changed."""
+        changed = self.ensure_file(os.path.join(UNIT_DIR, unit + '.d', name), content)
+        if changed and not self.check_mode and not self.boot:
+            self.systemctl('daemon-reload')
+        return changed
+
+    def remove_dropin(self, unit, name):
+        path = os.path.join(UNIT_DIR, unit + '.d', name)
+        if not os.path.exists(path):
+            return False
+        self.remove(path)
+        if not self.check_mode and not self.boot:
+            self.systemctl('daemon-reload')
+        return True
 
     def remove_unit(self, name, stop=False):
         path = os.path.join(UNIT_DIR, name)

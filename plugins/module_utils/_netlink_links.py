@@ -20,9 +20,6 @@ from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat impor
     IFF_UP, NetlinkError, first, nested, netlink_error_text, open_iproute,
 )
 
-# Attributes of a VXLAN device the kernel refuses to change in place (EOPNOTSUPP) or that
-# this engine treats as identity: changing them means deleting and recreating the device.
-VXLAN_IMMUTABLE = ('vni', 'port', 'local', 'underlay_device')
 _EBUSY = 16
 _EEXIST = 17
 # Plan-and-apply rounds when another run creates the device between our read and our create.

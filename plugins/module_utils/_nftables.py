@@ -15,6 +15,7 @@ import hashlib
 import os
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 
 FAMILY = 'inet'
 TABLE = 'overlay_mesh'
@@ -58,8 +59,14 @@ def render(node, ports):
     return '\n'.join(lines) + '\n'
 
 
-def _listing(host):
-    proc = host.run(['nft', '-s', 'list', 'table', FAMILY, TABLE], check=False)
+def _listing(host, required=True):
+    """The running table's stateless listing, or None when there is none (or no nft, unless required)."""
+    try:
+        proc = host.run(['nft', '-s', 'list', 'table', FAMILY, TABLE], check=False)
+    except EngineError:
+        if required:
+            raise
+        return None  # nft is not installed: there is no table of ours to remove either
     return proc.stdout if proc.returncode == 0 else None
 
 
@@ -99,7 +106,7 @@ def ensure(host, text):
 
 
 def remove(host):
-    running = _listing(host)
+    running = _listing(host, required=False)
     for path in (LOADED_FILE, LISTING_SUM_FILE):
         if os.path.exists(path) and not host.check_mode:
             os.unlink(path)

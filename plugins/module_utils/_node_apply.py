@@ -25,8 +25,10 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers
 from ansible_collections.overlay.mesh.plugins.module_utils import _nftables
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_files as files
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
-from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import NetlinkError
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_wire import NetlinkFailure
 
 PACKAGE = 'ansible_collections.overlay.mesh.plugins.module_utils'
 # The engine as installed under /usr/lib/overlay-mesh for the boot-time reapply and the udp
@@ -37,6 +39,9 @@ ENGINE_MODULES = (
     '_backends', '_backends.base', '_backends.registry', '_backends.vxlan', '_backends.udp', '_backends.udp_daemon',
 )
 ENGINE_ROOT = os.path.join(_host.LIB_DIR, 'ansible_collections')
+STEP_ERRORS = (EngineError, ValidationError, NetlinkError, NetlinkFailure, OSError)
+# The parts of a node, in the order apply() reconciles them.
+STEPS = ('engine', 'route protocol', 'leftovers', 'bridge', 'backend', 'kernel', 'nftables', 'files', 'units', 'saved contract')
 ENGINE_DIFF = 'engine installed in %s (one line per file)' % _host.LIB_DIR
 APPLY_LAUNCHER = '''#!/usr/bin/python3
 # overlay.mesh boot-time reapply (installed by overlay.mesh.node; the engine is in %(lib)s).
@@ -50,26 +55,31 @@ sys.exit(main(sys.argv[1:]))
 
 # ---- the saved contract ---------------------------------------------------------------------------
 def read_saved(host):
-    """The contract saved by the last apply (node.json), a stand-in built from the first release's
-    state.json, or None."""
-    text = host.read(_host.NODE_FILE)
-    if text is not None:
+    """The names in the contract the last apply saved (node.json) - or, on a host converged by the
+    first release, in its state.json - as _node_spec.removal_record() gives them; None without one.
+    A damaged file is reported (host.report.warnings) and ignored."""
+    for path, convert in ((_host.NODE_FILE, lambda data: data), (_host.LEGACY_STATE_FILE, _from_release_0_1)):
+        text = host.read(path)
+        if text is None:
+            continue
         try:
             data = json.loads(text)
-        except ValueError:
+            if not isinstance(data, dict):
+                raise ValueError('not a JSON object')
+            return _node_spec.removal_record(convert(data))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            host.report.warnings.append('%s is damaged (%s): ignored, so what it records is not cleaned up' % (path, exc))
             return None
-        return data if isinstance(data, dict) else None
-    legacy = host.read(os.path.join(_host.STATE_DIR, 'state.json'))
-    if legacy is None:
-        return None
-    try:
-        old = json.loads(legacy)
-    except ValueError:
-        return None
+    return None
+
+
+def _from_release_0_1(old):
     kind = old.get('backend')
     device = (old.get('vxlan') or {}).get('name') if kind == 'vxlan' else 'mesh-udp'
-    return {'backend': {'type': kind, 'device': device}, 'bridge': {'name': (old.get('bridge') or {}).get('name')},
-            'subnet_env': (old.get('subnet_env') or {}).get('dest')}
+    record = {'backend': {'type': kind, 'device': device}, 'bridge': {'name': (old.get('bridge') or {}).get('name')}}
+    if (old.get('subnet_env') or {}).get('dest'):
+        record['subnet_env'] = old['subnet_env']['dest']
+    return record
 
 
 # ---- the engine on the host -----------------------------------------------------------------------
@@ -112,36 +122,60 @@ def sysctls(node):
     """(key, value) in slash notation (device names may contain dots)."""
     settings = []
     if node['kernel']['ip_forward']:
-        settings.append(('net/ipv%d/%s' % ((4, 'ip_forward') if node.network.version == 4 else (6, 'conf/all/forwarding')), 1))
+        settings.append(('net/ipv4/ip_forward', 1))
     for device in (node.bridge['name'], node.backend.device):
         settings.append(('net/ipv4/conf/%s/rp_filter' % device, node['kernel']['rp_filter']))
     return settings
 
 
-def apply(node, host, previous=None):
-    """Reconcile the whole node; what changed is in host.report."""
-    host.lock()
-    try:
-        if not host.boot:
-            install_engine(host)
-        host.report.changeset(peers_engine.ensure_rt_protos(_host.RT_PROTOS_FILE, node.route_protocol, host.check_mode))
-        bridge = {'name': node.bridge['name'], 'mac': node.bridge['mac'], 'mtu': node.mtu, 'state': 'present',
-                  'addresses': ['%s/%d' % (node.gateway, node.subnet.prefixlen)]}
-        host.report.changeset(links.reconcile_bridge(bridge, check_mode=host.check_mode))
-        node.backend.apply(node, host)
-        _remove_leftovers(node, host, previous or {})
-        _apply_kernel(node, host)
-        _nftables.ensure(host, _nftables.render(node, node.backend.ports()))
-        _apply_files(node, host)
-        if not host.boot:
-            # started (without waiting: it waits for this run's lock) so that it is active and
-            # reapplies the table when nftables.service restarts (PartOf)
-            host.ensure_unit(files.BOOT_UNIT, files.BOOT_UNIT_TEXT, active=True)
-            host.ensure_file(_host.NODE_FILE, json.dumps(node.data, indent=2, sort_keys=True) + '\n')
-            for path in _host.LEGACY_FILES:
-                host.remove(path, show=False)
-    finally:
-        host.unlock()
+def apply(node, host, previous=None, only=None):
+    """Reconcile the whole node (or only the parts named in ``only``); what changed is in host.report.
+    The caller holds host.locked() around reading ``previous`` (read_saved) and this.
+
+    The module stops at the first failure. At boot every part is tried, since most do not
+    depend on each other (the firewall and subnet.env do not need the backend's device), and
+    the failures are reported together at the end."""
+    bridge = {'name': node.bridge['name'], 'mac': node.bridge['mac'], 'mtu': node.mtu, 'state': 'present',
+              'addresses': ['%s/%d' % (node.gateway, node.subnet.prefixlen)]}
+    parts = {
+        'engine': lambda: None if host.boot else install_engine(host),
+        'route protocol': lambda: host.report.changeset(
+            peers_engine.ensure_rt_protos(_host.RT_PROTOS_FILE, node.route_protocol, host.check_mode)),
+        # before the backend, so that a new backend device never meets the old one's routes, VNI or unit
+        'leftovers': lambda: _remove_leftovers(node, host, previous or {}),
+        'bridge': lambda: host.report.changeset(links.reconcile_bridge(bridge, check_mode=host.check_mode)),
+        'backend': lambda: node.backend.apply(node, host),
+        'kernel': lambda: _apply_kernel(node, host),
+        'nftables': lambda: _nftables.ensure(host, _nftables.render(node, node.backend.ports())),
+        'files': lambda: _apply_files(node, host),
+        'units': lambda: None if host.boot else _apply_units(host),
+        'saved contract': lambda: None if host.boot else _save(node, host),
+    }
+    failures = []
+    for name in STEPS:
+        if only and name not in only:
+            continue
+        try:
+            parts[name]()
+        except STEP_ERRORS as exc:  # pylint: disable=catching-non-exception
+            if not host.boot:
+                raise
+            failures.append('%s: %s' % (name, exc))
+    if failures:
+        raise EngineError('%d part(s) of the node failed, every other part was applied: %s'
+                          % (len(failures), '; '.join(failures)))
+
+
+def _apply_units(host):
+    """The boot-time unit, and the hook that puts the table back whenever nftables.service flushes it."""
+    host.ensure_unit(files.BOOT_UNIT, files.BOOT_UNIT_TEXT)
+    host.ensure_dropin(files.NFTABLES_DROPIN[0], files.NFTABLES_DROPIN[1], files.NFTABLES_DROPIN_TEXT)
+
+
+def _save(node, host):
+    host.ensure_file(_host.NODE_FILE, json.dumps(node.data, indent=2, sort_keys=True) + '\n')
+    for path in _host.LEGACY_FILES:
+        host.remove(path, show=False)
 
 
 def _remove_leftovers(node, host, previous):
@@ -152,9 +186,8 @@ def _remove_leftovers(node, host, previous):
     old_bridge = (previous.get('bridge') or {}).get('name')
     if old_bridge and old_bridge != node.bridge['name']:
         _remove_bridge(host, old_bridge)
-    for key in ('subnet_env',):
-        if previous.get(key) and previous[key] != node[key]:
-            host.remove(previous[key])
+    if previous.get('subnet_env') and previous['subnet_env'] != node['subnet_env']:
+        host.remove(previous['subnet_env'])
     if previous.get('cni') and files.cni_conflist_path(previous) != files.cni_conflist_path(node.data):
         host.remove(files.cni_conflist_path(previous))
 
@@ -186,7 +219,7 @@ def _apply_docker(node, host):
     wanted = dict(settings, **files.docker_settings(node))
     if wanted == settings:
         return
-    host.ensure_file(path, json.dumps(wanted, indent=2) + '\n')
+    host.ensure_file(path, json.dumps(wanted, indent=2) + '\n', mode=None)  # keeps its mode
     if node['docker']['restart'] and not host.boot:
         host.report.object('updated', {'type': 'service', 'name': 'docker.service', 'detail': 'restarted if running'})
         if not host.check_mode:
@@ -194,11 +227,12 @@ def _apply_docker(node, host):
 
 
 # ---- remove -------------------------------------------------------------------------------------
-def _remove_bridge(host, name):
+def _remove_bridge(host, name, mac=None):
+    """Delete the bridge called name; with mac, only when it has that MAC (provably ours)."""
     ipr = links.open_iproute()
     try:
         link = links.read_link(ipr, name)
-        if link is None or link['kind'] != 'bridge':
+        if link is None or link['kind'] != 'bridge' or (mac and link['mac'] != mac):
             return
         host.report.changeset(links.BridgeReconciler(ipr, name, state='absent').reconcile('absent', host.check_mode))
     finally:
@@ -206,33 +240,29 @@ def _remove_bridge(host, name):
 
 
 def remove(host, wanted=None, previous=None):
-    """Take the node away: what the saved contract (and ``wanted``, the names given) say is ours."""
-    host.lock()
-    try:
-        records = [record for record in (previous, wanted) if record]
-        done = set()
-        for record in records:
-            backend = _node_spec.saved_backend(record)
-            if backend is not None and (backend.name, backend.device) not in done:
-                done.add((backend.name, backend.device))
-                backend.teardown(host)
-        for name in sorted(set((record.get('bridge') or {}).get('name') for record in records) - set([None])):
-            _remove_bridge(host, name)
-        _nftables.remove(host)
-        host.remove_unit(files.BOOT_UNIT)
-        paths = [_host.SYSCTL_FILE, _host.NETWORKD_FILE, _host.RT_PROTOS_FILE]
-        for record in records:
-            if record.get('subnet_env'):
-                paths.append(record['subnet_env'])
-            if record.get('cni'):
-                paths.append(files.cni_conflist_path(record))
-        for path in sorted(set(paths)):
-            host.remove(path)
-        for path in (_host.LIB_DIR, _host.STATE_DIR, _host.RUN_DIR):
-            host.remove(path)
-    finally:
-        host.unlock()
-
-
-def backend_names():
-    return registry.names()
+    """Take the node away. What the saved contract (previous) records is ours; of the names the
+    caller gives (wanted), a device only when its MAC is the one this host has for it, so another
+    tool's cni0 or flannel.1 is left alone. The caller holds host.locked()."""
+    done = set()
+    for record, strict in ((previous, False), (wanted, True)):
+        backend = _node_spec.saved_backend(record)
+        if backend is not None and (backend.name, backend.device) not in done:
+            done.add((backend.name, backend.device))
+            backend.teardown(host, strict=strict)
+        bridge = (record or {}).get('bridge') or {}
+        if bridge.get('name') and bridge['name'] not in done and (bridge.get('mac') or not strict):
+            done.add(bridge['name'])
+            _remove_bridge(host, bridge['name'], bridge.get('mac') if strict else None)
+    host.remove_dropin(*files.NFTABLES_DROPIN)
+    _nftables.remove(host)
+    host.remove_unit(files.BOOT_UNIT, stop=True)
+    paths = [_host.SYSCTL_FILE, _host.NETWORKD_FILE, _host.RT_PROTOS_FILE]
+    if previous:
+        if previous.get('subnet_env'):
+            paths.append(previous['subnet_env'])
+        if previous.get('cni'):
+            paths.append(files.cni_conflist_path(previous))
+    for path in sorted(set(paths)):
+        host.remove(path)
+    for path in _host.OWN_DIRS:
+        host.remove(path)

@@ -13,6 +13,7 @@ left alone, since they are what runs it. Exit status 2: the state file is missin
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -22,7 +23,6 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _identity
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
 from ansible_collections.overlay.mesh.plugins.module_utils import _underlay
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
 
 UNDERLAY_WAIT = 60  # seconds to wait for the underlay address this early in the boot
@@ -53,37 +53,60 @@ def load(path):
         raise ValueError('the node state %s is not valid, nothing applied: %s' % (path, exc))
 
 
-def wait_for_underlay(node):
-    deadline = time.monotonic() + UNDERLAY_WAIT
+def wait_for_underlay(node, seconds=UNDERLAY_WAIT):
+    """Wait for the underlay address (DHCP may be late at boot); True when it is there."""
+    deadline = time.monotonic() + seconds
+    waiting = False
     while True:
         try:
             _underlay.choose(_underlay.ip_json('addr', 'show'), {'address': node.underlay['address'],
                              'family': 'ipv%d' % node.underlay_version}, None)
-            return
+            if waiting:
+                log('underlay address %s is up' % node.underlay['address'])
+            return True
         except _underlay.UnderlayError as exc:
             if time.monotonic() > deadline:
-                raise EngineError('underlay not up after %d s: %s' % (UNDERLAY_WAIT, exc))
+                log('underlay address %s not up after %d s (%s): applying every part that does not need it'
+                    % (node.underlay['address'], seconds, exc))
+                return False
+            if not waiting:
+                log('waiting up to %d s for the underlay address %s' % (seconds, node.underlay['address']))
+                waiting = True
             time.sleep(0.5)
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    path = argv[0] if argv else _host.NODE_FILE
-    try:
-        node, raw = load(path)
-    except ValueError as exc:
-        log(str(exc))
-        return 2
-    for warning in node.warnings:
-        log('warning: %s' % warning)
+    parser = argparse.ArgumentParser(prog='overlay-mesh-apply', description='Reapply the node overlay.mesh.node saved.')
+    parser.add_argument('--only', action='append', choices=_node_apply.STEPS,
+                        help='apply only this part (nftables.service runs --only nftables after it flushes the ruleset)')
+    parser.add_argument('--wait', type=int, default=UNDERLAY_WAIT, help='seconds to wait for the underlay address')
+    parser.add_argument('state', nargs='?', default=_host.NODE_FILE, help='the saved node contract')
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    path = args.state
     host = _host.Host(boot=True)
-    try:
-        wait_for_underlay(node)
-        _node_apply.apply(node, host, previous=raw)
-    except (EngineError, ValidationError, OSError) as exc:
-        log('failed: %s' % exc)
-        return 1
+    # The lock first: a run of the node module that is under way finishes (and saves) before
+    # this reads what to apply.
+    with host.locked():
+        try:
+            node, raw = load(path)
+        except ValueError as exc:
+            log(str(exc))
+            return 2
+        for warning in node.warnings:
+            log('warning: %s' % warning)
+        if not args.only or set(args.only) - set(['nftables', 'files', 'kernel']):
+            wait_for_underlay(node, args.wait)
+        try:
+            _node_apply.apply(node, host, previous=raw, only=args.only)
+        except _node_apply.STEP_ERRORS as exc:  # pylint: disable=catching-non-exception
+            failure = exc
+        else:
+            failure = None
     for line in host.report.changes:
         log(line)
-    log('node reapplied from %s: %d change(s)' % (path, len(host.report.changes)))
+    if failure is not None:
+        log('failed: %s' % failure)
+        return 1
+    parts = ' (%s)' % ', '.join(args.only) if args.only else ''
+    log('node reapplied from %s%s: %d change(s)' % (path, parts, len(host.report.changes)))
     return 0

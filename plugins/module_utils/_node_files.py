@@ -15,13 +15,9 @@ BOOT_UNIT = 'overlay-mesh.service'
 APPLY_COMMAND = _host.LIB_DIR + '/overlay-mesh-apply'
 
 
-def subnet_env(network, subnet, mtu, ipmasq=True, ipv6_network=None, ipv6_subnet=None):
+def subnet_env(network, subnet, mtu, ipmasq=True):
     """flannel's /run/flannel/subnet.env: FLANNEL_SUBNET is the subnet's first address with its length."""
-    lines = []
-    for prefix, net, sub in (('FLANNEL_', network, subnet), ('FLANNEL_IPV6_', ipv6_network, ipv6_subnet)):
-        if net is not None:
-            lines.append('%sNETWORK=%s' % (prefix, net))
-            lines.append('%sSUBNET=%s/%d' % (prefix, sub.network_address + 1, sub.prefixlen))
+    lines = ['FLANNEL_NETWORK=%s' % network, 'FLANNEL_SUBNET=%s/%d' % (subnet.network_address + 1, subnet.prefixlen)]
     lines.append('FLANNEL_MTU=%d' % mtu)
     lines.append('FLANNEL_IPMASQ=%s' % ('true' if ipmasq else 'false'))
     return '\n'.join(lines) + '\n'
@@ -82,8 +78,6 @@ Description=overlay.mesh: reapply the node (bridge, backend, peers, nftables tab
 Wants=network-online.target
 After=network-online.target nftables.service systemd-sysctl.service
 Before=containerd.service docker.service crio.service kubelet.service podman.service
-# nftables.service flushes the whole ruleset when it (re)starts: put the overlay's table back.
-PartOf=nftables.service
 
 [Service]
 Type=oneshot
@@ -92,4 +86,16 @@ ExecStart=/usr/bin/python3 %(command)s %(state)s
 
 [Install]
 WantedBy=multi-user.target
+''' % {'command': APPLY_COMMAND, 'state': _host.NODE_FILE}
+
+# nftables.service runs `nft -f /etc/nftables.conf` (Debian's starts with `flush ruleset`) when it
+# starts or reloads, and `nft flush ruleset` when it stops: each time, the overlay's table (its
+# masquerade, forwarding and peers-only rules) is put back at once.
+NFTABLES_DROPIN = ('nftables.service', 'overlay-mesh.conf')
+NFTABLES_DROPIN_TEXT = '''# Written by overlay.mesh: nftables.service flushes the whole ruleset when it starts, reloads or
+# stops; put the overlay's own table back each time (the leading "-": never fail nftables.service).
+[Service]
+ExecStartPost=-/usr/bin/python3 %(command)s --only nftables %(state)s
+ExecReload=-/usr/bin/python3 %(command)s --only nftables %(state)s
+ExecStopPost=-/usr/bin/python3 %(command)s --only nftables %(state)s
 ''' % {'command': APPLY_COMMAND, 'state': _host.NODE_FILE}

@@ -66,24 +66,47 @@ def run_node(module):
     host = _host.Host(check_mode=module.check_mode)
     result = {}
     try:
-        machine_id = _identity.read_machine_id()
-        previous = _node_apply.read_saved(host)
         raw = contract_of(module.params)
-        if module.params['state'] == 'present':
-            node = _node_spec.normalize(raw, machine_id=machine_id, underlay_mtu=_underlay.link_mtu)
-            for warning in node.warnings:
-                module.warn(warning)
-            _node_apply.apply(node, host, previous)
-            result.update(node=node.data, publish=node.backend.publish())
-        else:
-            _node_apply.remove(host, _node_spec.removal_record(raw), previous)
+        present = module.params['state'] == 'present'
+        with host.locked():
+            previous = _node_apply.read_saved(host)
+            try:
+                machine_id = _identity.read_machine_id()
+            except _identity.IdentityError:
+                if present:
+                    raise
+                machine_id = None  # nothing to derive: only what the saved contract records is removed
+            # MACs not given: the ones the host has (saved, or from release 0.1), else derived
+            found = identity(_node_spec.removal_record(raw), previous, machine_id, host)
+            if present:
+                raw = with_macs(raw, found)
+                node = _node_spec.normalize(raw, machine_id=machine_id, underlay_mtu=_underlay.link_mtu)
+                host.report.warnings.extend(node.warnings)
+                _node_apply.apply(node, host, previous)
+                result.update(node=node.data, publish=node.backend.publish())
+            else:
+                _node_apply.remove(host, {'bridge': found['bridge'], 'backend': found['backend']}, previous)
     except ERRORS as exc:  # pylint: disable=catching-non-exception
         fail(module, exc, host)
+    finally:
+        for warning in host.report.warnings:
+            module.warn(warning)
     result['changed'] = host.report.changed
     result['changes'] = host.report.changes
     if module._diff:
         result['diff'] = host.report.diff()
     module.exit_json(**result)
+
+
+def with_macs(raw, found):
+    """The contract with the bridge's and the backend's MAC filled in where it gives none."""
+    raw = dict(raw)
+    raw['bridge'] = dict(raw.get('bridge') or {}, mac=(raw.get('bridge') or {}).get('mac') or found['bridge'].get('mac'))
+    backend = dict(raw.get('backend') or {})
+    if found['backend'].get('mac') and not backend.get('mac'):
+        backend['mac'] = found['backend']['mac']
+    raw['backend'] = backend
+    return raw
 
 
 # ---- node_info ----------------------------------------------------------------------------------
@@ -108,23 +131,28 @@ def saved_node(host):
 
 
 def identity(names, saved, machine_id, host):
-    """The bridge's and the backend device's MACs: a MAC once used stays (saved contract, then the
-    first release's identity.json, for the same device), else derived from the machine-id."""
+    """The bridge's and the backend device's MACs, for the names of a (partial) contract: a MAC once
+    used stays (the saved contract's for the same device, else release 0.1's identity.json), else
+    derived from the machine-id (None without one). saved: read_saved()."""
     legacy = _json_file(host, LEGACY_IDENTITY) or {}
+    saved = saved or {}
     bridge = dict(names['bridge'])
     backend = dict(names['backend'])
     kind = registry.get(backend.get('type'))
+    saved_bridge = saved.get('bridge') or {}
     if bridge.get('mac'):
         source = 'given'
-    elif saved is not None and saved.bridge['name'] == bridge['name']:
-        bridge['mac'], source = saved.bridge.get('mac'), 'saved'
+    elif saved_bridge.get('name') == bridge['name'] and saved_bridge.get('mac'):
+        bridge['mac'], source = saved_bridge['mac'], 'saved'
     elif legacy.get('bridge_mac'):
         bridge['mac'], source = legacy['bridge_mac'], 'first release'
     else:
-        bridge['mac'], source = _identity.device_mac(machine_id, bridge['name']), 'derived'
-    if kind is not None and not backend.get('mac') and 'mac' in kind.OPTIONS:
-        if saved is not None and saved.backend.same_instance(backend) and saved['backend'].get('mac'):
-            backend['mac'] = saved['backend']['mac']
+        bridge['mac'], source = (_identity.device_mac(machine_id, bridge['name']) if machine_id else None), 'derived'
+    if kind is not None and 'mac' in kind.OPTIONS and not backend.get('mac'):
+        saved_backend = saved.get('backend') or {}
+        if (saved_backend.get('type'), saved_backend.get('device')) == (backend['type'], backend.get('device')) \
+                and saved_backend.get('mac'):
+            backend['mac'] = saved_backend['mac']
         elif legacy.get('vtep_mac'):
             backend['mac'] = legacy['vtep_mac']
     backend = kind.normalize(backend, machine_id) if kind is not None else backend
@@ -168,7 +196,9 @@ def run_node_info(module):
         if module.params['underlay'] is not None:
             result['underlay'] = _underlay.find(module.params['underlay'])
         names = _node_spec.removal_record({'bridge': module.params['bridge'], 'backend': module.params['backend']})
-        result['identity'] = identity(names, saved, _identity.read_machine_id(), host)
+        result['identity'] = identity(names, _node_apply.read_saved(host), _identity.read_machine_id(), host)
+        for warning in host.report.warnings:
+            module.warn(warning)
     except ERRORS as exc:  # pylint: disable=catching-non-exception
         fail(module, exc)
     module.exit_json(**result)

@@ -47,6 +47,14 @@ def _network(value, what):
     return str(validate.network(value, what))
 
 
+def _overlay_network(value, what):
+    network = validate.network(value, what)
+    if network.version != 4:
+        raise validate.ValidationError('%s %s is IPv6: the overlay network must be IPv4 (IPv6 overlays are not supported yet)'
+                                       % (what, network))
+    return str(network)
+
+
 PEER_OPTIONS = {
     'name': {'type': 'str'},
     'subnet': {'type': 'str', 'required': True, 'check': _network},
@@ -60,7 +68,7 @@ OPTIONS = {
         'interface': {'type': 'str', 'check': validate.ifname},
         'mtu': {'type': 'int', 'check': validate.mtu},
     }},
-    'network': {'type': 'str', 'required': True, 'check': _network},
+    'network': {'type': 'str', 'required': True, 'check': _overlay_network},
     'subnet': {'type': 'str', 'required': True, 'check': _network},
     'mtu': {'type': 'int', 'check': validate.mtu},
     'bridge': {'type': 'dict', 'options': {
@@ -90,8 +98,6 @@ OPTIONS = {
         'restart': {'type': 'bool', 'default': False},
     }},
 }
-# What a node needs before its lease is known (the role checks this on every host first).
-LEASE_KEYS = ('subnet', 'peers')
 
 
 class Node(object):

@@ -89,7 +89,9 @@ def choose(links, params, lookup):
 
 def find(params):
     """The underlay as a dict: interface, address, prefixlen, network, mtu, family, chosen_by."""
-    family = params.get('family') or 'ipv4'
+    given = params.get('address') or params.get('reach') or ''
+    family = params.get('family') or ('ipv6' if ':' in given else 'ipv4')
+    params = dict(params, family=family)
     (interface, address, prefixlen, mtu), chosen_by = choose(ip_json('addr', 'show'), params,
                                                              lambda destination: route_lookup(destination, family))
     network = ipaddress.ip_interface('%s/%d' % (address, prefixlen)).network

@@ -48,10 +48,9 @@ options:
         description: Use the interface and source address that reach this address.
         type: str
       family:
-        description: Address family of the underlay.
+        description: Address family of the underlay; that of O(underlay.address) or O(underlay.reach) by default, else V(ipv4).
         type: str
         choices: [ipv4, ipv6]
-        default: ipv4
   bridge:
     description:
       - The container bridge, as in M(overlay.mesh.node) (its name decides its MAC).
@@ -143,7 +142,7 @@ def main():
                 address=dict(type='str'),
                 interface=dict(type='str'),
                 reach=dict(type='str'),
-                family=dict(type='str', choices=['ipv4', 'ipv6'], default='ipv4'),
+                family=dict(type='str', choices=['ipv4', 'ipv6']),
             )),
             bridge=dict(type='dict', default={}),
             backend=dict(type='dict', default={'type': 'vxlan'}),

@@ -608,6 +608,9 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
             if value is not None:
                 rec[key] = value
         leases[host] = rec
+    _check_unique(leases, wanted, problems)
+    if problems:
+        raise LeaseError(problems)
 
     released = sorted(h for h in existing if h in release)
     wanted_set = set(wanted)
@@ -619,6 +622,19 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
                             'subnets: %s. If any of them holds a subnet already (unreachable in this run), the next run '
                             'reports the conflict' % (len(missing), ', '.join(missing)))
     return Allocation(leases, sorted(added), released, sorted(moved), sorted(recovered - moved), orphaned, warnings)
+
+
+def _check_unique(leases, hosts, problems):
+    """Two hosts of the overlay on one underlay address, or with one VTEP MAC, would break the mesh."""
+    for key, what in (('underlay', 'underlay address'),
+                      ('vtep_mac', 'VTEP MAC (a cloned /etc/machine-id? give each host its own: systemd-machine-id-setup)')):
+        owners = {}
+        for host in sorted(set(hosts) & set(leases)):
+            if leases[host].get(key):
+                owners.setdefault(leases[host][key], []).append(host)
+        for value, names in sorted(owners.items()):
+            if len(names) > 1:
+                problems.append('hosts %s have the same %s %s' % (' and '.join(names), what, value))
 
 
 # ---- the lease file --------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import re
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases
 
 PREFIX = 'mesh_node_'
 # Role variable -> where it goes in the contract.
@@ -39,18 +40,24 @@ CONTRACT_VARIABLES = {
     'mesh_node_docker_restart': 'docker.restart',
 }
 # Role variables that are not in the contract: the play's, the leases' and the underlay lookup's.
-ROLE_VARIABLES = {
-    'mesh_node_group': 'the inventory group of the overlay',
-    'mesh_node_state': 'present or absent',
-    'mesh_node_remove': 'hosts to remove',
-    'mesh_node_subnet_len': 'subnet',
-    'mesh_node_subnet_min': 'subnet',
-    'mesh_node_subnet_max': 'subnet',
-    'mesh_node_subnet': 'subnet',
-    'mesh_node_lease_file': 'subnet',
-    'mesh_node_underlay_address': 'underlay.address',
-    'mesh_node_underlay_interface': 'underlay.interface',
-    'mesh_node_underlay_reach': 'underlay.address',
+ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mesh_node_subnet_len', 'mesh_node_subnet_min',
+                  'mesh_node_subnet_max', 'mesh_node_subnet', 'mesh_node_lease_file', 'mesh_node_underlay_address',
+                  'mesh_node_underlay_interface', 'mesh_node_underlay_reach')
+# Where contract values that no single role variable gives come from, for messages.
+SOURCES = {
+    'subnet': 'the lease (lease file, mesh_node_subnet)',
+    'underlay': 'the underlay found on the host (mesh_node_underlay_*)',
+}
+
+
+# Settings every host of the group must share, with the value a host that does not set them gets
+# (the role's default for mesh_node_network; the others default in the leases or the contract).
+GROUP_VARIABLES = {
+    'mesh_node_network': _leases.DEFAULT_NETWORK,
+    'mesh_node_subnet_len': None,
+    'mesh_node_subnet_min': None,
+    'mesh_node_subnet_max': None,
+    'mesh_node_backend': _node_spec.DEFAULT_BACKEND,
 }
 
 
@@ -112,12 +119,7 @@ def variable_of(path, kind):
             return name
     if path.startswith('backend.') and kind:
         return backend_variable(kind, path.split('.', 1)[1])
-    for name, target in ROLE_VARIABLES.items():
-        if path == target:
-            return name if path != 'underlay.address' else 'the underlay found on the host (mesh_node_underlay_*)'
-    if path == 'subnet':
-        return 'the lease (mesh_node_subnet / lease file)'
-    return path
+    return SOURCES.get(path.split('.', 1)[0], path)
 
 
 def describe_problems(host, exc, kind):
@@ -171,3 +173,36 @@ def node_contract(variables, host, info=None, leases=None, members=None):
     except ValidationError as exc:
         raise InputError(describe_problems(host, exc, kind))
     return node.data, node.warnings
+
+
+def _canonical(value):
+    if isinstance(value, bool):
+        return str(value).lower()
+    text = str(value).strip()
+    return str(int(text)) if text.lstrip('-').isdigit() else text
+
+
+def group_problems(hosts, value_of):
+    """Settings the hosts of the group do not agree on (a host_vars value would move or cut off part
+    of the mesh). value_of(host, variable) is the host's own value, None when it sets none."""
+    problems = []
+
+    def compare(name, default):
+        by_value = {}
+        for host in sorted(hosts):
+            value = value_of(host, name)
+            by_value.setdefault(_canonical(default if _empty(value) else value), []).append(host)
+        if len(by_value) > 1:
+            problems.append('%s differs across the group (%s); every host of the overlay needs the same value (set it in '
+                            'group_vars)' % (name, '; '.join('%s on %s' % ('unset' if value == 'None' else value, ', '.join(names))
+                                                             for value, names in sorted(by_value.items()))))
+        return by_value
+
+    for name, default in GROUP_VARIABLES.items():
+        values = compare(name, default)
+        if name == 'mesh_node_backend' and len(values) == 1:
+            kind = next(iter(values))
+            backend = registry.get(kind)
+            for option in (backend.GROUP_OPTIONS if backend is not None else ()):
+                compare(backend_variable(kind, option), backend.OPTIONS[option].get('default'))
+    return problems

@@ -164,11 +164,37 @@ def test_boot_path_refuses_a_bad_state_and_heals_a_converged_host(inventory, tmp
     assert json.loads(on('node1', 'ip -j link show dev mesh.1'))[0]['address'] == mac
     assert ' 0% packet loss' in on('node1', 'ping -c 3 -i 0.2 -W 2 10.244.2.1')
 
+    # the underlay address does not come (a move while the host was down): every other part is applied
+    on('node1', "python3 -c \"import json; d = json.load(open('/etc/overlay-mesh/node.json')); "
+                "d['underlay']['address'] = '198.18.99.99'; json.dump(d, open('/tmp/moved.json', 'w'))\"")
+    on('node1', 'nft delete table inet overlay_mesh && rm /run/flannel/subnet.env')
+    proc = lab('exec', '--name', LAB, 'node1', '/usr/lib/overlay-mesh/overlay-mesh-apply', '--wait', '1', '/tmp/moved.json',
+               check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert 'underlay address 198.18.99.99 not up after 1 s' in proc.stdout and 'failed: 1 part(s) of the node failed' in proc.stdout
+    assert 'backend: ' in proc.stdout.splitlines()[-1]
+    assert 'udp dport 8472' in on('node1', 'nft list table inet overlay_mesh') and on('node1', 'cat /run/flannel/subnet.env')
+
     # nftables.service flushes the whole ruleset when it restarts: the overlay's table comes back
-    # (overlay-mesh.service is PartOf it; systemctl returns before that restart has run)
+    # (its drop-in runs overlay-mesh-apply --only nftables after start, reload and stop)
     on('node1', 'systemctl restart nftables.service')
     on('node1', 'for i in $(seq 50); do nft list table inet overlay_mesh >/dev/null 2>&1 && break; sleep 0.2; done')
     assert 'udp dport 8472' in on('node1', 'nft list table inet overlay_mesh')
+
+
+def test_a_new_vni_replaces_the_vtep(inventory, tmp_path):
+    infos = dict((host, module(inventory, host, 'node_info', {'underlay': {}}, tree=tmp_path)) for host in ('node1', 'node2'))
+    for vni in (2, 1):
+        for host, other in (('node1', 'node2'), ('node2', 'node1')):
+            peer_info = module(inventory, other, 'node_info', {'underlay': {}, 'backend': {'type': 'vxlan', 'vni': vni}},
+                               tree=tmp_path)
+            wanted = contract(host, infos[host], other, peer_info)
+            wanted['backend']['vni'] = vni
+            result = module(inventory, host, 'node', wanted, tree=tmp_path)
+            assert result['changed'] and not result.get('failed'), result
+        links = on('node1', 'ip -br link')
+        assert 'mesh.%d' % vni in links and 'mesh.%d' % (3 - vni) not in links, links
+        assert ' 0% packet loss' in on('node1', 'ping -c 3 -i 0.2 -W 2 10.244.2.1')
 
 
 def test_removal_leaves_foreign_objects(inventory, tmp_path):
@@ -206,3 +232,28 @@ def test_a_host_converged_by_release_0_1_keeps_its_macs(inventory, tmp_path):
     assert on('node1', 'ls /etc/overlay-mesh') == 'node.json\n'
     again = module(inventory, 'node1', 'node_info', {'underlay': {}}, tree=tmp_path)
     assert again['identity']['source'] == 'saved' and again['identity']['publish'] == {'vtep_mac': '02:11:22:33:44:55'}
+
+
+def test_udp_backend_port_change_restarts_the_daemon_and_a_switch_leaves_nothing(inventory, tmp_path):
+    infos = dict((host, module(inventory, host, 'node_info', {'underlay': {}}, tree=tmp_path)) for host in ('node1', 'node2'))
+    contracts = {'node1': contract('node1', infos['node1'], 'node2', infos['node2']),
+                 'node2': contract('node2', infos['node2'], 'node1', infos['node1'])}
+    for port in (8285, 8300):
+        for host in ('node1', 'node2'):
+            wanted = dict(contracts[host], backend={'type': 'udp', 'port': port})
+            result = module(inventory, host, 'node', wanted, tree=tmp_path)
+            assert result['changed'] and not result.get('failed'), result
+        # a new port is not something a reload (SIGHUP) can change: the daemon was restarted on it
+        assert ':%d ' % port in on('node1', 'ss -uln')
+        assert ' 0% packet loss' in on('node1', 'ping -c 3 -i 0.2 -W 2 10.244.2.1')
+    # back to vxlan: the VTEP MACs are what node_info says now (as the role asks it on every run)
+    infos = dict((host, module(inventory, host, 'node_info', {'underlay': {}}, tree=tmp_path)) for host in ('node1', 'node2'))
+    contracts = {'node1': contract('node1', infos['node1'], 'node2', infos['node2']),
+                 'node2': contract('node2', infos['node2'], 'node1', infos['node1'])}
+    for host in ('node1', 'node2'):
+        result = module(inventory, host, 'node', contracts[host], tree=tmp_path)
+        assert result['changed'] and not result.get('failed'), result
+    left = on('node1', 'ls /etc/systemd/system/overlay-mesh-udp.service /etc/overlay-mesh/udp.json /usr/lib/overlay-mesh/overlay-mesh-udp'
+                       ' 2>&1; ip link show mesh-udp 2>&1; ss -uln')
+    assert left.count('No such file') == 3 and 'does not exist' in left and ':8300 ' not in left, left
+    assert ' 0% packet loss' in on('node1', 'ping -c 3 -i 0.2 -W 2 10.244.2.1')

@@ -22,6 +22,8 @@ class Backend(object):
     PEER_OPTIONS = {}
     # Bytes added per packet, by underlay IP version: the overlay MTU is the underlay's minus this.
     OVERHEAD = {4: 0, 6: 0}
+    # Options every host of the overlay must agree on (the role refuses a group that does not).
+    GROUP_OPTIONS = ()
 
     def __init__(self, params):
         self.params = params
@@ -52,6 +54,7 @@ class Backend(object):
         """Reconcile the data path to every peer on the host; changes go to host.report."""
         raise NotImplementedError
 
-    def teardown(self, host):
-        """Remove everything of this backend instance that is on the host."""
+    def teardown(self, host, strict=False):
+        """Remove everything of this backend instance that is on the host. strict: the instance is only
+        named by the caller (not recorded by an earlier apply); remove only what is provably ours."""
         raise NotImplementedError

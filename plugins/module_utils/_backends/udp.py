@@ -75,6 +75,7 @@ class Backend(BaseBackend):
         'device': {'type': 'str', 'default': udp_daemon.DEFAULT_DEVICE, 'check': validate.ifname},
     }
     OVERHEAD = udp_daemon.OVERHEAD
+    GROUP_OPTIONS = ('port',)
 
     def ports(self):
         return [('udp', self.params['port'])]
@@ -91,13 +92,17 @@ class Backend(BaseBackend):
             udp_daemon.load_config_dict(json.loads(json.dumps(config)), CONFIG_FILE)
         except ValueError as exc:
             raise EngineError('udp backend: %s' % exc)
+        running = self._running_config(host)
         launcher_changed = host.ensure_file(LAUNCHER, LAUNCHER_TEXT, mode=0o755)
         unit_changed = host.ensure_unit(UNIT, UNIT_TEXT % {'device': self.device, 'launcher': LAUNCHER,
                                                            'config': CONFIG_FILE, 'unit': UNIT})
         config_changed = host.ensure_file(CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + '\n')
         if host.boot:
             return  # systemd starts the daemon after overlay-mesh.service
-        daemon_changed = launcher_changed or unit_changed or DAEMON_MODULE in host.installed_changes
+        # a reload only swaps the peer table; device, addresses, MTU and port need a restart
+        fixed_changed = running is not None and any(running.get(key) != config.get(key) for key in udp_daemon.RESTART_KEYS
+                                                    if key in config)
+        daemon_changed = launcher_changed or unit_changed or fixed_changed or DAEMON_MODULE in host.installed_changes
         active = os.path.exists(os.path.join(_host.UNIT_DIR, UNIT)) and \
             host.systemctl('is-active', '--quiet', UNIT, check=False).returncode == 0
         if not active or daemon_changed:
@@ -111,8 +116,19 @@ class Backend(BaseBackend):
         if not host.check_mode:
             host.systemctl(action, UNIT)
 
-    def teardown(self, host):
-        """Stopping the daemon removes its TUN device and the route of the overlay network."""
+    @staticmethod
+    def _running_config(host):
+        """The configuration the daemon runs with (the file as it was before this run), or None."""
+        text = host.read(CONFIG_FILE)
+        try:
+            config = json.loads(text) if text else None
+        except ValueError:
+            return None
+        return config if isinstance(config, dict) else None
+
+    def teardown(self, host, strict=False):
+        """Stopping the daemon removes its TUN device and the route of the overlay network (the unit,
+        its configuration and launcher have names of our own: always ours)."""
         host.remove_unit(UNIT, stop=True)
         host.remove(CONFIG_FILE)
         host.remove(LAUNCHER)

@@ -82,6 +82,8 @@ DEFAULT_DEVICE = 'mesh-udp'
 DEFAULT_PORT = 8285  # flannel's udp port
 # Outer IPv4 header 20 + UDP 8 (an IPv6 outer header is 20 more); no inner Ethernet header.
 OVERHEAD = {4: 28, 6: 48}
+# What a reload (SIGHUP) cannot change: a new value needs a restart.
+RESTART_KEYS = ('device', 'address', 'subnet', 'network', 'mtu', 'port', 'local', 'offload', 'udp_gso')
 DEFAULTS = {'device': DEFAULT_DEVICE, 'port': DEFAULT_PORT, 'offload': True, 'udp_gso': True, 'stats_file': '/run/overlay-mesh/udp-stats.json',
             'stats_interval': 10}
 
@@ -636,7 +638,7 @@ class Daemon(object):
         except (OSError, ValueError) as exc:
             log('reload refused, keeping the running configuration: %s' % exc)
             return
-        fixed = [key for key in ('device', 'address', 'subnet', 'network', 'mtu', 'port', 'local', 'offload', 'udp_gso') if config[key] != self.config[key]]
+        fixed = [key for key in RESTART_KEYS if config[key] != self.config[key]]
         if fixed:
             log('reload: %s changed; they take effect on restart only' % ', '.join(fixed))
         self.dataplane.set_peers(config['peers'], self.config['port'])

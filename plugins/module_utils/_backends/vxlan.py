@@ -47,9 +47,10 @@ class VxlanReconciler(links.LinkReconciler):
     nodad = True
 
     def __init__(self, ipr, name, vni=None, local=None, underlay_device=None, port=DEFAULT_PORT,
-                 learning=False, mac=None, mtu=None, address=None, recreate=False, state='present'):
+                 learning=False, mac=None, mtu=None, address=None, recreate=False, state='present', recreate_moves=False):
         super(VxlanReconciler, self).__init__(ipr, name)
         self.recreate = recreate
+        self.recreate_moves = recreate_moves
         self._names = None
         if state != 'present':
             return
@@ -117,28 +118,42 @@ class VxlanReconciler(links.LinkReconciler):
             if current[key] == wanted[key]:
                 continue
             if key == 'underlay_device':
-                diffs.append('underlay_device is %s in the kernel, %s requested'
-                             % (self._name_of(current[key]) if current[key] else 'unset', self.underlay_device))
+                diffs.append((key, 'underlay_device is %s in the kernel, %s requested'
+                              % (self._name_of(current[key]) if current[key] else 'unset', self.underlay_device)))
             else:
-                diffs.append('%s is %s in the kernel, %s requested' % (key, current[key], wanted[key]))
+                diffs.append((key, '%s is %s in the kernel, %s requested' % (key, current[key], wanted[key])))
         return diffs
 
     def needs_recreate(self, link):
-        diffs = self.immutable_differences(link)
+        found = self.immutable_differences(link)
+        # A host that moved (new underlay address or interface) gets its VTEP recreated when
+        # recreate_moves is set (the node apply reprograms its peers in the same run).
+        diffs = [text for key, text in found if not (self.recreate_moves and key in ('local', 'underlay_device'))]
         if diffs and not self.recreate:
             raise EngineError('VTEP %s: %s; the kernel cannot change these attributes of a VXLAN device in place'
-                              ' (EOPNOTSUPP). Set recreate=true to delete and recreate the device (its neighbour,'
-                              ' FDB entries and routes are dropped until overlay.mesh.peers runs again)'
+                              ' (EOPNOTSUPP). Allow deleting and recreating it (option recreate of overlay.mesh.vxlan,'
+                              ' backend.recreate of overlay.mesh.node, role variable mesh_node_vxlan_recreate); its'
+                              ' neighbour, FDB entries and routes are dropped until the peers are programmed again'
                               % (self.name, '; '.join(diffs)))
-        return bool(diffs)
+        return bool(found)
 
     def create(self):
         kwargs = {'ifname': self.name, 'kind': 'vxlan', 'vxlan_id': self.vni, 'vxlan_link': self.underlay_index,
                   'vxlan_port': self.port, 'vxlan_learning': 1 if self.learning else 0, 'address': self.mac,
                   'mtu': self.mtu}
         kwargs['vxlan_local6' if self.local.version == 6 else 'vxlan_local'] = str(self.local)
-        links.call('creating VXLAN device %s (VNI %s, local %s, dev %s, MTU %s)'
-                   % (self.name, self.vni, self.local, self.underlay_device, self.mtu), self.ipr.link, 'add', **kwargs)
+        what = 'creating VXLAN device %s (VNI %s, local %s, dev %s, MTU %s)' % (
+            self.name, self.vni, self.local, self.underlay_device, self.mtu)
+        try:
+            links.call(what, self.ipr.link, 'add', **kwargs)
+        except links.ObjectAppeared:
+            if links.read_link(self.ipr, self.name) is not None:
+                raise  # another run created it: read again and reconcile
+            # EEXIST for a device that does not exist: another VXLAN device has this VNI and port
+            users = [link['name'] for link in (links.link_from_message(msg) for msg in self.ipr.get_links())
+                     if link.get('vxlan') and link['vxlan']['vni'] == self.vni and link['vxlan']['port'] == self.port]
+            raise EngineError('%s failed: VNI %s on port %s is already used by %s; one VNI and port per host'
+                              % (what, self.vni, self.port, ', '.join(users) or 'another VXLAN device'))
         self._set('bringing up', state='up')
 
     def compare(self, link, desired, changes):
@@ -176,6 +191,7 @@ class Backend(BaseBackend):
     }
     PEER_OPTIONS = {'vtep_mac': {'type': 'str', 'required': True, 'check': validate.mac}}
     OVERHEAD = OVERHEAD
+    GROUP_OPTIONS = ('vni', 'port')
 
     @classmethod
     def normalize(cls, params, machine_id=None):
@@ -199,7 +215,7 @@ class Backend(BaseBackend):
                                    learning=False, mac=self.params['mac'], mtu=node.mtu,
                                    address='%s/%d' % (node.vtep_address, node.vtep_address.max_prefixlen),
                                    # at boot the device is ours to recreate if anything about it is off
-                                   recreate=self.params['recreate'] or host.boot)
+                                   recreate=self.params['recreate'] or host.boot, recreate_moves=True)
             host.report.changeset(vtep.reconcile('present', check_mode=host.check_mode))
             link = links.read_link(ipr, self.device)
             names = links.link_names(ipr)
@@ -216,12 +232,13 @@ class Backend(BaseBackend):
             host.report.changeset(reconciler.reconcile(wanted, 'present', exclusive=True, check_mode=host.check_mode,
                                                        with_current=True))
 
-    def teardown(self, host):
-        """Delete the VTEP; its neighbours, FDB entries and routes go with it."""
+    def teardown(self, host, strict=False):
+        """Delete the VTEP; its neighbours, FDB entries and routes go with it. strict: only when its MAC
+        is the one this host has for it (a flannel.1 of another tool is left alone)."""
         ipr = open_iproute()
         try:
             link = links.read_link(ipr, self.device)
-            if link is None or link['kind'] != 'vxlan':
+            if link is None or link['kind'] != 'vxlan' or (strict and link['mac'] != self.params.get('mac')):
                 return
             vtep = VxlanReconciler(ipr, self.device, state='absent')
             host.report.changeset(vtep.reconcile('absent', check_mode=host.check_mode))

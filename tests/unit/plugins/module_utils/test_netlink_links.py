@@ -83,7 +83,7 @@ def test_vni_change_needs_recreate(ipr):
     with pytest.raises(EngineError) as err:
         vxlan(ipr, vni=2, port=4789).reconcile()
     assert 'vni is 1 in the kernel, 2 requested' in str(err.value)
-    assert 'port is 8472 in the kernel, 4789 requested' in str(err.value) and 'recreate=true' in str(err.value)
+    assert 'port is 8472 in the kernel, 4789 requested' in str(err.value) and 'option recreate of overlay.mesh.vxlan' in str(err.value)
     changes = vxlan(ipr, vni=2, port=4789, recreate=True).reconcile()
     assert ('removed', 'link') in types(changes) and ('added', 'link') in types(changes)
     assert links.read_link(ipr, 'flannel.1')['vxlan']['vni'] == 2

@@ -37,9 +37,11 @@ def engine(tmp_path_factory):
 
 def boot(engine, state_path):
     code = ('import sys; sys.path.insert(0, %r)\n'
+            'from ansible_collections.overlay.mesh.plugins.module_utils import _host\n'
+            '_host.LOCK_FILE = %r  # not the machine\'s /run\n'
             'from ansible_collections.overlay.mesh.plugins.module_utils._node_boot import main\n'
             'assert not [m for m in sys.modules if m == "ansible" or m.startswith("ansible.")]\n'
-            'sys.exit(main([%r]))\n') % (str(engine), str(state_path))
+            'sys.exit(main([%r]))\n') % (str(engine), str(state_path.parent / 'lock'), str(state_path))
     # -I -S: the standard library and the installed engine only
     return subprocess.run([sys.executable, '-I', '-S', '-c', code], capture_output=True, text=True, check=False)
 

@@ -139,3 +139,8 @@ def test_every_backend_provides_the_interface(name):
     assert all(protocol in ('udp', 'tcp') and 0 < port < 65536 for protocol, port in node.backend.ports())
     assert set(node.backend.publish()) <= set(backend.PEER_OPTIONS)
     assert node.backend.same_instance(dict(node.data['backend']))
+
+
+def test_an_ipv6_overlay_network_is_refused_before_anything():
+    found = problems({'network': 'fd00:244::/48'}, partial=True)
+    assert found['network'] == 'fd00:244::/48 is IPv6: the overlay network must be IPv4 (IPv6 overlays are not supported yet)'

@@ -315,6 +315,19 @@ def test_hand_written_block_style_lease_file_is_read(tmp_path):
     assert L.read_lease_file(str(path))[1] == {'node1': {'subnet': '10.244.7.0/24', 'address': '192.168.0.1'}}
 
 
+def test_two_hosts_on_one_underlay_address_or_mac_are_refused():
+    underlay = {'a': {'address': '192.168.0.1', 'vtep_mac': '02:00:00:00:00:01'},
+                'b': {'address': '192.168.0.1', 'vtep_mac': '02:00:00:00:00:02'},
+                'c': {'address': '192.168.0.3', 'vtep_mac': '02:00:00:00:00:01'}}
+    problems = problems_of(L.allocate, L.make_config(), ['a', 'b', 'c'], underlay=underlay)
+    assert problems == ['hosts a and b have the same underlay address 192.168.0.1',
+                        'hosts a and c have the same VTEP MAC (a cloned /etc/machine-id? give each host its own: '
+                        'systemd-machine-id-setup) 02:00:00:00:00:01']
+    # a host that left the group (not released) does not count
+    existing = {'old': {'subnet': '10.244.9.0/24', 'underlay': '192.168.0.1'}}
+    assert L.allocate(L.make_config(), ['a'], existing=existing, underlay={'a': underlay['a']}).orphaned == ['old']
+
+
 def test_release_0_1_records_name_the_underlay_address_address():
     # 0.1 wrote 'address'; it is read as 'underlay' and written back under the new name
     existing = {'node1': {'subnet': '10.244.7.0/24', 'address': '192.168.0.1', 'vtep_mac': 'c6:d2:32:6f:8f:44'}}

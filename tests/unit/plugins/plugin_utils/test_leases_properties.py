@@ -176,7 +176,8 @@ AWKWARD_NAMES = st.text(alphabet=st.characters(blacklist_categories=('Cs',)), mi
 def test_fast_lease_file_reader_agrees_with_yaml(hosts):
     config = L.make_config('10.244.0.0/16')
     hosts = [h for h in hosts if h.strip()]
-    alloc = L.allocate(config, hosts, underlay={h: {'address': '192.168.0.1', 'vtep_mac': '02:00:00:00:00:01'} for h in hosts})
+    alloc = L.allocate(config, hosts, underlay={h: {'address': '192.168.0.%d' % (i + 1), 'vtep_mac': '02:00:00:00:00:%02x' % (i + 1)}
+                                                for i, h in enumerate(hosts)})
     text = L.render_lease_file(config, alloc.leases)
     version, fast, duplicates = L._parse_canonical(text)  # pylint: disable=protected-access
     assert version == L.FORMAT_VERSION

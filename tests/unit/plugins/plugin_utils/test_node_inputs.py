@@ -67,3 +67,29 @@ def test_unknown_variables_are_found():
     names = dict(variables(mesh_node_vxaln_vni=1, mesh_node_vxlan_vni=1, mesh_node_udp_port=1, mesh_node__internal=1,
                            mesh_node_udp_vni=1))
     assert inputs.unknown_variables(names) == ['mesh_node_udp_vni', 'mesh_node_vxaln_vni']
+
+
+def test_group_wide_settings_must_agree():
+    values = {'node1': {}, 'node2': {'mesh_node_network': '10.245.0.0/16', 'mesh_node_vxlan_vni': '1'},
+              'node3': {'mesh_node_vxlan_vni': 7, 'mesh_node_network': '10.244.0.0/16'}}
+    problems = inputs.group_problems(list(values), lambda host, name: values[host].get(name))
+    assert problems == [
+        'mesh_node_network differs across the group (10.244.0.0/16 on node1, node3; 10.245.0.0/16 on node2); '
+        'every host of the overlay needs the same value (set it in group_vars)',
+        'mesh_node_vxlan_vni differs across the group (1 on node1, node2; 7 on node3); '
+        'every host of the overlay needs the same value (set it in group_vars)']
+
+
+def test_backends_that_differ_are_reported_once_and_their_options_not_compared():
+    values = {'a': {'mesh_node_backend': 'udp', 'mesh_node_udp_port': 1}, 'b': {'mesh_node_vxlan_vni': 3}}
+    problems = inputs.group_problems(list(values), lambda host, name: values[host].get(name))
+    assert len(problems) == 1 and problems[0].startswith('mesh_node_backend differs across the group (udp on a; vxlan on b)')
+    values = {'a': {'mesh_node_backend': 'udp'}, 'b': {'mesh_node_backend': 'udp', 'mesh_node_udp_port': 8285}}
+    assert inputs.group_problems(list(values), lambda host, name: values[host].get(name)) == []
+
+
+def test_the_role_default_network_is_the_one_the_check_assumes():
+    from pathlib import Path
+    import yaml
+    defaults = yaml.safe_load((Path(__file__).resolve().parents[4] / 'roles' / 'mesh_node' / 'defaults' / 'main.yml').read_text())
+    assert defaults['mesh_node_network'] == inputs.GROUP_VARIABLES['mesh_node_network']
