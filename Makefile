@@ -18,6 +18,7 @@ export PATH := $(VENV)/bin:$(PATH)
 
 LAB ?= demo
 HOSTS ?= 3
+SEGMENTS ?= 1
 LAB_TOOL := $(PY) $(REPO)/tests/lab/overlay_lab.py
 APT_PACKAGES := debootstrap systemd-container iproute2 nftables python3-venv python3-pip git rsync tcpdump iperf3 iputils-ping
 APT_STAMP := /var/lib/overlay-mesh-apt.stamp
@@ -99,8 +100,8 @@ molecule: deps ## every molecule scenario on lab hosts
 
 # ---- the lab ------------------------------------------------------------------------------
 .PHONY: lab-up
-lab-up: deps ## boot a lab: make lab-up LAB=name HOSTS=n
-	$(LAB_TOOL) up --name $(LAB) --hosts $(HOSTS)
+lab-up: deps ## boot a lab: make lab-up LAB=name HOSTS=n [SEGMENTS=k, a routed underlay]
+	$(LAB_TOOL) up --name $(LAB) --hosts $(HOSTS) --segments $(SEGMENTS)
 
 .PHONY: lab-down
 lab-down: deps ## remove a lab: make lab-down LAB=name

@@ -7,14 +7,20 @@
     overlay_probe.py detach CONFLIST     releases it (CNI DEL) and deletes the namespace
     overlay_probe.py probe JSON          pings every target; prints one JSON result per target
 
-JSON: {"from": "node1", "mtu": 1450, "targets": [{"host": "node2", "gateway": "10.244.2.1", "container": "10.244.2.5"}]}
-Prints {"results": [...one per target...], "failures": ["node1 -> container on node2", ...]}.
+JSON: {"from": "node1", "mtu": 1450, "backend": "vxlan", "port": 8472,
+       "targets": [{"host": "node2", "gateway": "10.244.2.1", "container": "10.244.2.5", "underlay": "198.18.0.12"}]}
+Prints {"results": [...one per target...], "failures": ["node1 -> container on node2", ...]}. Each result
+says the pair's path - "direct" (routed to the peer's underlay address, no encapsulation) or the
+backend's - and, with tcpdump on the host, proves it from a capture of the underlay.
 """
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 NETNS = 'overlay-mesh-probe'
 CONTAINER_ID = 'overlay-mesh-verify-probe'
@@ -58,21 +64,77 @@ def ping(*args, netns=True):
     return proc.returncode == 0, proc.stdout.decode(errors='replace').strip()
 
 
+def route(destination):
+    """(device, gateway) of the host's route to destination."""
+    proc = subprocess.run(['ip', '-j', 'route', 'get', destination], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    found = (json.loads(proc.stdout or b'[]') or [{}])[0] if proc.returncode == 0 else {}
+    return found.get('dev'), found.get('gateway')
+
+
+class Capture(object):
+    """tcpdump on the underlay interface while the probes run, counted per target afterwards: the
+    proof of each pair's path (encapsulated to the peer's underlay address, or the overlay's packets
+    in the clear). Without tcpdump on the host, the path is the route's and not proven."""
+
+    def __init__(self, interface):
+        self.path = '/tmp/overlay-mesh-probe.pcap'
+        self.proc = None
+        if interface and shutil.which('tcpdump'):
+            self.proc = subprocess.Popen(['tcpdump', '-n', '-U', '-i', interface, '-w', self.path, 'ip'],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)  # tcpdump needs a moment before it sees packets
+
+    def stop(self):
+        if self.proc is not None:
+            time.sleep(0.3)
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=10)
+
+    def count(self, expression):
+        if self.proc is None:
+            return None
+        proc = subprocess.run(['tcpdump', '-n', '-r', self.path, expression], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              check=False)
+        return len(proc.stdout.splitlines())
+
+    def remove(self):
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
 def probe(spec):
     mtu = int(spec['mtu'])
     results = []
-    for target in spec['targets']:
-        gateway_ok, _gateway_out = ping(target['gateway'], netns=False)
-        container_ok, _container_out = ping(target['container'])
-        # Exactly the overlay MTU must pass with DF set; one byte more must be refused, not lost.
-        fits_ok, _fits_out = ping('-M', 'do', '-s', str(mtu - 28), target['container'])
-        too_big_ok, too_big_out = ping('-M', 'do', '-s', str(mtu - 27), target['container'])
-        too_big_refused = not too_big_ok and any(word in too_big_out.lower() for word in ('message too long', 'frag needed', 'errors,'))
-        results.append({'host': target['host'], 'gateway': gateway_ok, 'container': container_ok,
-                        'mtu_fits': fits_ok, 'mtu_too_big_refused': too_big_refused, 'too_big_output': too_big_out.splitlines()[0] if too_big_out else ''})
+    underlay_device = route(spec['targets'][0]['underlay'])[0] if spec['targets'] else None
+    capture = Capture(underlay_device)
+    try:
+        for target in spec['targets']:
+            gateway_ok, _gateway_out = ping(target['gateway'], netns=False)
+            container_ok, _container_out = ping('-c', '3', '-i', '0.2', target['container'])
+            # Exactly the overlay MTU must pass with DF set; one byte more must be refused, not lost.
+            fits_ok, _fits_out = ping('-M', 'do', '-s', str(mtu - 28), target['container'])
+            too_big_ok, too_big_out = ping('-M', 'do', '-s', str(mtu - 27), target['container'])
+            too_big_refused = not too_big_ok and any(word in too_big_out.lower() for word in ('message too long', 'frag needed', 'errors,'))
+            _device, gateway = route(target['container'])
+            results.append({'host': target['host'], 'gateway': gateway_ok, 'container': container_ok,
+                            'mtu_fits': fits_ok, 'mtu_too_big_refused': too_big_refused,
+                            'too_big_output': too_big_out.splitlines()[0] if too_big_out else '',
+                            'path': 'direct' if gateway == target['underlay'] else spec['backend']})
+    finally:
+        capture.stop()
+    for target, result in zip(spec['targets'], results):
+        encapsulated = capture.count('udp and dst host %s and dst port %s' % (target['underlay'], spec['port'])) if spec.get('port') else 0
+        clear = capture.count('icmp and dst host %s' % target['container'])
+        if clear is None:
+            result['path_proven'] = None
+        else:
+            result['encapsulated_packets'], result['clear_packets'] = encapsulated, clear
+            result['path_proven'] = (encapsulated == 0 and clear > 0) if result['path'] == 'direct' else (encapsulated > 0 and clear == 0)
+    capture.remove()
     checks = (('gateway', 'gateway of'), ('container', 'container on'), ('mtu_fits', 'MTU-sized DF packet lost to'),
-              ('mtu_too_big_refused', 'oversize DF packet not refused to'))
-    failures = ['%s -> %s %s' % (spec['from'], text, result['host']) for result in results for key, text in checks if not result[key]]
+              ('mtu_too_big_refused', 'oversize DF packet not refused to'), ('path_proven', 'path not as routed to'))
+    failures = ['%s -> %s %s' % (spec['from'], text, result['host']) for result in results for key, text in checks
+                if result[key] is False or (key != 'path_proven' and not result[key])]
     print(json.dumps({'results': results, 'failures': failures}))
 
 

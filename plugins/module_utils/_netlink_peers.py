@@ -218,7 +218,9 @@ class PeerReconciler(object):
             rkey = (family, peer.dst_bytes, peer.subnet.prefixlen)
             ours = []
             for rec in view.routes.get(rkey, ()):
-                if rec.protocol == proto and rec.oif == ifindex:
+                # our protocol is ours on any device: a direct route of ours (host-gw, direct
+                # routing) for a peer that now goes through the VTEP is replaced
+                if rec.protocol == proto:
                     ours.append(rec)
                 else:
                     conflicts.append(describe_route(rec, self.devnames))
@@ -230,11 +232,11 @@ class PeerReconciler(object):
                 continue
             first = ours[0]
             if (first.gateway != peer.vtep_bytes or not first.flags & wire.RTNH_F_ONLINK or first.rtype != wire.RTN_UNICAST
-                    or first.scope != wire.RT_SCOPE_UNIVERSE):
+                    or first.scope != wire.RT_SCOPE_UNIVERSE or first.oif != ifindex):
                 body = wire.route_body(family, peer.dst_bytes, peer.subnet.prefixlen, proto, flags=wire.RTNH_F_ONLINK,
                                        gateway=peer.vtep_bytes, oif=ifindex, priority=first.priority)
-                before = route_obj(dev, family, first.dst, first.dst_len, first.gateway, first.protocol,
-                                   bool(first.flags & wire.RTNH_F_ONLINK))
+                before = route_obj(self.devnames.get(first.oif, dev), family, first.dst, first.dst_len, first.gateway,
+                                   first.protocol, bool(first.flags & wire.RTNH_F_ONLINK))
                 changes.add('updated', ('route', rkey), obj, before, (2, peer, wire.RTM_NEWROUTE, _REPLACE, body))
             for extra in ours[1:]:
                 self._remove_route(extra, changes, key_suffix=extra.priority)
@@ -266,7 +268,7 @@ class PeerReconciler(object):
 
     def _remove_route(self, rec, changes, key_suffix=None):
         body = wire.route_body(rec.family, rec.dst, rec.dst_len, self.protocol, scope=wire.RT_SCOPE_NOWHERE, rtype=0,
-                               oif=self.ifindex, priority=rec.priority)
+                               oif=rec.oif, priority=rec.priority)
         key = ('route', (rec.family, rec.dst, rec.dst_len))
         if key_suffix is not None:
             key = key + (key_suffix,)

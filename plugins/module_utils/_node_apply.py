@@ -36,7 +36,8 @@ PACKAGE = 'ansible_collections.overlay.mesh.plugins.module_utils'
 ENGINE_MODULES = (
     '_spec', '_identity', '_host', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply', '_node_boot',
     '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_peers', '_netlink_validate', '_netlink_wire',
-    '_backends', '_backends.base', '_backends.registry', '_backends.vxlan', '_backends.udp', '_backends.udp_daemon',
+    '_netlink_routes', '_backends', '_backends.base', '_backends.registry', '_backends.vxlan', '_backends.udp',
+    '_backends.udp_daemon', '_backends.host_gw',
 )
 ENGINE_ROOT = os.path.join(_host.LIB_DIR, 'ansible_collections')
 STEP_ERRORS = (EngineError, ValidationError, NetlinkError, NetlinkFailure, OSError)
@@ -124,7 +125,8 @@ def sysctls(node):
     if node['kernel']['ip_forward']:
         settings.append(('net/ipv4/ip_forward', 1))
     for device in (node.bridge['name'], node.backend.device):
-        settings.append(('net/ipv4/conf/%s/rp_filter' % device, node['kernel']['rp_filter']))
+        if device:
+            settings.append(('net/ipv4/conf/%s/rp_filter' % device, node['kernel']['rp_filter']))
     return settings
 
 
@@ -182,7 +184,7 @@ def _remove_leftovers(node, host, previous):
     """What an earlier contract made and this one does not: another backend, a renamed bridge."""
     old_backend = _node_spec.saved_backend(previous)
     if old_backend is not None and not old_backend.same_instance(node.backend.params):
-        old_backend.teardown(host)
+        old_backend.teardown(host, previous)
     old_bridge = (previous.get('bridge') or {}).get('name')
     if old_bridge and old_bridge != node.bridge['name']:
         _remove_bridge(host, old_bridge)
@@ -202,7 +204,8 @@ def _apply_kernel(node, host):
 def _apply_files(node, host):
     host.ensure_file(node['subnet_env'], files.subnet_env(node.network, node.subnet, node.mtu, node['firewall']['masquerade']))
     host.ensure_file(files.cni_conflist_path(node.data), files.cni_conflist(node))
-    host.ensure_file(_host.NETWORKD_FILE, files.networkd_unmanaged([node.bridge['name'], node.backend.device]))
+    host.ensure_file(_host.NETWORKD_FILE, files.networkd_unmanaged([device for device in (node.bridge['name'],
+                                                                                          node.backend.device) if device]))
     if node['docker']['enabled']:
         _apply_docker(node, host)
 
@@ -248,7 +251,7 @@ def remove(host, wanted=None, previous=None):
         backend = _node_spec.saved_backend(record)
         if backend is not None and (backend.name, backend.device) not in done:
             done.add((backend.name, backend.device))
-            backend.teardown(host, strict=strict)
+            backend.teardown(host, record, strict=strict)
         bridge = (record or {}).get('bridge') or {}
         if bridge.get('name') and bridge['name'] not in done and (bridge.get('mac') or not strict):
             done.add(bridge['name'])

@@ -47,6 +47,10 @@ def _network(value, what):
     return str(validate.network(value, what))
 
 
+def _any_network(value, what):
+    return str(ipaddress.ip_interface(str(validate.interface_address(value, what))).network)
+
+
 def _overlay_network(value, what):
     network = validate.network(value, what)
     if network.version != 4:
@@ -67,6 +71,8 @@ OPTIONS = {
         'address': {'type': 'str', 'required': True, 'check': _address},
         'interface': {'type': 'str', 'check': validate.ifname},
         'mtu': {'type': 'int', 'check': validate.mtu},
+        # the underlay's own network: which peers are on-link (host-gw, direct routing)
+        'network': {'type': 'str', 'check': _any_network},
     }},
     'network': {'type': 'str', 'required': True, 'check': _overlay_network},
     'subnet': {'type': 'str', 'required': True, 'check': _network},
@@ -156,6 +162,13 @@ class Node(object):
 
     def __getitem__(self, key):
         return self.data[key]
+
+    def on_link(self, peer):
+        """Whether a peer's underlay address is in this host's underlay network (None: not known here)."""
+        network = self.underlay.get('network')
+        if not network:
+            return None
+        return ipaddress.ip_address(peer['underlay']) in ipaddress.ip_network(network)
 
 
 def backend_options(backend_class):
@@ -266,6 +279,10 @@ def _check_addresses(checker, data, backend, peer_paths):
             seen[(key, value)] = _label(peer)
     if ('underlay', str(underlay)) in seen:
         checker.problem('underlay.address', '%s is also the underlay of %s' % (underlay, seen[('underlay', str(underlay))]))
+    underlay_network = data['underlay'].get('network')
+    if underlay_network and underlay not in ipaddress.ip_network(underlay_network):
+        checker.problem('underlay.network', '%s does not hold the underlay address %s' % (underlay_network, underlay))
+    backend(data['backend']).check(data, checker.problem)
 
 
 def _resolve_mtu(checker, data, backend, underlay_mtu, warnings):
@@ -301,7 +318,7 @@ def saved_backend(data):
 
 def removal_record(raw):
     """What a (partial) contract names that a node makes: bridge, backend device, file paths."""
-    keys = ('bridge', 'backend', 'subnet_env', 'cni')
+    keys = ('bridge', 'backend', 'subnet_env', 'cni', 'route_protocol')
     checker = _spec.Validator()
     data = checker.mapping(dict((key, raw[key]) for key in keys if raw.get(key) is not None),
                            dict((key, OPTIONS[key]) for key in keys))

@@ -69,6 +69,11 @@ options:
         description:
           - The underlay interface's MTU; read from the interface by default.
         type: int
+      network:
+        description:
+          - The underlay's own network (for example V(198.18.0.0/24)), which tells the peers on this host's L2 segment
+            (host-gw, direct routing); M(overlay.mesh.node_info) reports it. Checked against the host at apply time.
+        type: str
   network:
     description:
       - The overlay network, for example V(10.244.0.0/16). Required with O(state=present).
@@ -105,6 +110,10 @@ options:
         C(/etc/machine-id)), C(recreate) (false; allow recreating the device when the VNI or port changes). Each peer
         needs C(vtep_mac)."
       - "V(type=udp): C(port) (8285), C(device) (C(mesh-udp)); a userspace daemon, C(overlay-mesh-udp.service)."
+      - "V(type=host-gw): no options; per peer a route via its underlay address, no encapsulation; every peer must be on
+        this host's underlay network."
+      - "V(type=vxlan) with C(direct_routing=true): peers on this host's underlay network are routed as with host-gw, the
+        others through the VTEP."
     type: dict
     default: {type: vxlan}
   peers:

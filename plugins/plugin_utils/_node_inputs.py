@@ -153,7 +153,8 @@ def node_contract(variables, host, info=None, leases=None, members=None):
     if info:
         underlay = info.get('underlay') or {}
         if underlay:
-            contract['underlay'] = dict((key, underlay[key]) for key in ('address', 'interface', 'mtu') if underlay.get(key))
+            contract['underlay'] = dict((key, underlay[key]) for key in ('address', 'interface', 'mtu', 'network')
+                                        if underlay.get(key))
         identity = info.get('identity') or {}
         bridge_mac = (identity.get('bridge') or {}).get('mac')
         if bridge_mac:

@@ -28,6 +28,17 @@ VENV_BIN = Path(sys.executable).parent
 PY072 = os.environ.get('OVERLAY_MESH_PY072', '/var/tmp/ovl-py072/bin/python')
 INTERPRETERS = {'pyroute2-0.9': sys.executable, 'pyroute2-0.7.2': PY072}
 
+# A lab host's state as a run could change it; not what moves by itself (ARP states, address
+# lifetimes and flags, bridge timers). Run SETTLE first: IPv6 duplicate address detection ends,
+# then the link-local address's local route appears, some time after a device comes up.
+HOST_SNAPSHOT = ("ip -br link | awk '{print $1, $3}'; ip -d link show type vxlan; ip -o addr show | awk '{print $2, $3, $4}'; "
+                 "ip route show table all | sed 's/ linkdown//'; ip neigh show nud permanent; bridge fdb show | grep permanent; "
+                 'nft list ruleset; sysctl net.ipv4.ip_forward; cat /etc/machine-id; '
+                 'find /etc/overlay-mesh /usr/lib/overlay-mesh /etc/cni /run/flannel /etc/sysctl.d /etc/systemd/system '
+                 '/etc/systemd/network /etc/iproute2 /etc/docker -type f 2>/dev/null | sort | xargs -r sha256sum; '
+                 'systemctl is-enabled overlay-mesh.service overlay-mesh-udp.service 2>&1')
+SETTLE = 'for i in $(seq 100); do [ -z "$(ip -6 addr show tentative)" ] && break; sleep 0.1; done; sleep 0.2'
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='needs root: creates network namespaces')
 
 

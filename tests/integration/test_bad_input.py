@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import collections_path
+from conftest import HOST_SNAPSHOT, SETTLE, collections_path
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_TOOL = REPO / 'tests' / 'lab' / 'overlay_lab.py'
@@ -31,14 +31,6 @@ HOSTS = ('node1', 'node2', 'node3')
 EXTRA_ADDRESS = 250  # a second underlay address some cases put on two hosts
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root: boots systemd-nspawn lab hosts')
-
-# What a run could change; not what moves by itself (ARP states, address lifetimes, timers).
-SNAPSHOT = ("ip -br link; ip -d link show type vxlan; ip -o addr show | awk '{print $2, $3, $4}'; "
-            'ip route show table all; ip neigh show nud permanent; bridge fdb show; '
-            'nft list ruleset; sysctl net.ipv4.ip_forward; cat /etc/machine-id; '
-            'find /etc/overlay-mesh /usr/lib/overlay-mesh /etc/cni /run/flannel /etc/sysctl.d /etc/systemd/system '
-            '/etc/systemd/network /etc/iproute2 /etc/docker -type f 2>/dev/null | sort | xargs -r sha256sum; '
-            'systemctl is-enabled overlay-mesh.service overlay-mesh-udp.service 2>&1')
 
 
 class Case(object):
@@ -81,7 +73,7 @@ CASES = [
                                            ' (1450 at most)'), group={'mesh_node_mtu': 1460}),
     Case('mtu-above-underlay-udp', every('mesh_node_mtu: 1480 is larger than the underlay MTU 1500 minus the udp overhead 28'),
          group={'mesh_node_backend': 'udp', 'mesh_node_mtu': 1480}),
-    Case('unknown-backend', every("mesh_node_backend: 'gre' is not one of udp, vxlan"), group={'mesh_node_backend': 'gre'}),
+    Case('unknown-backend', every("mesh_node_backend: 'gre' is not one of host-gw, udp, vxlan"), group={'mesh_node_backend': 'gre'}),
     Case('ipv6-overlay', every('mesh_node_network: fd00:244::/48 is IPv6: the overlay network must be IPv4'),
          group={'mesh_node_network': 'fd00:244::/48'}),
     Case('mtu-not-a-number', ['mesh_node_mtu', "'abc'"], group={'mesh_node_mtu': 'abc'}),
@@ -171,14 +163,14 @@ def settle():
     """Wait for what the kernel finishes by itself after a device appears (IPv6 duplicate address
     detection, then the link-local address's local route), so that a snapshot holds still."""
     for host in HOSTS:
-        on(host, 'for i in $(seq 100); do [ -z "$(ip -6 addr show tentative)" ] && break; sleep 0.1; done; sleep 0.2')
+        on(host, SETTLE)
 
 
 def snapshot(workdir):
     lease_file = workdir / 'leases.yml'
     state = {'lease file': hashlib.sha256(lease_file.read_bytes()).hexdigest() if lease_file.exists() else None}
     for host in HOSTS:
-        state[host] = on(host, SNAPSHOT)
+        state[host] = on(host, HOST_SNAPSHOT)
     return state
 
 

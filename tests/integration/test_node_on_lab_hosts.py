@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import collections_path
+from conftest import HOST_SNAPSHOT, SETTLE, collections_path
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_TOOL = REPO / 'tests' / 'lab' / 'overlay_lab.py'
@@ -89,8 +89,9 @@ def contract(host, info, other, other_info):
 
 
 def kernel_snapshot(host):
-    return on(host, 'ip link show; ip -d link show type vxlan; ip addr show; ip route show table all; ip neigh show; bridge fdb show; '
-                    'nft list ruleset; ls -lR /etc/overlay-mesh /usr/lib/overlay-mesh 2>&1; cat /run/flannel/subnet.env', check=False)
+    on(host, SETTLE)
+    return on(host, HOST_SNAPSHOT + '; ls -lR /etc/overlay-mesh /usr/lib/overlay-mesh 2>&1; cat /run/flannel/subnet.env',
+              check=False)
 
 
 def test_node_on_fresh_and_converged_hosts(inventory, tmp_path):

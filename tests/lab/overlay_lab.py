@@ -13,7 +13,9 @@ state file before it is created, so `down` removes exactly that and nothing else
 failed `up`.
 
     overlay_lab.py up --name demo --hosts 3     # prints the inventory path
+    overlay_lab.py up --name r --hosts 4 --segments 2   # two L2 segments joined by a router
     overlay_lab.py reboot --name demo node2     # a real reboot: all kernel network state gone
+    overlay_lab.py move --name r node2 --segment 0      # live: another segment, another address
     overlay_lab.py shell --name demo node1      # a root shell inside node1
     overlay_lab.py down --name demo
 """
@@ -328,6 +330,7 @@ class Lab:
         self.state_path = self.dir / "state.json"
         self.inventory_path = self.dir / "inventory.yml"
         self.switch_netns = f"ovl-{name}-sw"
+        self.router_netns = f"ovl-{name}-rt"
 
     # -- state --
     def load(self) -> dict | None:
@@ -352,19 +355,34 @@ class Lab:
     def subnet(self) -> ipaddress.IPv4Network:
         """A /24 of 198.18.0.0/15 chosen from the lab's name: two labs rarely share one, and even
         when they do their switches are separate namespaces, so they never meet."""
+        return self.segment_subnets(1)[0]
+
+    def segment_subnets(self, count: int) -> list:
+        """The /24 of each underlay segment: consecutive, from the one the lab's name picks."""
         override = os.environ.get("OVERLAY_LAB_SUBNET")
         if override:
             net = ipaddress.ip_network(override)
             if not net.subnet_of(UNDERLAY_RANGE):
                 raise LabError(f"OVERLAY_LAB_SUBNET {net} is not inside {UNDERLAY_RANGE}")
-            return net
-        index = int.from_bytes(_digest("subnet", self.name)[:2], "big") % 512
-        return list(UNDERLAY_RANGE.subnets(new_prefix=24))[index]
+            if count == 1:
+                return [net]
+            pool = list(UNDERLAY_RANGE.subnets(new_prefix=24))
+            index = pool.index(ipaddress.ip_network(f"{net.network_address}/24", strict=False))
+        else:
+            pool = list(UNDERLAY_RANGE.subnets(new_prefix=24))
+            index = int.from_bytes(_digest("subnet", self.name)[:2], "big") % len(pool)
+        return [pool[(index + segment) % len(pool)] for segment in range(count)]
 
-    def plan_host(self, index: int, subnet: ipaddress.IPv4Network) -> dict:
+    def plan_host(self, index: int, segments) -> dict:
+        """Host number index (node<index>), on segment (index - 1) % len(segments)."""
+        if isinstance(segments, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            segments = [segments]
+        segment = (index - 1) % len(segments)
+        subnet = segments[segment]
         host = f"node{index}"
         mac_tail = _digest("mac", self.name)[:3] + index.to_bytes(2, "big")
         return {
+            "segment": segment,
             "name": host,
             "netns": f"ovl-{self.name}-{host}",
             "machine": f"ovl-{self.name}-{host}",
@@ -380,9 +398,11 @@ class Lab:
         }
 
     # -- up --
-    def up(self, count: int, log=print) -> dict:
+    def up(self, count: int, log=print, segments: int = 1) -> dict:
         if not 1 <= count <= 200:
             raise LabError(f"--hosts {count}: a lab has 1 to 200 hosts")
+        if not 1 <= segments <= min(count, 8):
+            raise LabError(f"--segments {segments}: a lab has 1 to 8 segments, at most one per host")
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces and systemd-nspawn)")
         for tool in ("systemd-nspawn", "debootstrap", "nsenter", "ip"):
@@ -392,22 +412,30 @@ class Lab:
         with self.locked():
             state = self.load()
             if state:
-                if len(state["hosts"]) == count and all(self.host_running(h) for h in state["hosts"].values()):
+                if len(state["hosts"]) == count and len(state.get("segments", [1])) == segments and \
+                        all(self.host_running(h) for h in state["hosts"].values()):
                     log(f"lab {self.name} is already up")
                     return state
                 raise LabError(f"lab {self.name} exists but is not as asked or not all hosts run; run `down --name {self.name}` first")
             started = time.monotonic()
-            subnet = self.subnet()
+            subnets = self.segment_subnets(segments)
+            subnet = subnets[0]
             state = {
                 "name": self.name,
                 "image": str(image),
+                # segment 0 (the only one by default)
                 "subnet": str(subnet),
                 "gateway": str(subnet.network_address + 1),
+                "segments": [{"subnet": str(net), "gateway": str(net.network_address + 1),
+                              "bridge": "underlay" if segments == 1 else f"seg{number}"}
+                             for number, net in enumerate(subnets)],
+                # with several segments, a router namespace routes between them
+                "router_netns": self.router_netns if segments > 1 else None,
                 "switch_netns": self.switch_netns,
                 "hosts": {},
             }
             for index in range(1, count + 1):
-                host = self.plan_host(index, subnet)
+                host = self.plan_host(index, subnets)
                 state["hosts"][host["name"]] = host
             self.save(state)  # recorded before anything exists, so `down` can undo a failed `up`
             try:
@@ -423,7 +451,8 @@ class Lab:
             self.save(state)
             self._wait_booted(state, state["hosts"].values())
             self.write_inventory(state)
-            log(f"lab {self.name}: {count} hosts up in {time.monotonic() - started:.1f} s on {subnet}")
+            log(f"lab {self.name}: {count} hosts up in {time.monotonic() - started:.1f} s on "
+                f"{', '.join(segment['subnet'] for segment in state['segments'])}")
             return state
 
     def _ensure_inotify(self, state: dict, reason: str, log) -> None:
@@ -436,28 +465,54 @@ class Lab:
                     states[name] = other
         ensure_inotify_limits(states, reason, log)
 
+    @staticmethod
+    def segments_of(state: dict) -> list:
+        """The lab's segments (a lab made before segments existed has one, on bridge "underlay")."""
+        return state.get("segments") or [{"subnet": state["subnet"], "gateway": state["gateway"], "bridge": "underlay"}]
+
     def _create_switch(self, state: dict) -> None:
         ns = state["switch_netns"]
         run(["ip", "netns", "add", ns])
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        run(["ip", "-n", ns, "link", "add", "underlay", "type", "bridge"])
-        run(["ip", "-n", ns, "addr", "add", f"{state['gateway']}/{ipaddress.ip_network(state['subnet']).prefixlen}", "dev", "underlay"])
-        run(["ip", "-n", ns, "link", "set", "underlay", "up"])
         # The switch never routes: a packet to an address outside the lab dies here.
         run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"])
+        segments = self.segments_of(state)
+        for segment in segments:
+            run(["ip", "-n", ns, "link", "add", segment["bridge"], "type", "bridge"])
+            run(["ip", "-n", ns, "link", "set", segment["bridge"], "up"])
+        if not state.get("router_netns"):
+            # one segment: the switch holds the hosts' gateway address itself
+            run(["ip", "-n", ns, "addr", "add", f"{state['gateway']}/{ipaddress.ip_network(state['subnet']).prefixlen}",
+                 "dev", segments[0]["bridge"]])
+            return
+        # Several segments: a router namespace with one leg per segment really routes between
+        # them (forwarding on); it has no default route, so nothing leaves the lab.
+        router = state["router_netns"]
+        run(["ip", "netns", "add", router])
+        run(["ip", "-n", router, "link", "set", "lo", "up"])
+        run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+             "net.ipv4.conf.default.rp_filter=0"])
+        for number, segment in enumerate(segments):
+            leg = f"rt{number}"
+            run(["ip", "-n", ns, "link", "add", leg, "type", "veth", "peer", "name", f"seg{number}", "netns", router])
+            run(["ip", "-n", ns, "link", "set", leg, "master", segment["bridge"], "up"])
+            prefixlen = ipaddress.ip_network(segment["subnet"]).prefixlen
+            run(["ip", "-n", router, "addr", "add", f"{segment['gateway']}/{prefixlen}", "dev", f"seg{number}"])
+            run(["ip", "-n", router, "link", "set", f"seg{number}", "up"])
 
     def _create_host_network(self, state: dict, host: dict) -> None:
         ns, sw = host["netns"], state["switch_netns"]
+        segment = self.segments_of(state)[host.get("segment", 0)]
         run(["ip", "netns", "add", ns])
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
         # Both veth ends are created inside the switch namespace, then one moves to the host:
         # nothing ever appears in the root namespace.
         run(["ip", "-n", sw, "link", "add", host["switch_port"], "type", "veth",
              "peer", "name", "eth0", "address", host["mac"], "netns", ns])
-        run(["ip", "-n", sw, "link", "set", host["switch_port"], "master", "underlay", "up"])
+        run(["ip", "-n", sw, "link", "set", host["switch_port"], "master", segment["bridge"], "up"])
         run(["ip", "-n", ns, "addr", "add", f"{host['address']}/{host['prefixlen']}", "dev", "eth0"])
         run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-        run(["ip", "-n", ns, "route", "add", "default", "via", state["gateway"], "dev", "eth0"])
+        run(["ip", "-n", ns, "route", "add", "default", "via", segment["gateway"], "dev", "eth0"])
 
     def _prepare_disk(self, host: dict) -> None:
         disk = Path(host["disk"])
@@ -536,8 +591,13 @@ class Lab:
             "      hosts:",
         ]
         for host in state["hosts"].values():
-            lines += [f"        {host['name']}:", f"          overlay_lab_underlay_address: {host['address']}"]
+            lines += [f"        {host['name']}:", f"          overlay_lab_underlay_address: {host['address']}",
+                      f"          overlay_lab_segment: {host.get('segment', 0)}"]
         lines += ["    # overlay.mesh's playbooks work on group overlay by default.", "    overlay:", "      children:", "        lab:"]
+        if len(self.segments_of(state)) > 1:
+            for number in range(len(self.segments_of(state))):
+                members = [host["name"] for host in state["hosts"].values() if host.get("segment", 0) == number]
+                lines += [f"    segment{number}:", "      hosts:"] + [f"        {name}:" for name in members]
         tmp = self.inventory_path.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n")
         tmp.replace(self.inventory_path)
@@ -591,6 +651,33 @@ class Lab:
             self._wait_booted(state, [host])
             log(f"{host_name} rebooted in {time.monotonic() - started:.1f} s")
 
+    def move(self, host_name: str, segment: int, log=print) -> dict:
+        """Move a running host to another segment, live, as a migration or a new DHCP lease would:
+        its switch port joins the other segment's bridge, its address and default route change."""
+        with self.locked():
+            state = self.load()
+            if not state or host_name not in state["hosts"]:
+                raise LabError(f"lab {self.name} has no host {host_name}")
+            segments = self.segments_of(state)
+            if not 0 <= segment < len(segments):
+                raise LabError(f"--segment {segment}: lab {self.name} has segments 0 to {len(segments) - 1}")
+            host = state["hosts"][host_name]
+            old = f"{host['address']}/{host['prefixlen']}"
+            target = segments[segment]
+            subnet = ipaddress.ip_network(target["subnet"])
+            index = int(host_name[len("node"):])
+            address = str(subnet.network_address + FIRST_HOST_OFFSET + index - 1)
+            run(["ip", "-n", state["switch_netns"], "link", "set", host["switch_port"], "master", target["bridge"]])
+            self.exec(host_name, ["ip", "addr", "del", old, "dev", "eth0"], state=state, check=True)
+            self.exec(host_name, ["ip", "addr", "add", f"{address}/{subnet.prefixlen}", "dev", "eth0"], state=state, check=True)
+            self.exec(host_name, ["ip", "route", "replace", "default", "via", target["gateway"], "dev", "eth0"], state=state,
+                      check=True)
+            host.update(segment=segment, address=address, prefixlen=subnet.prefixlen)
+            self.save(state)
+            self.write_inventory(state)
+            log(f"{host_name} moved to segment {segment}: {old} -> {address}/{subnet.prefixlen}")
+            return host
+
     def down(self, log=print) -> None:
         with self.locked():
             state = self.load()
@@ -604,6 +691,8 @@ class Lab:
                 list(pool.map(self._stop, hosts))
             for host in hosts:
                 self._delete_netns(host["netns"])
+            if state.get("router_netns"):
+                self._delete_netns(state["router_netns"])
             self._delete_netns(state["switch_netns"])
             shutil.rmtree(self.dir)
             log(f"lab {self.name} removed")
@@ -620,13 +709,17 @@ def list_labs() -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in ("up", "down", "reboot", "shell", "exec", "status", "inventory"):
+    for command in ("up", "down", "reboot", "move", "shell", "exec", "status", "inventory"):
         p = sub.add_parser(command)
         p.add_argument("--name", default=os.environ.get("LAB", "lab"), help="lab name (default: $LAB or 'lab')")
         if command == "up":
             p.add_argument("--hosts", type=int, default=3)
-        if command in ("reboot", "shell", "exec"):
+            p.add_argument("--segments", type=int, default=1,
+                           help="underlay L2 segments joined by a router (default 1: one switch, no router)")
+        if command in ("reboot", "move", "shell", "exec"):
             p.add_argument("host")
+        if command == "move":
+            p.add_argument("--segment", type=int, required=True, help="the segment to move the host to (0-based)")
         if command == "exec":
             p.add_argument("argv", nargs=argparse.REMAINDER)
     sub.add_parser("list")
@@ -641,13 +734,15 @@ def main(argv=None) -> int:
             return 0
         lab = Lab(args.name)
         if args.command == "up":
-            lab.up(args.hosts)
+            lab.up(args.hosts, segments=args.segments)
             print(f"inventory: {lab.inventory_path}")
             print(f"enter a host: {sys.argv[0]} shell --name {lab.name} node1")
         elif args.command == "down":
             lab.down()
         elif args.command == "reboot":
             lab.reboot(args.host)
+        elif args.command == "move":
+            lab.move(args.host, args.segment)
         elif args.command == "inventory":
             print(lab.inventory_path)
         elif args.command == "status":
@@ -657,7 +752,8 @@ def main(argv=None) -> int:
                 return 1
             for host in state["hosts"].values():
                 leader = lab.leader_pid(host)
-                print(f"{host['name']:10} {host['address']:16} {host['mac']}  {'running, pid ' + str(leader) if leader else 'stopped'}")
+                print(f"{host['name']:10} {host['address']:16} segment {host.get('segment', 0)}  {host['mac']}  "
+                      f"{'running, pid ' + str(leader) if leader else 'stopped'}")
         elif args.command == "shell":
             state = lab.load()
             leader = lab.leader_pid(state["hosts"][args.host]) if state and args.host in state["hosts"] else None

@@ -35,8 +35,11 @@ class Backend(object):
 
     @property
     def device(self):
-        """The device the overlay network is routed into."""
-        return self.params['device']
+        """The device the overlay network is routed into; None when the backend has none of its own."""
+        return self.params.get('device')
+
+    def check(self, data, problem):
+        """Checks across the contract (problem(path, message) for each); data is the normalised contract."""
 
     def ports(self):
         """[(protocol, port)] this backend receives on; only peers may send to them."""
@@ -54,7 +57,8 @@ class Backend(object):
         """Reconcile the data path to every peer on the host; changes go to host.report."""
         raise NotImplementedError
 
-    def teardown(self, host, strict=False):
-        """Remove everything of this backend instance that is on the host. strict: the instance is only
-        named by the caller (not recorded by an earlier apply); remove only what is provably ours."""
+    def teardown(self, host, record, strict=False):
+        """Remove everything of this backend instance that is on the host. record: the contract (or its
+        names, _node_spec.removal_record) it was applied with. strict: the instance is only named by the
+        caller (not recorded by an earlier apply); remove only what is provably ours."""
         raise NotImplementedError

@@ -126,7 +126,7 @@ class Backend(BaseBackend):
             return None
         return config if isinstance(config, dict) else None
 
-    def teardown(self, host, strict=False):
+    def teardown(self, host, record, strict=False):
         """Stopping the daemon removes its TUN device and the route of the overlay network (the unit,
         its configuration and launcher have names of our own: always ours)."""
         host.remove_unit(UNIT, stop=True)

@@ -18,6 +18,7 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as peers_engine
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as wire
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import host_gw
 from ansible_collections.overlay.mesh.plugins.module_utils._backends.base import Backend as BaseBackend
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import first, open_iproute
@@ -188,6 +189,8 @@ class Backend(BaseBackend):
         'device': {'type': 'str', 'check': validate.ifname},
         'mac': {'type': 'str', 'check': validate.mac},
         'recreate': {'type': 'bool', 'default': False},
+        # peers on this host's L2 segment get a direct route, no encapsulation (flannel's DirectRouting)
+        'direct_routing': {'type': 'bool', 'default': False},
     }
     PEER_OPTIONS = {'vtep_mac': {'type': 'str', 'required': True, 'check': validate.mac}}
     OVERHEAD = OVERHEAD
@@ -221,18 +224,30 @@ class Backend(BaseBackend):
             names = links.link_names(ipr)
         finally:
             ipr.close()
+        direct, tunnelled = self.split(node)
         wanted = peers_engine.normalise_peers(
-            [{'subnet': p['subnet'], 'vtep_mac': p['vtep_mac'], 'underlay': p['underlay']} for p in node.peers])
+            [{'subnet': p['subnet'], 'vtep_mac': p['vtep_mac'], 'underlay': p['underlay']} for p in tunnelled])
         if link is None or link.get('kind') != 'vxlan':
             # check mode on a host where the VTEP is still to be created
             host.report.changeset(peers_engine.plan_without_vtep(self.device, wanted, node.route_protocol))
-            return
-        with wire.NetlinkRoute() as nl:
-            reconciler = peers_engine.PeerReconciler(nl, link, node.route_protocol, names)
-            host.report.changeset(reconciler.reconcile(wanted, 'present', exclusive=True, check_mode=host.check_mode,
-                                                       with_current=True))
+        else:
+            with wire.NetlinkRoute() as nl:
+                reconciler = peers_engine.PeerReconciler(nl, link, node.route_protocol, names)
+                host.report.changeset(reconciler.reconcile(wanted, 'present', exclusive=True, check_mode=host.check_mode,
+                                                           with_current=True))
+        # after the VTEP's peers (a pair that stops being direct moved its route there), also
+        # when direct routing is off: what an earlier run routed directly goes
+        host_gw.reconcile_direct(node, host, direct)
 
-    def teardown(self, host, strict=False):
+    def split(self, node):
+        """(peers routed directly, peers through the VTEP): with direct_routing, the on-link ones go direct."""
+        if not self.params.get('direct_routing'):
+            return [], list(node.peers)
+        network = host_gw.underlay_network(node)
+        direct = [peer for peer in node.peers if ipaddress.ip_address(peer['underlay']) in network]
+        return direct, [peer for peer in node.peers if peer not in direct]
+
+    def teardown(self, host, record, strict=False):
         """Delete the VTEP; its neighbours, FDB entries and routes go with it. strict: only when its MAC
         is the one this host has for it (a flannel.1 of another tool is left alone)."""
         ipr = open_iproute()

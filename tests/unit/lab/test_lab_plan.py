@@ -53,3 +53,14 @@ def test_addresses_fit_in_the_lab_subnet_and_skip_the_switch():
 def test_mirror_comes_from_the_environment_first(monkeypatch):
     monkeypatch.setenv("OVERLAY_LAB_MIRROR", "http://mirror.invalid/debian")
     assert overlay_lab.debian_mirror() == "http://mirror.invalid/debian"
+
+
+def test_segments_are_consecutive_subnets_and_hosts_alternate_between_them():
+    lab = overlay_lab.Lab("routed")
+    subnets = lab.segment_subnets(2)
+    assert subnets[0] == lab.subnet() and len(set(subnets)) == 2
+    assert all(net.subnet_of(overlay_lab.UNDERLAY_RANGE) and net.prefixlen == 24 for net in subnets)
+    hosts = [lab.plan_host(index, subnets) for index in range(1, 5)]
+    assert [host["segment"] for host in hosts] == [0, 1, 0, 1]
+    assert all(overlay_lab.ipaddress.ip_address(host["address"]) in subnets[host["segment"]] for host in hosts)
+    assert len({host["address"].rsplit(".", 1)[1] for host in hosts}) == 4  # a host keeps its number on any segment

@@ -118,10 +118,20 @@ def test_foreign_route_on_a_peer_subnet_is_an_error_naming_it():
     assert kernel.sent == []
 
 
-def test_our_protocol_on_another_device_is_also_a_conflict():
+def test_our_protocol_on_another_device_is_ours_and_moves_to_the_vtep():
+    # a direct route of ours (host-gw, direct routing) for a peer that now goes through the VTEP
     kernel = FakeKernel()
-    kernel.add_route(ip('10.244.2.0'), 24, ip('10.244.2.0'), OTHER, PROTO)
-    with pytest.raises(EngineError, match='dev eth0 proto overlay-mesh'):
+    kernel.add_route(ip('10.244.2.0'), 24, ip('198.18.0.2'), OTHER, PROTO, flags=0)
+    changes = engine(kernel).reconcile(peers_mod.normalise_peers([peer(2)]))
+    assert [(c.action, c.before['dev'], c.obj['dev']) for c in changes.changes if c.obj['type'] == 'route'] == [
+        ('updated', 'eth0', 'flannel.1')]
+    assert [(r.oif, r.gateway) for r in kernel.routes] == [(VTEP, ip('10.244.2.0'))]
+
+
+def test_another_protocol_on_a_peer_subnet_is_a_conflict():
+    kernel = FakeKernel()
+    kernel.add_route(ip('10.244.2.0'), 24, ip('198.18.0.2'), OTHER, 4)
+    with pytest.raises(EngineError, match='dev eth0 proto static'):
         engine(kernel).plan(peers_mod.normalise_peers([peer(2)]))
 
 

@@ -30,10 +30,10 @@ def test_the_whole_contract_of_a_host():
                                               INFO, LEASES, ['node1', 'node2', 'node3'])
     assert warnings == []
     assert contract['subnet'] == '10.244.1.0/24' and contract['mtu'] == 1450
-    assert contract['underlay'] == {'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500}
+    assert contract['underlay'] == {'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500, 'network': '198.18.0.0/24'}
     assert contract['bridge'] == {'name': 'cni0', 'mac': '02:00:00:00:01:01'}
     assert contract['backend'] == {'type': 'vxlan', 'vni': 1, 'port': 8472, 'device': 'mesh.1', 'mac': '02:00:00:00:02:01',
-                                   'recreate': False}
+                                   'recreate': False, 'direct_routing': False}
     assert contract['firewall']['masquerade'] is False
     # node3 has not converged yet, 'gone' is not a member
     assert contract['peers'] == [{'name': 'node2', 'subnet': '10.244.2.0/24', 'underlay': '198.18.0.12',

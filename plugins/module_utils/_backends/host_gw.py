@@ -1,0 +1,107 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The host-gw backend: no encapsulation, per peer `subnet via <peer underlay> dev <underlay>`.
+
+flannel's host-gw. Every peer must be on-link (on this host's underlay L2 segment): a peer behind
+a router is refused before any change, naming it (flannel's host-gw only fails at runtime);
+across routers use vxlan, with direct_routing for the peers that are on-link. The node's MTU is
+the underlay's (no overhead). Routes carry the collection's route protocol (see _netlink_routes).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_compat as compat
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_routes as routes
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as wire
+from ansible_collections.overlay.mesh.plugins.module_utils._backends.base import Backend as BaseBackend
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
+
+NAME = 'host-gw'
+
+
+def underlay_link(ipr, node):
+    """(ifindex, name, network) of the underlay interface: the named one, or the one holding the address."""
+    address = node.underlay_address
+    for index, interface, _scope in links.read_addresses(ipr):
+        if interface.ip == address:
+            link = links.read_link(ipr, node.underlay['interface']) if node.underlay.get('interface') else None
+            if link is not None:
+                return link['index'], link['name'], interface.network
+            return index, links.link_names(ipr).get(index, 'if%d' % index), interface.network
+    raise EngineError('underlay address %s is not configured on any interface of this host' % address)
+
+
+def underlay_network(node):
+    """This host's underlay network, as configured on its underlay interface now."""
+    ipr = compat.open_iproute()
+    try:
+        return underlay_link(ipr, node)[2]
+    finally:
+        ipr.close()
+
+
+def direct_routes(node, peers):
+    """The routes of the given peers through the underlay, and the underlay's {ifindex: name}."""
+    ipr = compat.open_iproute()
+    try:
+        index, name, network = underlay_link(ipr, node)
+        names = links.link_names(ipr)
+    finally:
+        ipr.close()
+    wanted = []
+    for peer in peers:
+        gateway = ipaddress.ip_address(peer['underlay'])
+        if gateway not in network:
+            raise EngineError('peer %s: %s is not on-link from this host (underlay network %s); routing it directly'
+                              ' needs one L2 segment' % (peer.get('name') or peer['subnet'], gateway, network))
+        wanted.append(routes.DirectRoute(ipaddress.ip_network(peer['subnet']), gateway, index, name))
+    return wanted, {index: name}, names
+
+
+def reconcile_direct(node, host, peers):
+    """Program the direct routes of these peers; purge our other routes on the underlay device."""
+    wanted, devices, names = direct_routes(node, peers)
+    with wire.NetlinkRoute() as nl:
+        host.report.changeset(routes.DirectRoutes(nl, node.route_protocol, devices, names).reconcile(
+            wanted, exclusive=True, check_mode=host.check_mode))
+
+
+def purge_direct(host, protocol):
+    """Remove every direct route of ours (our protocol on a device that is not a VXLAN VTEP)."""
+    ipr = compat.open_iproute()
+    try:
+        devices = dict((msg['index'], msg.get_attr('IFLA_IFNAME')) for msg in ipr.get_links()
+                       if compat.nested(msg, 'IFLA_LINKINFO', 'IFLA_INFO_KIND') != 'vxlan')
+    finally:
+        ipr.close()
+    with wire.NetlinkRoute() as nl:
+        changes = routes.DirectRoutes(nl, protocol, devices).reconcile([], exclusive=True, check_mode=host.check_mode)
+    host.report.changeset(changes)
+
+
+class Backend(BaseBackend):
+    name = NAME
+    OPTIONS = {}
+    OVERHEAD = {4: 0, 6: 0}
+
+    def check(self, data, problem):
+        network = data['underlay'].get('network')
+        if not network:
+            return  # checked on the host, against its routes, before any route is changed
+        for index, peer in enumerate(data.get('peers') or []):
+            if ipaddress.ip_address(peer['underlay']) not in ipaddress.ip_network(network):
+                problem('peers[%d].underlay' % index,
+                        'peer %s (%s) is not on-link from this host (underlay network %s): host-gw routes peers over one'
+                        ' L2 segment; across routers use vxlan (mesh_node_vxlan_direct_routing: true routes the on-link'
+                        ' peers directly)' % (peer.get('name') or peer['subnet'], peer['underlay'], network))
+
+    def apply(self, node, host):
+        reconcile_direct(node, host, node.peers)
+
+    def teardown(self, host, record, strict=False):
+        purge_direct(host, (record or {}).get('route_protocol') or validate.ROUTE_PROTOCOL)

@@ -1,0 +1,131 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Direct routes to peers over the underlay: `subnet via <peer underlay> dev <underlay>`.
+
+The host-gw backend routes every peer this way (flannel's host-gw); vxlan with direct routing
+routes the peers on its own L2 segment this way (flannel's DirectRouting, Calico's CrossSubnet).
+
+Ownership, as for the VXLAN peers: a route carries the collection's route protocol. Any route of
+that protocol on a peer's subnet is ours and is replaced in place (a pair switching between
+VXLAN and direct), one of another protocol is foreign and an error naming it. Purging removes
+our protocol's routes on the given underlay device(s) that no peer wants any more.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as peers
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as wire
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import ChangeSet, EngineError
+
+_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+_ADD = wire.NLM_F_CREATE | wire.NLM_F_EXCL
+_REPLACE = wire.NLM_F_CREATE | wire.NLM_F_REPLACE
+
+
+class DirectRoute(object):
+    """One wanted route: the peer's subnet via its underlay address on an underlay device."""
+
+    __slots__ = ('subnet', 'gateway', 'oif', 'dev', 'family')
+
+    def __init__(self, subnet, gateway, oif, dev):
+        self.subnet = subnet
+        self.gateway = gateway
+        self.oif = oif
+        self.dev = dev
+        self.family = _FAMILY[subnet.version]
+
+    @property
+    def key(self):
+        return (self.family, self.subnet.network_address.packed, self.subnet.prefixlen)
+
+
+class DirectRoutes(object):
+    """Plan and apply the direct routes of one host. devices: {ifindex: name} of the underlay."""
+
+    def __init__(self, nl, protocol, devices, devnames=None):
+        self.nl = nl
+        self.protocol = protocol
+        self.devices = devices
+        self.devnames = dict(devnames or {})
+        self.devnames.update(devices)
+
+    def _routes(self):
+        found = {}
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for rec in self.nl.dump_routes(family):
+                if rec.table == wire.RT_TABLE_MAIN:
+                    found.setdefault((family, rec.dst, rec.dst_len), []).append(rec)
+        return found
+
+    def _obj(self, rec):
+        return peers.route_obj(self.devnames.get(rec.oif, 'if%s' % rec.oif), rec.family, rec.dst, rec.dst_len, rec.gateway,
+                               rec.protocol, onlink=False)
+
+    def plan(self, wanted, exclusive=True):
+        """A ChangeSet whose changes carry (phase, msg_type, flags, body) in ``run``; phase 0 removes."""
+        routes = self._routes()
+        changes = ChangeSet()
+        for key, recs in routes.items():
+            for rec in recs:
+                if rec.protocol == self.protocol and rec.oif in self.devices:
+                    changes.current[('route', key)] = self._obj(rec)
+        conflicts = []
+        wanted_keys = set()
+        for route in wanted:
+            wanted_keys.add(route.key)
+            family, dst, plen = route.key
+            obj = peers.route_obj(route.dev, family, dst, plen, route.gateway.packed, self.protocol, onlink=False)
+            ours = [rec for rec in routes.get(route.key, ()) if rec.protocol == self.protocol]
+            conflicts += [peers.describe_route(rec, self.devnames) for rec in routes.get(route.key, ())
+                          if rec.protocol != self.protocol]
+            body = wire.route_body(family, dst, plen, self.protocol, gateway=route.gateway.packed, oif=route.oif)
+            if not ours:
+                changes.add('added', ('route', route.key), obj, None, (1, wire.RTM_NEWROUTE, _ADD, body))
+                continue
+            first = ours[0]
+            if first.gateway != route.gateway.packed or first.oif != route.oif or first.flags & wire.RTNH_F_ONLINK:
+                body = wire.route_body(family, dst, plen, self.protocol, gateway=route.gateway.packed, oif=route.oif,
+                                       priority=first.priority)
+                changes.add('updated', ('route', route.key), obj, self._obj(first), (1, wire.RTM_NEWROUTE, _REPLACE, body))
+            for extra in ours[1:]:
+                self._remove(extra, changes, suffix=extra.priority)
+        if conflicts:
+            raise EngineError('route(s) not owned by overlay.mesh (protocol %d) already exist for peer subnet(s): %s;'
+                              ' remove them or change the peers' % (self.protocol, '; '.join(conflicts)))
+        if exclusive:
+            for key, recs in routes.items():
+                for rec in recs:
+                    if key not in wanted_keys and rec.protocol == self.protocol and rec.oif in self.devices:
+                        self._remove(rec, changes)
+        return changes
+
+    def _remove(self, rec, changes, suffix=None):
+        body = wire.route_body(rec.family, rec.dst, rec.dst_len, self.protocol, scope=wire.RT_SCOPE_NOWHERE, rtype=0,
+                               oif=rec.oif, priority=rec.priority)
+        key = ('route', (rec.family, rec.dst, rec.dst_len))
+        if suffix is not None:
+            key += (suffix,)
+        changes.add('removed', key, self._obj(rec), None, (0, wire.RTM_DELROUTE, 0, body))
+
+    def reconcile(self, wanted, exclusive=True, check_mode=False):
+        changes = self.plan(wanted, exclusive)
+        if check_mode or not changes.changed:
+            return changes
+        errors = []
+        for phase in (0, 1):
+            requests = [(change, change.run[1], change.run[2], change.run[3]) for change in changes.changes
+                        if change.run is not None and change.run[0] == phase]
+            for change, code, text in self.nl.execute(requests):
+                if phase == 0 and code == 3:
+                    continue  # already gone (ESRCH)
+                errors.append('route %s: errno %d (%s)' % (change.obj['dst'], code, text))
+        if errors:
+            raise EngineError('%d direct route(s) failed: %s' % (len(errors), '; '.join(errors[:20])))
+        left = self.plan(wanted, exclusive)
+        if left.changed:
+            raise EngineError('reading back, the kernel did not keep %d direct route change(s), for example %s'
+                              % (len(left), left.changes[0].obj['dst']))
+        return changes
