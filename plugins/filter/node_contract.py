@@ -31,10 +31,18 @@ def node_contract(variables, host, info=None, leases=None, members=None, warn_un
     return contract
 
 
-def node_group_problems(hosts, hostvars):
-    """Settings the hosts of the overlay group do not agree on (an empty list when they do)."""
+def node_group_problems(hosts, hostvars, variables_key=None):
+    """Settings the hosts of the overlay group do not agree on (an empty list when they do).
+
+    variables_key: the fact in which the hosts of the play keep all their mesh_node_* variables (play and
+    role vars included, which hostvars does not hold); the others' come from the inventory."""
     def value_of(host, name):
-        return hostvars[host].get(name) if host in hostvars else None
+        if host not in hostvars:
+            return None
+        variables = hostvars[host].get(variables_key) if variables_key else None
+        if isinstance(variables, dict):
+            return variables.get(name)
+        return hostvars[host].get(name)
     return _node_inputs.group_problems(list(hosts or []), value_of)
 
 

@@ -9,11 +9,13 @@ routes the peers on its own L2 segment this way (flannel's DirectRouting, Calico
 Ownership, as for the VXLAN peers: a route carries the collection's route protocol. Any route of
 that protocol on a peer's subnet is ours and is replaced in place (a pair switching between
 VXLAN and direct), one of another protocol is foreign and an error naming it. Purging removes
-our protocol's routes on the given underlay device(s) that no peer wants any more.
+routes of our protocol, on the given devices, to destinations inside the overlay network (within),
+that no peer wants any more: a route of the same number to anywhere else is left alone.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as peers
@@ -45,10 +47,11 @@ class DirectRoute(object):
 class DirectRoutes(object):
     """Plan and apply the direct routes of one host. devices: {ifindex: name} of the underlay."""
 
-    def __init__(self, nl, protocol, devices, devnames=None):
+    def __init__(self, nl, protocol, devices, devnames=None, within=None):
         self.nl = nl
         self.protocol = protocol
         self.devices = devices
+        self.within = within
         self.devnames = dict(devnames or {})
         self.devnames.update(devices)
 
@@ -60,6 +63,16 @@ class DirectRoutes(object):
                     found.setdefault((family, rec.dst, rec.dst_len), []).append(rec)
         return found
 
+    def _owned(self, rec):
+        """A route of ours that a purge may remove: our protocol, our devices, into the overlay network."""
+        if rec.protocol != self.protocol or rec.oif not in self.devices:
+            return False
+        if self.within is None:
+            return True
+        if rec.family != _FAMILY[self.within.version] or rec.dst_len < self.within.prefixlen:
+            return False
+        return ipaddress.ip_network((rec.dst, rec.dst_len), strict=False).subnet_of(self.within)
+
     def _obj(self, rec):
         return peers.route_obj(self.devnames.get(rec.oif, 'if%s' % rec.oif), rec.family, rec.dst, rec.dst_len, rec.gateway,
                                rec.protocol, onlink=False)
@@ -70,7 +83,7 @@ class DirectRoutes(object):
         changes = ChangeSet()
         for key, recs in routes.items():
             for rec in recs:
-                if rec.protocol == self.protocol and rec.oif in self.devices:
+                if self._owned(rec):
                     changes.current[('route', key)] = self._obj(rec)
         conflicts = []
         wanted_keys = set()
@@ -98,7 +111,7 @@ class DirectRoutes(object):
         if exclusive:
             for key, recs in routes.items():
                 for rec in recs:
-                    if key not in wanted_keys and rec.protocol == self.protocol and rec.oif in self.devices:
+                    if key not in wanted_keys and self._owned(rec):
                         self._remove(rec, changes)
         return changes
 

@@ -26,6 +26,7 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _underlay
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
 
 UNDERLAY_WAIT = 60  # seconds to wait for the underlay address this early in the boot
+LOCK_WAIT_NFTABLES = 15  # seconds nftables.service may be held up by a node run in progress
 
 
 def log(message):
@@ -84,9 +85,17 @@ def main(argv=None):
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     path = args.state
     host = _host.Host(boot=True)
-    # The lock first: a run of the node module that is under way finishes (and saves) before
-    # this reads what to apply.
-    with host.locked():
+    try:
+        return _apply_saved(host, path, args)
+    except _node_apply.STEP_ERRORS as exc:  # pylint: disable=catching-non-exception
+        log('failed: %s' % exc)  # the lock not had in time, say
+        return 1
+
+
+def _apply_saved(host, path, args):
+    # The lock first: a run of the node module that is under way finishes (and saves) before this
+    # reads what to apply. Called by nftables.service (--only), it must not hold that up for long.
+    with host.locked(timeout=LOCK_WAIT_NFTABLES if args.only else _host.LOCK_TIMEOUT):
         try:
             node, raw = load(path)
         except ValueError as exc:

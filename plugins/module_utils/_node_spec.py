@@ -163,13 +163,6 @@ class Node(object):
     def __getitem__(self, key):
         return self.data[key]
 
-    def on_link(self, peer):
-        """Whether a peer's underlay address is in this host's underlay network (None: not known here)."""
-        network = self.underlay.get('network')
-        if not network:
-            return None
-        return ipaddress.ip_address(peer['underlay']) in ipaddress.ip_network(network)
-
 
 def backend_options(backend_class):
     return dict(backend_class.OPTIONS, type={'type': 'str', 'required': True})
@@ -318,10 +311,10 @@ def saved_backend(data):
 
 def removal_record(raw):
     """What a (partial) contract names that a node makes: bridge, backend device, file paths."""
-    keys = ('bridge', 'backend', 'subnet_env', 'cni', 'route_protocol')
+    keys = ('bridge', 'backend', 'subnet_env', 'cni', 'route_protocol', 'network')
     checker = _spec.Validator()
     data = checker.mapping(dict((key, raw[key]) for key in keys if raw.get(key) is not None),
-                           dict((key, OPTIONS[key]) for key in keys))
+                           dict((key, dict(OPTIONS[key], required=False)) for key in keys))
     if data is not None:
         _normalize_backend(checker, data, None)
     checker.raise_problems()

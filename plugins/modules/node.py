@@ -72,7 +72,8 @@ options:
       network:
         description:
           - The underlay's own network (for example V(198.18.0.0/24)), which tells the peers on this host's L2 segment
-            (host-gw, direct routing); M(overlay.mesh.node_info) reports it. Checked against the host at apply time.
+            (host-gw, direct routing) on the controller; M(overlay.mesh.node_info) reports it. On the host, the network
+            configured on the underlay interface decides.
         type: str
   network:
     description:

@@ -14,6 +14,7 @@ backend ``B`` is the role variable ``mesh_node_B_X`` (mesh_node_vxlan_vni -> bac
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
@@ -183,6 +184,13 @@ def _canonical(value):
     return str(int(text)) if text.lstrip('-').isdigit() else text
 
 
+def _default_subnet_len(network):
+    try:
+        return _leases.default_subnet_len(ipaddress.ip_network(str(network or _leases.DEFAULT_NETWORK)))
+    except ValueError:
+        return None  # an unreadable network is reported where it is checked
+
+
 def group_problems(hosts, value_of):
     """Settings the hosts of the group do not agree on (a host_vars value would move or cut off part
     of the mesh). value_of(host, variable) is the host's own value, None when it sets none."""
@@ -192,6 +200,8 @@ def group_problems(hosts, value_of):
         by_value = {}
         for host in sorted(hosts):
             value = value_of(host, name)
+            if _empty(value) and name == 'mesh_node_subnet_len':
+                value = _default_subnet_len(value_of(host, 'mesh_node_network'))  # unset means flannel's default
             by_value.setdefault(_canonical(default if _empty(value) else value), []).append(host)
         if len(by_value) > 1:
             problems.append('%s differs across the group (%s); every host of the overlay needs the same value (set it in '

@@ -31,7 +31,8 @@ INTERPRETERS = {'pyroute2-0.9': sys.executable, 'pyroute2-0.7.2': PY072}
 # A lab host's state as a run could change it; not what moves by itself (ARP states, address
 # lifetimes and flags, bridge timers). Run SETTLE first: IPv6 duplicate address detection ends,
 # then the link-local address's local route appears, some time after a device comes up.
-HOST_SNAPSHOT = ("ip -br link | awk '{print $1, $3}'; ip -d link show type vxlan; ip -o addr show | awk '{print $2, $3, $4}'; "
+HOST_SNAPSHOT = ("ip -br link | awk '{print $1, $3, $4}' | sed 's/NO-CARRIER,//; s/,LOWER_UP//'; ip -d link show type vxlan; "
+                 "ip -o addr show | awk '{print $2, $3, $4}'; "
                  "ip route show table all | sed 's/ linkdown//'; ip neigh show nud permanent; bridge fdb show | grep permanent; "
                  'nft list ruleset; sysctl net.ipv4.ip_forward; cat /etc/machine-id; '
                  'find /etc/overlay-mesh /usr/lib/overlay-mesh /etc/cni /run/flannel /etc/sysctl.d /etc/systemd/system '

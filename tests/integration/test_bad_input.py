@@ -88,7 +88,7 @@ CASES = [
          hosts={'node1': {'mesh_node_vxlan_port': 4789}}),
     Case('host-backend', 'mesh_node_backend differs across the group (udp on node2; vxlan on node1, node3)',
          hosts={'node2': {'mesh_node_backend': 'udp'}}),
-    Case('host-subnet-len', 'mesh_node_subnet_len differs across the group (26 on node1; unset on node2, node3)',
+    Case('host-subnet-len', 'mesh_node_subnet_len differs across the group (24 on node2, node3; 26 on node1)',
          hosts={'node1': {'mesh_node_subnet_len': 26}}),
     Case('host-udp-port', 'mesh_node_udp_port differs across the group (8285 on node1, node2; 9000 on node3)',
          group={'mesh_node_backend': 'udp'}, hosts={'node3': {'mesh_node_udp_port': 9000}}),

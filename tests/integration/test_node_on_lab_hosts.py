@@ -198,6 +198,28 @@ def test_a_new_vni_replaces_the_vtep(inventory, tmp_path):
         assert ' 0% packet loss' in on('node1', 'ping -c 3 -i 0.2 -W 2 10.244.2.1')
 
 
+def test_direct_routes_go_with_the_backend(inventory, tmp_path):
+    """Direct routing on one segment: every pair direct; a switch to udp, or a removal, leaves none."""
+    infos = dict((host, module(inventory, host, 'node_info', {'underlay': {}}, tree=tmp_path)) for host in ('node1', 'node2'))
+    contracts = {'node1': contract('node1', infos['node1'], 'node2', infos['node2']),
+                 'node2': contract('node2', infos['node2'], 'node1', infos['node1'])}
+    for host in ('node1', 'node2'):
+        contracts[host]['backend']['direct_routing'] = True
+        assert not module(inventory, host, 'node', contracts[host], tree=tmp_path).get('failed')
+    direct = on('node1', 'ip route show proto 217')
+    assert '10.244.2.0/24 via %s dev eth0' % infos['node2']['underlay']['address'] in direct, direct
+    assert ' 0% packet loss' in on('node1', 'ping -c 3 -i 0.2 -W 2 10.244.2.1')
+    result = module(inventory, 'node1', 'node', dict(contracts['node1'], backend={'type': 'udp'}), tree=tmp_path)
+    assert not result.get('failed') and 'dev eth0' not in on('node1', 'ip route show proto 217'), result
+    assert not module(inventory, 'node1', 'node', contracts['node1'], tree=tmp_path).get('failed')
+    assert 'dev eth0' in on('node1', 'ip route show proto 217')
+    assert not module(inventory, 'node1', 'node', {'state': 'absent'}, tree=tmp_path).get('failed')
+    assert on('node1', 'ip route show proto 217') == ''
+    for host in ('node1', 'node2'):  # back as the next tests expect
+        contracts[host]['backend']['direct_routing'] = False
+        assert not module(inventory, host, 'node', contracts[host], tree=tmp_path).get('failed')
+
+
 def test_removal_leaves_foreign_objects(inventory, tmp_path):
     on('node1', 'nft add table inet someone_else && ip route add 10.99.0.0/16 via 198.18.0.1 dev eth0 proto static onlink '
                 '&& mkdir -p /etc/cni/net.d && echo {} > /etc/cni/net.d/99-other.conflist')

@@ -25,14 +25,15 @@ NAME = 'host-gw'
 
 
 def underlay_link(ipr, node):
-    """(ifindex, name, network) of the underlay interface: the named one, or the one holding the address."""
+    """(ifindex, name, network) of the underlay interface: the one holding the underlay address."""
     address = node.underlay_address
     for index, interface, _scope in links.read_addresses(ipr):
         if interface.ip == address:
-            link = links.read_link(ipr, node.underlay['interface']) if node.underlay.get('interface') else None
-            if link is not None:
-                return link['index'], link['name'], interface.network
-            return index, links.link_names(ipr).get(index, 'if%d' % index), interface.network
+            name = links.link_names(ipr).get(index, 'if%d' % index)
+            if node.underlay.get('interface') and node.underlay['interface'] != name:
+                raise EngineError('underlay address %s is on %s, not on the underlay interface %s'
+                                  % (address, name, node.underlay['interface']))
+            return index, name, interface.network
     raise EngineError('underlay address %s is not configured on any interface of this host' % address)
 
 
@@ -45,42 +46,50 @@ def underlay_network(node):
         ipr.close()
 
 
-def direct_routes(node, peers):
-    """The routes of the given peers through the underlay, and the underlay's {ifindex: name}."""
+def _other_links(ipr):
+    """{ifindex: name} of every link that is not a VXLAN VTEP: where our direct routes may be."""
+    return dict((msg['index'], msg.get_attr('IFLA_IFNAME')) for msg in ipr.get_links()
+                if compat.nested(msg, 'IFLA_LINKINFO', 'IFLA_INFO_KIND') != 'vxlan')
+
+
+def reconcile_direct(node, host, peers, exclusive):
+    """Program the direct routes of these peers (via their underlay address on the underlay interface);
+    exclusive: also remove our other direct routes into the overlay network, on any device."""
     ipr = compat.open_iproute()
     try:
-        index, name, network = underlay_link(ipr, node)
+        devices = _other_links(ipr)
+        wanted = []
+        if peers:
+            index, name, network = underlay_link(ipr, node)
+            for peer in peers:
+                gateway = ipaddress.ip_address(peer['underlay'])
+                if gateway not in network:
+                    raise EngineError('peer %s: %s is not on-link from this host (underlay network %s); routing it'
+                                      ' directly needs one L2 segment' % (peer.get('name') or peer['subnet'], gateway, network))
+                wanted.append(routes.DirectRoute(ipaddress.ip_network(peer['subnet']), gateway, index, name))
         names = links.link_names(ipr)
     finally:
         ipr.close()
-    wanted = []
-    for peer in peers:
-        gateway = ipaddress.ip_address(peer['underlay'])
-        if gateway not in network:
-            raise EngineError('peer %s: %s is not on-link from this host (underlay network %s); routing it directly'
-                              ' needs one L2 segment' % (peer.get('name') or peer['subnet'], gateway, network))
-        wanted.append(routes.DirectRoute(ipaddress.ip_network(peer['subnet']), gateway, index, name))
-    return wanted, {index: name}, names
-
-
-def reconcile_direct(node, host, peers):
-    """Program the direct routes of these peers; purge our other routes on the underlay device."""
-    wanted, devices, names = direct_routes(node, peers)
     with wire.NetlinkRoute() as nl:
-        host.report.changeset(routes.DirectRoutes(nl, node.route_protocol, devices, names).reconcile(
-            wanted, exclusive=True, check_mode=host.check_mode))
+        changes = routes.DirectRoutes(nl, node.route_protocol, devices, names, within=node.network).reconcile(
+            wanted, exclusive=exclusive, check_mode=host.check_mode)
+    host.report.changeset(changes)
 
 
-def purge_direct(host, protocol):
-    """Remove every direct route of ours (our protocol on a device that is not a VXLAN VTEP)."""
+def purge_direct(host, record):
+    """Remove every direct route of ours: our protocol, not on a VTEP, into the recorded overlay network."""
+    record = record or {}
+    if not record.get('network'):
+        return  # a record without its network (release 0.1): no direct route was ever made
     ipr = compat.open_iproute()
     try:
-        devices = dict((msg['index'], msg.get_attr('IFLA_IFNAME')) for msg in ipr.get_links()
-                       if compat.nested(msg, 'IFLA_LINKINFO', 'IFLA_INFO_KIND') != 'vxlan')
+        devices = _other_links(ipr)
     finally:
         ipr.close()
+    protocol = record.get('route_protocol') or validate.ROUTE_PROTOCOL
     with wire.NetlinkRoute() as nl:
-        changes = routes.DirectRoutes(nl, protocol, devices).reconcile([], exclusive=True, check_mode=host.check_mode)
+        changes = routes.DirectRoutes(nl, protocol, devices, within=ipaddress.ip_network(record['network'])).reconcile(
+            [], exclusive=True, check_mode=host.check_mode)
     host.report.changeset(changes)
 
 
@@ -90,18 +99,22 @@ class Backend(BaseBackend):
     OVERHEAD = {4: 0, 6: 0}
 
     def check(self, data, problem):
+        if ipaddress.ip_address(data['underlay']['address']).version != 4:
+            problem('backend.type', 'host-gw needs an IPv4 underlay (an IPv4 overlay routed via IPv6 next hops is not'
+                                    ' supported)')
+            return
         network = data['underlay'].get('network')
         if not network:
-            return  # checked on the host, against its routes, before any route is changed
-        for index, peer in enumerate(data.get('peers') or []):
+            return  # checked on the host, against its own addresses, before any route is changed
+        for peer in data.get('peers') or []:
             if ipaddress.ip_address(peer['underlay']) not in ipaddress.ip_network(network):
-                problem('peers[%d].underlay' % index,
+                problem('backend.type',
                         'peer %s (%s) is not on-link from this host (underlay network %s): host-gw routes peers over one'
                         ' L2 segment; across routers use vxlan (mesh_node_vxlan_direct_routing: true routes the on-link'
                         ' peers directly)' % (peer.get('name') or peer['subnet'], peer['underlay'], network))
 
     def apply(self, node, host):
-        reconcile_direct(node, host, node.peers)
+        reconcile_direct(node, host, node.peers, exclusive=True)
 
     def teardown(self, host, record, strict=False):
-        purge_direct(host, (record or {}).get('route_protocol') or validate.ROUTE_PROTOCOL)
+        purge_direct(host, record)

@@ -194,7 +194,7 @@ class Backend(BaseBackend):
     }
     PEER_OPTIONS = {'vtep_mac': {'type': 'str', 'required': True, 'check': validate.mac}}
     OVERHEAD = OVERHEAD
-    GROUP_OPTIONS = ('vni', 'port')
+    GROUP_OPTIONS = ('vni', 'port', 'direct_routing')
 
     @classmethod
     def normalize(cls, params, machine_id=None):
@@ -224,7 +224,12 @@ class Backend(BaseBackend):
             names = links.link_names(ipr)
         finally:
             ipr.close()
-        direct, tunnelled = self.split(node)
+        direct, tunnelled = self.split(node, host)
+        # Direct routes first: a pair that stops going through the VTEP has its route replaced in
+        # place (no moment without one); the VTEP's peers then drop its neighbour and FDB entry; last,
+        # the direct routes no peer wants any more go (also when direct routing is off).
+        if direct:
+            host_gw.reconcile_direct(node, host, direct, exclusive=False)
         wanted = peers_engine.normalise_peers(
             [{'subnet': p['subnet'], 'vtep_mac': p['vtep_mac'], 'underlay': p['underlay']} for p in tunnelled])
         if link is None or link.get('kind') != 'vxlan':
@@ -235,21 +240,34 @@ class Backend(BaseBackend):
                 reconciler = peers_engine.PeerReconciler(nl, link, node.route_protocol, names)
                 host.report.changeset(reconciler.reconcile(wanted, 'present', exclusive=True, check_mode=host.check_mode,
                                                            with_current=True))
-        # after the VTEP's peers (a pair that stops being direct moved its route there), also
-        # when direct routing is off: what an earlier run routed directly goes
-        host_gw.reconcile_direct(node, host, direct)
+        host_gw.reconcile_direct(node, host, direct, exclusive=True)
 
-    def split(self, node):
+    def split(self, node, host):
         """(peers routed directly, peers through the VTEP): with direct_routing, the on-link ones go direct."""
         if not self.params.get('direct_routing'):
             return [], list(node.peers)
-        network = host_gw.underlay_network(node)
+        try:
+            network = host_gw.underlay_network(node)
+        except EngineError as exc:
+            if not host.boot:
+                raise
+            # at boot the underlay address may never come (the host moved): everything through the VTEP
+            host.report.warnings.append('direct routing off for now, every peer through the VTEP: %s' % exc)
+            return [], list(node.peers)
         direct = [peer for peer in node.peers if ipaddress.ip_address(peer['underlay']) in network]
         return direct, [peer for peer in node.peers if peer not in direct]
 
+    def check(self, data, problem):
+        if self.params.get('direct_routing') and ipaddress.ip_address(data['underlay']['address']).version != 4:
+            problem('backend.direct_routing', 'needs an IPv4 underlay (an IPv4 overlay routed via IPv6 next hops is not'
+                                              ' supported)')
+
     def teardown(self, host, record, strict=False):
-        """Delete the VTEP; its neighbours, FDB entries and routes go with it. strict: only when its MAC
-        is the one this host has for it (a flannel.1 of another tool is left alone)."""
+        """Delete the VTEP (its neighbours, FDB entries and routes go with it) and the direct routes of
+        direct routing. strict: only when the VTEP's MAC is the one this host has for it (a flannel.1
+        of another tool is left alone)."""
+        if not strict:
+            host_gw.purge_direct(host, record)
         ipr = open_iproute()
         try:
             link = links.read_link(ipr, self.device)

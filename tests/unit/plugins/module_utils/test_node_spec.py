@@ -150,11 +150,16 @@ def test_host_gw_needs_every_peer_on_link():
     raw = contract(backend={'type': 'host-gw'}, underlay={'address': '198.18.0.11', 'mtu': 1500, 'network': '198.18.0.0/24'})
     raw['peers'][1]['underlay'] = '198.18.1.13'
     found = problems(raw, machine_id=MACHINE_ID)
-    assert found['peers[1].underlay'].startswith('peer node3 (198.18.1.13) is not on-link from this host (underlay network '
-                                                 '198.18.0.0/24): host-gw routes peers over one L2 segment')
+    assert found['backend.type'].startswith('peer node3 (198.18.1.13) is not on-link from this host (underlay network '
+                                            '198.18.0.0/24): host-gw routes peers over one L2 segment')
     raw['peers'].pop()
     node = spec.normalize(raw, machine_id=MACHINE_ID)
     assert node.mtu == 1500 and node.backend.device is None and node.backend.ports() == []
     # vxlan with direct routing takes any peer: the on-link ones go direct
     raw = contract(backend={'type': 'vxlan', 'direct_routing': True})
     assert spec.normalize(raw, machine_id=MACHINE_ID).mtu == 1450
+    # routes via IPv6 next hops are not made: both refused on an IPv6 underlay, before any change
+    ipv6 = {'underlay': {'address': '2001:db8::11', 'mtu': 1500}, 'peers': []}
+    assert 'needs an IPv4 underlay' in problems(contract(backend={'type': 'host-gw'}, **ipv6))['backend.type']
+    assert 'needs an IPv4 underlay' in problems(contract(backend={'type': 'vxlan', 'direct_routing': True},
+                                                         **ipv6))['backend.direct_routing']

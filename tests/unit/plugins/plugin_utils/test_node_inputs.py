@@ -93,3 +93,11 @@ def test_the_role_default_network_is_the_one_the_check_assumes():
     import yaml
     defaults = yaml.safe_load((Path(__file__).resolve().parents[4] / 'roles' / 'mesh_node' / 'defaults' / 'main.yml').read_text())
     assert defaults['mesh_node_network'] == inputs.GROUP_VARIABLES['mesh_node_network']
+
+
+def test_an_unset_subnet_length_is_flannels_default_and_play_vars_count():
+    values = {'a': {'mesh_node_subnet_len': 24}, 'b': {}, 'c': {'mesh_node_subnet_len': '24'}}
+    assert inputs.group_problems(list(values), lambda host, name: values[host].get(name)) == []
+    values['b']['mesh_node_vxlan_direct_routing'] = True
+    assert inputs.group_problems(list(values), lambda host, name: values[host].get(name))[0].startswith(
+        'mesh_node_vxlan_direct_routing differs across the group (false on a, c; true on b)')
