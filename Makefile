@@ -135,7 +135,7 @@ bench-leases: deps ## lease allocation for 10 000 hosts
 	$(PY) tests/benchmarks/bench_leases.py
 
 .PHONY: bench-dataplane
-bench-dataplane: deps ## iperf3 between containers on two lab hosts: underlay, vxlan, udp
+bench-dataplane: deps ## iperf3 between containers on two lab hosts: underlay, vxlan, udp, host-gw, direct, wireguard
 	$(PY) tests/benchmarks/bench_dataplane.py
 
 .PHONY: bench-converge

@@ -40,7 +40,8 @@ LOCK_TIMEOUT = 120
 OWN_DIRS = (STATE_DIR, LIB_DIR, RUN_DIR)
 
 # Order of object kinds in reports and diffs.
-_KIND_ORDER = ('file', 'link', 'address', 'neighbour', 'fdb', 'route', 'sysctl', 'nftables', 'service')
+_KIND_ORDER = ('file', 'link', 'address', 'neighbour', 'fdb', 'wireguard', 'wireguard-peer', 'route', 'sysctl', 'nftables',
+               'service')
 
 
 def describe(obj):
@@ -68,6 +69,14 @@ def describe(obj):
         if obj.get('onlink'):
             text += ' onlink'
         return '%s proto %s' % (text, obj['protocol'])
+    if kind == 'wireguard':
+        # the public key only: the private key never goes into a report
+        return 'wireguard %s listen-port %s fwmark %s public-key %s' % (
+            obj['name'], obj.get('listen_port'), obj.get('fwmark'), obj.get('public_key'))
+    if kind == 'wireguard-peer':
+        return 'wireguard-peer %s endpoint %s allowed-ips %s keepalive %s dev %s' % (
+            obj['public_key'], obj.get('endpoint') or '(none)', obj.get('allowed_ips') or '(none)', obj.get('keepalive') or 0,
+            obj['dev'])
     if kind == 'sysctl':
         # sysctl's own notation: dots between levels, a dot inside a device name shown as a slash
         return 'sysctl %s = %s' % ('.'.join(part.replace('.', '/') for part in obj['key'].split('/')), obj['value'])

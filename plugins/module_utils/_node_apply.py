@@ -37,7 +37,7 @@ ENGINE_MODULES = (
     '_spec', '_identity', '_host', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply', '_node_boot',
     '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_peers', '_netlink_validate', '_netlink_wire',
     '_netlink_routes', '_backends', '_backends.base', '_backends.registry', '_backends.vxlan', '_backends.udp',
-    '_backends.udp_daemon', '_backends.host_gw',
+    '_backends.udp_daemon', '_backends.host_gw', '_backends.wireguard', '_backends.wireguard_wire',
 )
 ENGINE_ROOT = os.path.join(_host.LIB_DIR, 'ansible_collections')
 STEP_ERRORS = (EngineError, ValidationError, NetlinkError, NetlinkFailure, OSError)

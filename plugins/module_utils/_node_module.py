@@ -103,8 +103,9 @@ def with_macs(raw, found):
     raw = dict(raw)
     raw['bridge'] = dict(raw.get('bridge') or {}, mac=(raw.get('bridge') or {}).get('mac') or found['bridge'].get('mac'))
     backend = dict(raw.get('backend') or {})
-    if found['backend'].get('mac') and not backend.get('mac'):
-        backend['mac'] = found['backend']['mac']
+    for key in ('mac',) + tuple(getattr(registry.get(backend.get('type')), 'HOST_OPTIONS', ())):
+        if found['backend'].get(key) and not backend.get(key):
+            backend[key] = found['backend'][key]
     raw['backend'] = backend
     return raw
 
@@ -156,8 +157,13 @@ def identity(names, saved, machine_id, host):
         elif legacy.get('vtep_mac'):
             backend['mac'] = legacy['vtep_mac']
     backend = kind.normalize(backend, machine_id) if kind is not None else backend
+    if kind is not None:
+        for key, value in kind.host_identity(backend).items():
+            backend.setdefault(key, value)
     publish = kind(backend).publish() if kind is not None else {}
-    return {'bridge': bridge, 'backend': backend, 'publish': publish, 'source': source}
+    # a key to generate (overlay.mesh.node_keys) before the peers can be told of this host
+    keys_missing = bool(kind is not None and kind.KEYED and not all(backend.get(key) for key in kind.HOST_OPTIONS))
+    return {'bridge': bridge, 'backend': backend, 'publish': publish, 'source': source, 'keys_missing': keys_missing}
 
 
 def lease_record(saved, host):
@@ -201,4 +207,23 @@ def run_node_info(module):
             module.warn(warning)
     except ERRORS as exc:  # pylint: disable=catching-non-exception
         fail(module, exc)
+    module.exit_json(**result)
+
+
+# ---- node_keys ----------------------------------------------------------------------------------
+def run_node_keys(module):
+    """Create (or rotate) the secret the backend needs on this host; returns what the host publishes."""
+    host = _host.Host(check_mode=module.check_mode)
+    result = {}
+    try:
+        names = _node_spec.removal_record({'backend': module.params['backend']})
+        kind = registry.get(names['backend']['type'])
+        with host.locked():
+            result['publish'] = kind.ensure_keys(host, names['backend'], rotate=module.params['rotate']) if kind else {}
+    except ERRORS as exc:  # pylint: disable=catching-non-exception
+        fail(module, exc, host)
+    result['changed'] = host.report.changed
+    result['changes'] = host.report.changes
+    if module._diff:
+        result['diff'] = host.report.diff('keys')
     module.exit_json(**result)

@@ -115,12 +115,17 @@ options:
         this host's underlay network."
       - "V(type=vxlan) with C(direct_routing=true): peers on this host's underlay network are routed as with host-gw, the
         others through the VTEP."
+      - "V(type=wireguard): C(port) (51820), C(device) (C(mesh-wg)), C(keepalive) (0), C(fwmark) (0), C(implementation)
+        (V(auto), V(kernel) or V(userspace), that is C(wireguard-go) run by C(overlay-mesh-wireguard.service)),
+        C(public_key) (the host's, filled in from its key file). The private key is made on the host when it has none
+        (see M(overlay.mesh.node_keys)), kept in C(/etc/overlay-mesh/wireguard/<device>.key) (0600) and never returned
+        or shown. Each peer needs C(public_key)."
     type: dict
     default: {type: vxlan}
   peers:
     description:
       - Every other host of the overlay, with C(subnet), C(underlay) (its underlay address), optionally C(name), and
-        the data its backend needs (C(vtep_mac) for vxlan). Owned entries of hosts not listed are removed.
+        the data its backend needs (C(vtep_mac) for vxlan, C(public_key) for wireguard). Owned entries of hosts not listed are removed.
     type: list
     elements: dict
     default: []

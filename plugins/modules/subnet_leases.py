@@ -126,7 +126,7 @@ options:
     description:
       - Inventory hostname to the lease record the host keeps itself, as reported by the host. A record is a
         mapping with RV(leases.subnet), RV(leases.ipv6_subnet) (and optionally C(network), C(ipv6_network),
-        C(underlay), C(vtep_mac)), or the text of the host's flannel C(subnet.env).
+        C(underlay), C(vtep_mac), C(public_key)), or the text of the host's flannel C(subnet.env).
       - Used to rebuild the lease file when it was lost. A record whose own C(network) key names another network than O(network) is ignored
         with a warning.
       - A record that disagrees with the lease file, or claims the subnet of another host, fails the task.
@@ -135,8 +135,10 @@ options:
   underlay:
     description:
       - Inventory hostname to a mapping with the host's underlay C(address), its underlay C(network) (CIDR; an
-        interface address such as V(192.168.1.10/24) is fine) and its VTEP C(vtep_mac), each optional.
-      - Address and MAC are stored in the lease file (as C(underlay) and C(vtep_mac)); an underlay address or network that overlaps the overlay
+        interface address such as V(192.168.1.10/24) is fine), its VTEP C(vtep_mac) (vxlan) and its WireGuard C(public_key),
+        each optional.
+      - Address, MAC and public key are stored in the lease file (as C(underlay), C(vtep_mac) and C(public_key)); two hosts with one
+        underlay address, MAC or public key are an error. An underlay address or network that overlaps the overlay
         network is an error.
     type: dict
     default: {}
@@ -235,6 +237,11 @@ leases:
       type: str
       returned: when known
       sample: "c6:d2:32:6f:8f:44"
+    public_key:
+      description: The host's WireGuard public key, when known (the wireguard backend).
+      type: str
+      returned: when known
+      sample: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
 added:
   description: Hosts that got a new subnet in this run, sorted.
   returned: success

@@ -15,6 +15,8 @@ subnets of one length), so allocating for tens of thousands of hosts never build
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import errno
 import fcntl
@@ -58,7 +60,7 @@ FORMAT_VERSION = 1
 # Record fields of one lease, in the order they are written.
 FIELD_V4 = 'subnet'
 FIELD_V6 = 'ipv6_subnet'
-RECORD_FIELDS = (FIELD_V4, FIELD_V6, 'underlay', 'vtep_mac')
+RECORD_FIELDS = (FIELD_V4, FIELD_V6, 'underlay', 'vtep_mac', 'public_key')
 # The underlay address was called 'address' in records of release 0.1; still read.
 LEGACY_FIELDS = {'address': 'underlay'}
 
@@ -276,6 +278,22 @@ def _normalize_mac(value):
     return ':'.join(digits[i:i + 2] for i in range(0, 12, 2))
 
 
+def _normalize_public_key(value):
+    """A WireGuard public key: base64 of 32 bytes (44 characters, as wg(8) prints it)."""
+    text = _text(value).strip()
+    try:
+        # canonical only (as wg(8) prints keys): a key is compared as text across hosts
+        if len(text) != 44 or base64.b64encode(base64.b64decode(text, validate=True)).decode() != text:
+            raise ValueError
+    except (ValueError, binascii.Error):
+        raise ValueError('%r is not a WireGuard public key (base64 of 32 bytes)' % (text,))
+    return text
+
+
+# Published per-peer fields (what backends publish) and how each is normalised.
+PEER_FIELDS = {'vtep_mac': _normalize_mac, 'public_key': _normalize_public_key}
+
+
 def _normalize_address(value):
     text = _text(value)
     version, addr = _parse_ip(text)
@@ -319,7 +337,7 @@ def _check_record(host, record, source, problems):
             problems.host(host, source, 'unreadable subnet.env text (%s)' % exc)
             return None
     if not isinstance(record, dict):
-        problems.host(host, source, 'expected a mapping with subnet, underlay, vtep_mac; got %r' % (record,))
+        problems.host(host, source, 'expected a mapping with subnet, underlay, vtep_mac, public_key; got %r' % (record,))
         return None
     for old, new in LEGACY_FIELDS.items():
         if old in record and new not in record:
@@ -402,18 +420,18 @@ def _check_underlay(config, underlay, problems):
     """Normalized underlay dict; overlap with the overlay network(s) is a problem."""
     out = {}
     if not isinstance(underlay, dict):
-        problems.append('underlay: expected a mapping host -> {address, network, vtep_mac}')
+        problems.append('underlay: expected a mapping host -> {address, network, vtep_mac, public_key}')
         return out
     for host in sorted(underlay):
         info = underlay[host]
         if info is None:
             continue
         if not isinstance(info, dict):
-            problems.host(host, 'underlay', 'expected a mapping with address, network, vtep_mac; got %r' % (info,))
+            problems.host(host, 'underlay', 'expected a mapping with address, network, vtep_mac, public_key; got %r' % (info,))
             continue
         entry = {}
         ranges = []  # (what, text, version, first, last)
-        for key in ('address', 'network', 'vtep_mac'):
+        for key in ('address', 'network') + tuple(PEER_FIELDS):
             value = info.get(key)
             if value in (None, ''):
                 continue
@@ -426,7 +444,7 @@ def _check_underlay(config, underlay, problems):
                 elif key == 'network':
                     ranges.append(_network_range(_text(value)))
                 else:
-                    entry[key] = _normalize_mac(value)
+                    entry[key] = PEER_FIELDS[key](value)
             except ValueError as exc:
                 problems.host(host, 'underlay %s' % key, str(exc))
         for what, text, version, first, last in ranges:
@@ -466,7 +484,7 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
 
     ``existing``: host -> record from the lease file; ``pinned``: host -> subnet (or list of
     subnets, one per family); ``host_records``: host -> record the host reported (a dict, or
-    its subnet.env text); ``underlay``: host -> {address, network, vtep_mac}; ``release``:
+    its subnet.env text); ``underlay``: host -> {address, network, vtep_mac, public_key}; ``release``:
     hosts whose lease is to be freed.  Raises LeaseError listing every problem.
     """
     problems = _Problems()
@@ -597,12 +615,12 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
             idx = claims[pool.field].get(host)
             if idx is not None:
                 rec[pool.field] = pool.subnet(idx)
-        for key, reported in (('underlay', 'address'), ('vtep_mac', 'vtep_mac')):
+        for key, reported in (('underlay', 'address'),) + tuple((field, field) for field in PEER_FIELDS):
             value = under.get(host, {}).get(reported)
             for fallback in (host_recs.get(host), file_recs.get(host)):
                 if value is None and fallback is not None and fallback.get(key):
                     try:
-                        value = _normalize_address(fallback[key]) if key == 'underlay' else _normalize_mac(fallback[key])
+                        value = _normalize_address(fallback[key]) if key == 'underlay' else PEER_FIELDS[key](fallback[key])
                     except ValueError:
                         value = None
             if value is not None:
@@ -627,7 +645,9 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
 def _check_unique(leases, hosts, problems):
     """Two hosts of the overlay on one underlay address, or with one VTEP MAC, would break the mesh."""
     for key, what in (('underlay', 'underlay address'),
-                      ('vtep_mac', 'VTEP MAC (a cloned /etc/machine-id? give each host its own: systemd-machine-id-setup)')):
+                      ('vtep_mac', 'VTEP MAC (a cloned /etc/machine-id? give each host its own: systemd-machine-id-setup)'),
+                      ('public_key', 'WireGuard public key (a copied key file? remove /etc/overlay-mesh/wireguard/*.key on one'
+                                     ' of them and run again)')):
         owners = {}
         for host in sorted(set(hosts) & set(leases)):
             if leases[host].get(key):

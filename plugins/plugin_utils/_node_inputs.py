@@ -41,8 +41,8 @@ CONTRACT_VARIABLES = {
     'mesh_node_docker_restart': 'docker.restart',
 }
 # Role variables that are not in the contract: the play's, the leases' and the underlay lookup's.
-ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mesh_node_subnet_len', 'mesh_node_subnet_min',
-                  'mesh_node_subnet_max', 'mesh_node_subnet', 'mesh_node_lease_file', 'mesh_node_underlay_address',
+ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mesh_node_rotate_keys', 'mesh_node_subnet_len',
+                  'mesh_node_subnet_min', 'mesh_node_subnet_max', 'mesh_node_subnet', 'mesh_node_lease_file', 'mesh_node_underlay_address',
                   'mesh_node_underlay_interface', 'mesh_node_underlay_reach')
 # Where contract values that no single role variable gives come from, for messages.
 SOURCES = {
@@ -74,7 +74,12 @@ def known_variable(name):
     if name in CONTRACT_VARIABLES or name in ROLE_VARIABLES or name.startswith(PREFIX + '_'):
         return True
     return any(name.startswith(backend_variable(backend, '')) and name[len(backend_variable(backend, '')):] in
-               registry.get(backend).OPTIONS for backend in registry.names())
+               role_options(registry.get(backend)) for backend in registry.names())
+
+
+def role_options(backend):
+    """The backend's options that role variables set (not those the host fills in)."""
+    return sorted(option for option in backend.OPTIONS if option not in backend.HOST_OPTIONS)
 
 
 def unknown_variables(variables):
@@ -103,7 +108,7 @@ def contract_from_variables(variables):
     kind = (contract.get('backend') or {}).get('type') or _node_spec.DEFAULT_BACKEND
     backend = registry.get(kind)
     if backend is not None:
-        for option in sorted(backend.OPTIONS):
+        for option in role_options(backend):
             value = variables.get(backend_variable(kind, option))
             if not _empty(value):
                 _set(contract, 'backend.' + option, value)
@@ -160,9 +165,12 @@ def node_contract(variables, host, info=None, leases=None, members=None):
         bridge_mac = (identity.get('bridge') or {}).get('mac')
         if bridge_mac:
             contract.setdefault('bridge', {})['mac'] = bridge_mac
-        backend_mac = (identity.get('backend') or {}).get('mac')
-        if backend_mac and (identity.get('backend') or {}).get('type') == kind:
-            contract.setdefault('backend', {}).setdefault('mac', backend_mac)
+        found = identity.get('backend') or {}
+        if found.get('type') == kind:
+            # the device's MAC, and what the backend reads from the host (WireGuard's public key)
+            for key in ('mac',) + tuple(getattr(registry.get(kind), 'HOST_OPTIONS', ())):
+                if found.get(key):
+                    contract.setdefault('backend', {}).setdefault(key, found[key])
     if leases:
         lease = (leases.get('leases') or {}).get(host) or {}
         contract['network'] = leases.get('network', contract.get('network'))

@@ -1,6 +1,6 @@
 # Copyright (c) 2026 overlay.mesh contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Data-plane benchmark: underlay vs kernel VXLAN vs the UDP backend daemon (run as root).
+"""Data-plane benchmark: underlay vs kernel VXLAN, the UDP daemon, host-gw, direct routing, WireGuard (run as root).
 
 Boots its own lab (`udpbench`, 2 hosts), then measures iperf3 single-stream TCP (-J, 10 s by
 default) from a container on node1 to a container on node2:
@@ -12,14 +12,16 @@ default) from a container on node1 to a container on node2:
 4. host-gw: site with mesh_node_backend=host-gw (the two hosts share a segment: direct routes,
    no encapsulation, the underlay's MTU);
 5. vxlan with direct routing: site with mesh_node_vxlan_direct_routing=true (the same pair goes
-   direct; the overlay MTU stays VXLAN's).
+   direct; the overlay MTU stays VXLAN's);
+6. wireguard: site with mesh_node_backend=wireguard (wireguard-go here: this machine's kernel has
+   no wireguard module; the kernel's where it has one), MTU underlay - 60.
 
 A container is a network namespace `ovlu-c` inside the host with a veth pair: one end on cni0,
 the other its eth0 with the subnet's address .200 and a default route via the bridge gateway;
 its MTU is the data path's MTU (1450 for vxlan, 1472 for udp). Prints Gbit/s per phase and the
 ratios; the last line is `SUMMARY underlay=... vxlan=... udp=... host-gw=... direct=... udp/vxlan=...
 (target >= 0.33) host-gw/underlay=... (target >= 0.90) direct/host-gw=... (target >= 0.90)
-vxlan/underlay=...`. Each figure is the median of --repeat runs (3). The lab is taken down whatever
+vxlan/underlay=... wireguard/vxlan=... wireguard/underlay=...`. Each figure is the median of --repeat runs (3). The lab is taken down whatever
 happens. A measurement, not a timed test.
 """
 
@@ -156,7 +158,8 @@ def measure(lab, state, seconds, log, udp_options=None):
             host_sh(lab, host, 'kill -TERM %s; while kill -0 %s 2>/dev/null; do sleep 0.1; done' % (pid, pid), check=False)
 
     for name, extra, mtu_device in (('host-gw', ['-e', 'mesh_node_backend=host-gw'], 'cni0'),
-                                    ('direct', ['-e', 'mesh_node_backend=vxlan', '-e', 'mesh_node_vxlan_direct_routing=true'], 'mesh.1')):
+                                    ('direct', ['-e', 'mesh_node_backend=vxlan', '-e', 'mesh_node_vxlan_direct_routing=true'], 'mesh.1'),
+                                    ('wireguard', ['-e', 'mesh_node_backend=wireguard'], 'mesh-wg')):
         log('phase: %s (ansible-playbook overlay.mesh.site %s)' % (name, ' '.join(extra[1::2])))
         proc = subprocess.run(['ansible-playbook', '-i', str(lab.inventory_path), 'overlay.mesh.site'] + extra, env=ansible_env(),
                               capture_output=True, text=True, check=False)
@@ -168,6 +171,9 @@ def measure(lab, state, seconds, log, udp_options=None):
             set_mtu(lab, host, mtu)
         results[name] = iperf(lab, client, server, addresses[server], seconds, True)
         log('  %s: %.2f Gbit/s (mtu %d; %s)' % (name, results[name], mtu, route.splitlines()[0]))
+        if name == 'wireguard':
+            kind = host_sh(lab, client, 'ip -d link show mesh-wg')
+            results['wireguard implementation'] = 'userspace wireguard-go' if ' tun ' in kind else 'kernel'
         if name == 'host-gw':
             # the same route from host to host (the server's bridge gateway): what the containers'
             # own plumbing (veth, bridge, a second forwarding) costs on top, on this machine
@@ -205,14 +211,20 @@ def main(argv=None):
     vxlan_underlay = results['vxlan'] / results['underlay']
     hostgw_underlay = results['host-gw'] / results['underlay']
     direct_hostgw = results['direct'] / results['host-gw']
+    wireguard_vxlan = results['wireguard'] / results['vxlan']
+    wireguard_underlay = results['wireguard'] / results['underlay']
     log('udp/vxlan = %.2f, vxlan/underlay = %.2f, host-gw/underlay = %.2f, direct/host-gw = %.2f, host-gw host to host/underlay'
-        ' = %.2f' % (udp_vxlan, vxlan_underlay, hostgw_underlay, direct_hostgw, results['host-gw hosts'] / results['underlay']))
+        ' = %.2f, wireguard/vxlan = %.2f, wireguard/underlay = %.2f' % (
+            udp_vxlan, vxlan_underlay, hostgw_underlay, direct_hostgw, results['host-gw hosts'] / results['underlay'],
+            wireguard_vxlan, wireguard_underlay))
     if args.udp_options:
         log('udp daemon options: %s' % json.dumps(args.udp_options, sort_keys=True))
-    log('SUMMARY underlay=%.2f vxlan=%.2f udp=%.2f host-gw=%.2f direct=%.2f Gbit/s udp/vxlan=%.2f (target >= 0.33)'
-        ' host-gw/underlay=%.2f (target >= 0.90) direct/host-gw=%.2f (target >= 0.90) vxlan/underlay=%.2f' % (
-            results['underlay'], results['vxlan'], results['udp'], results['host-gw'], results['direct'], udp_vxlan,
-            hostgw_underlay, direct_hostgw, vxlan_underlay))
+    log('SUMMARY underlay=%.2f vxlan=%.2f udp=%.2f host-gw=%.2f direct=%.2f wireguard=%.2f Gbit/s udp/vxlan=%.2f (target >= 0.33)'
+        ' host-gw/underlay=%.2f (target >= 0.90) direct/host-gw=%.2f (target >= 0.90) vxlan/underlay=%.2f'
+        ' wireguard/vxlan=%.2f wireguard/underlay=%.2f (%s, no target)' % (
+            results['underlay'], results['vxlan'], results['udp'], results['host-gw'], results['direct'], results['wireguard'],
+            udp_vxlan, hostgw_underlay, direct_hostgw, vxlan_underlay, wireguard_vxlan, wireguard_underlay,
+            results['wireguard implementation']))
     return 0
 
 

@@ -37,7 +37,7 @@ HOST_SNAPSHOT = ("ip -br link | awk '{print $1, $3, $4}' | sed 's/NO-CARRIER,//;
                  'nft list ruleset; sysctl net.ipv4.ip_forward; cat /etc/machine-id; '
                  'find /etc/overlay-mesh /usr/lib/overlay-mesh /etc/cni /run/flannel /etc/sysctl.d /etc/systemd/system '
                  '/etc/systemd/network /etc/iproute2 /etc/docker -type f 2>/dev/null | sort | xargs -r sha256sum; '
-                 'systemctl is-enabled overlay-mesh.service overlay-mesh-udp.service 2>&1')
+                 'systemctl is-enabled overlay-mesh.service overlay-mesh-udp.service overlay-mesh-wireguard.service 2>&1')
 SETTLE = 'for i in $(seq 100); do [ -z "$(ip -6 addr show tentative)" ] && break; sleep 0.1; done; sleep 0.2'
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='needs root: creates network namespaces')

@@ -73,7 +73,12 @@ CASES = [
                                            ' (1450 at most)'), group={'mesh_node_mtu': 1460}),
     Case('mtu-above-underlay-udp', every('mesh_node_mtu: 1480 is larger than the underlay MTU 1500 minus the udp overhead 28'),
          group={'mesh_node_backend': 'udp', 'mesh_node_mtu': 1480}),
-    Case('unknown-backend', every("mesh_node_backend: 'gre' is not one of host-gw, udp, vxlan"), group={'mesh_node_backend': 'gre'}),
+    Case('wireguard-keepalive-too-big', every('mesh_node_wireguard_keepalive: 70000 is outside 0-65535'),
+         group={'mesh_node_backend': 'wireguard', 'mesh_node_wireguard_keepalive': 70000}),
+    Case('wireguard-mtu-too-big', every('mesh_node_mtu: 1450 is larger than the underlay MTU 1500 minus the wireguard overhead 60'
+                                        ' (1440 at most)'),
+         group={'mesh_node_backend': 'wireguard', 'mesh_node_mtu': 1450}),
+    Case('unknown-backend', every("mesh_node_backend: 'gre' is not one of host-gw, udp, vxlan, wireguard"), group={'mesh_node_backend': 'gre'}),
     Case('ipv6-overlay', every('mesh_node_network: fd00:244::/48 is IPv6: the overlay network must be IPv4'),
          group={'mesh_node_network': 'fd00:244::/48'}),
     Case('mtu-not-a-number', ['mesh_node_mtu', "'abc'"], group={'mesh_node_mtu': 'abc'}),

@@ -47,6 +47,8 @@ IMAGE_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "python3", "python3-pyroute2", "iproute2", "nftables",
     "iputils-ping", "iperf3", "procps", "tcpdump", "containernetworking-plugins", "ethtool",
     "kmod", "less",
+    # the wireguard backend's userspace path (this machine's kernel has no wireguard module) and wg(8) for tests
+    "wireguard-go", "wireguard-tools",
 )
 IMAGE_RECIPE_VERSION = "1"
 UNDERLAY_RANGE = ipaddress.ip_network("198.18.0.0/15")

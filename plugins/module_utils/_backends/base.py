@@ -24,6 +24,11 @@ class Backend(object):
     OVERHEAD = {4: 0, 6: 0}
     # Options every host of the overlay must agree on (the role refuses a group that does not).
     GROUP_OPTIONS = ()
+    # Options the host fills in from what it has (WireGuard's public key), never the role's variables.
+    HOST_OPTIONS = ()
+    # The backend has a secret generated on the host (a WireGuard key): the role runs overlay.mesh.node_keys
+    # after every check and before the leases are written, so peers learn the public key in the same run.
+    KEYED = False
 
     def __init__(self, params):
         self.params = params
@@ -32,6 +37,16 @@ class Backend(object):
     def normalize(cls, params, machine_id=None):
         """Fill defaults that depend on other options (device name, derived MAC); returns params."""
         return params
+
+    @classmethod
+    def host_identity(cls, params):
+        """HOST_OPTIONS values the host has now (read only): {} when it has none yet."""
+        return {}
+
+    @classmethod
+    def ensure_keys(cls, host, params, rotate=False):
+        """Create the host's secret when missing (or a new one: rotate); returns what the host publishes."""
+        return {}
 
     @property
     def device(self):

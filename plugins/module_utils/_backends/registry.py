@@ -9,9 +9,9 @@ its documentation (docs/backends.md, the node module's and the role's option tex
 
 from __future__ import annotations
 
-from ansible_collections.overlay.mesh.plugins.module_utils._backends import host_gw, udp, vxlan
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import host_gw, udp, vxlan, wireguard
 
-BACKENDS = dict((module.Backend.name, module.Backend) for module in (vxlan, udp, host_gw))
+BACKENDS = dict((module.Backend.name, module.Backend) for module in (vxlan, udp, host_gw, wireguard))
 
 
 def names():

@@ -20,8 +20,10 @@ def contract(**changes):
         'network': '10.244.0.0/16',
         'subnet': '10.244.1.0/24',
         'backend': {'type': 'vxlan'},
-        'peers': [{'name': 'node2', 'subnet': '10.244.2.0/24', 'underlay': '198.18.0.12', 'vtep_mac': '02:00:00:00:00:02'},
-                  {'name': 'node3', 'subnet': '10.244.3.0/24', 'underlay': '198.18.0.13', 'vtep_mac': '02:00:00:00:00:03'}],
+        'peers': [{'name': 'node2', 'subnet': '10.244.2.0/24', 'underlay': '198.18.0.12', 'vtep_mac': '02:00:00:00:00:02',
+                   'public_key': 'AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI='},
+                  {'name': 'node3', 'subnet': '10.244.3.0/24', 'underlay': '198.18.0.13', 'vtep_mac': '02:00:00:00:00:03',
+                   'public_key': 'AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM='}],
     }
     base.update(changes)
     return base
@@ -67,7 +69,7 @@ def test_backend_options_are_the_backends_own():
     found = problems(contract(backend={'type': 'vxlan', 'vni': 0, 'port': 70000, 'tunnel': 'x'}))
     assert set(found) == {'backend.vni', 'backend.port', 'backend.tunnel'}
     assert '0 is outside 1-16777215' in found['backend.vni']
-    assert problems(contract(backend={'type': 'gre'}))['backend.type'] == "'gre' is not one of host-gw, udp, vxlan"
+    assert problems(contract(backend={'type': 'gre'}))['backend.type'] == "'gre' is not one of host-gw, udp, vxlan, wireguard"
     # udp has no vni
     assert 'unknown option' in problems(contract(backend={'type': 'udp', 'vni': 1}))['backend.vni']
 
@@ -163,3 +165,20 @@ def test_host_gw_needs_every_peer_on_link():
     assert 'needs an IPv4 underlay' in problems(contract(backend={'type': 'host-gw'}, **ipv6))['backend.type']
     assert 'needs an IPv4 underlay' in problems(contract(backend={'type': 'vxlan', 'direct_routing': True},
                                                          **ipv6))['backend.direct_routing']
+
+
+def test_wireguard_contract():
+    node = spec.normalize(contract(backend={'type': 'wireguard'}), machine_id=MACHINE_ID)
+    assert node.mtu == 1440 and node.backend.device == 'mesh-wg' and node.backend.ports() == [('udp', 51820)]
+    assert node.backend.publish() == {}  # no key yet: the host fills it in
+    assert [peer['public_key'] for peer in node.peers] == ['AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=', 'AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=']
+    ipv6 = spec.normalize(contract(backend={'type': 'wireguard'}, underlay={'address': '2001:db8::11', 'mtu': 1500},
+                                   peers=[]), machine_id=MACHINE_ID)
+    assert ipv6.mtu == 1420
+    found = problems(contract(backend={'type': 'wireguard', 'public_key': 'not-a-key', 'keepalive': 70000}))
+    assert 'backend.public_key' in found and 'backend.keepalive' in found
+    assert 'not-a-key' in found['backend.public_key']  # a public key may be shown; a private one never is
+    raw = contract(backend={'type': 'wireguard'})
+    raw['peers'][1]['public_key'] = raw['peers'][0]['public_key']
+    found = problems(raw, machine_id=MACHINE_ID)
+    assert found['peers[1].public_key'] == 'public_key AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI= is also used by peer node2'

@@ -161,7 +161,7 @@ def test_bad_lease_file_entries_are_reported_with_host():
                 'd': {'subnet': '10.244.4.0/24'}, 'e': {'subnet': '10.244.4.0/24'}}
     problems = problems_of(L.allocate, L.make_config(), ['a'], existing=existing)
     assert problems == [
-        "host c: lease file: expected a mapping with subnet, underlay, vtep_mac; got 'junk'",
+        "host c: lease file: expected a mapping with subnet, underlay, vtep_mac, public_key; got 'junk'",
         'host a: lease file subnet: 10.1.0.0/24 lies outside network 10.244.0.0/16',
         'host b: lease file subnet: 10.244.2.0/25 has length /25, subnet length is /24',
         'subnet 10.244.4.0/24 claimed by two hosts: d (lease file) and e (lease file)',
@@ -173,7 +173,7 @@ def test_malformed_inputs():
     assert "hosts: expected a list of inventory hostnames, got 'a'" in problems
     assert "pinned: expected a mapping inventory hostname -> value, got ['x']" in problems
     assert 'release: 3 is not an inventory hostname' in problems
-    assert "host a: underlay: expected a mapping with address, network, vtep_mac; got 'x'" in problems
+    assert "host a: underlay: expected a mapping with address, network, vtep_mac, public_key; got 'x'" in problems
 
 
 # ---- underlay ----------------------------------------------------------------------------------
@@ -457,3 +457,21 @@ def test_hand_written_lease_file_with_a_host_twice_is_refused(tmp_path):
     path.write_text('leases:\n  node1:\n    subnet: 10.244.7.0/24\n  node1:\n    subnet: 10.244.8.0/24\n')
     with pytest.raises(L.LeaseError, match="key 'node1' appears twice"):
         L.read_lease_file(str(path))
+
+
+def test_wireguard_public_keys_are_kept_checked_and_unique():
+    key_a, key_b = 'AQEB' * 10 + 'AQE=', 'AgIC' * 10 + 'AgI='
+    config = L.make_config()
+    first = L.allocate(config, ['a', 'b'], underlay={'a': {'address': '192.168.0.1', 'public_key': key_a},
+                                                     'b': {'address': '192.168.0.2', 'public_key': ' %s ' % key_b}})
+    assert first.leases['a']['public_key'] == key_a and first.leases['b']['public_key'] == key_b
+    assert 'public_key: "%s"' % key_a in L.render_lease_file(config, first.leases)
+    # a host that does not report (unreachable, --limit) keeps its key from the lease file
+    kept = L.allocate(config, ['a', 'b'], existing=first.leases, underlay={'a': {'address': '192.168.0.1'}})
+    assert kept.leases['a']['public_key'] == key_a
+    problems = problems_of(L.allocate, config, ['c'], underlay={'c': {'address': '192.168.0.3', 'public_key': 'short='}})
+    assert problems == ["host c: underlay public_key: 'short=' is not a WireGuard public key (base64 of 32 bytes)"]
+    problems = problems_of(L.allocate, config, ['a', 'b'], underlay={
+        'a': {'address': '192.168.0.1', 'public_key': key_a}, 'b': {'address': '192.168.0.2', 'public_key': key_a}})
+    assert problems == ['hosts a and b have the same WireGuard public key (a copied key file? remove '
+                        '/etc/overlay-mesh/wireguard/*.key on one of them and run again) %s' % key_a]

@@ -101,3 +101,20 @@ def test_an_unset_subnet_length_is_flannels_default_and_play_vars_count():
     values['b']['mesh_node_vxlan_direct_routing'] = True
     assert inputs.group_problems(list(values), lambda host, name: values[host].get(name))[0].startswith(
         'mesh_node_vxlan_direct_routing differs across the group (false on a, c; true on b)')
+
+
+def test_wireguard_public_keys_come_from_the_hosts_never_from_role_variables():
+    own, peer = 'AQEB' * 10 + 'AQE=', 'AgIC' * 10 + 'AgI='
+    info = dict(INFO, identity={'bridge': INFO['identity']['bridge'],
+                                'backend': {'type': 'wireguard', 'device': 'mesh-wg', 'public_key': own},
+                                'publish': {'public_key': own}})
+    leases = {'network': '10.244.0.0/16', 'leases': {
+        'node1': {'subnet': '10.244.1.0/24', 'underlay': '198.18.0.11', 'public_key': own},
+        'node2': {'subnet': '10.244.2.0/24', 'underlay': '198.18.0.12', 'public_key': peer, 'vtep_mac': '02:00:00:00:02:02'},
+        'node3': {'subnet': '10.244.3.0/24', 'underlay': '198.18.0.13'}}}  # its key is still to be made: not a peer yet
+    contract, _warnings = inputs.node_contract(variables(mesh_node_backend='wireguard', mesh_node_wireguard_public_key=peer),
+                                               'node1', info, leases, ['node1', 'node2', 'node3'])
+    assert contract['backend']['public_key'] == own and contract['mtu'] == 1440
+    assert contract['peers'] == [{'name': 'node2', 'subnet': '10.244.2.0/24', 'underlay': '198.18.0.12', 'public_key': peer}]
+    assert inputs.unknown_variables(['mesh_node_wireguard_public_key', 'mesh_node_wireguard_keepalive',
+                                     'mesh_node_rotate_keys']) == ['mesh_node_wireguard_public_key']

@@ -1,0 +1,462 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The wireguard backend: an encrypted overlay (flannel's wireguard backend).
+
+One device (mesh-wg), UDP port 51820, MTU = underlay - 60 (IPv4 underlay) / - 80 (IPv6). One
+WireGuard peer per host: its public key, endpoint = its underlay address and the port,
+allowed-ips = its subnet. One route for the overlay network into the device (with the
+collection's route protocol); WireGuard's cryptokey routing picks the peer.
+
+Keys: a host's private key is generated on the host (ensure_key: the node_keys module, or the
+node module when the contract names no key) into /etc/overlay-mesh/wireguard/<device>.key (0600)
+and never leaves it. Contracts, lease records, reports and diffs carry the public key only.
+
+The device is the kernel's (generic netlink) when the kernel has the wireguard module, else
+wireguard-go's (userspace, the same configuration over its UAPI socket), run by
+overlay-mesh-wireguard.service. One reconcile configures both (wireguard_wire speaks both).
+Every peer of the device is ours: the device, its name and its key are the collection's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import socket
+import time
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _host
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as peers_engine
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as nlwire
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_wire as wire
+from ansible_collections.overlay.mesh.plugins.module_utils._backends.base import Backend as BaseBackend
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import ChangeSet, EngineError
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import open_iproute
+
+NAME = 'wireguard'
+DEFAULT_PORT = 51820
+DEFAULT_DEVICE = 'mesh-wg'
+# Outer IPv4 20 + UDP 8 + WireGuard data header 16 + authentication tag 16; an IPv6 outer header is 20 more.
+OVERHEAD = {4: 60, 6: 80}
+KEY_DIR = os.path.join(_host.STATE_DIR, 'wireguard')
+UNIT = 'overlay-mesh-wireguard.service'
+WIREGUARD_GO_PATHS = ('/usr/bin/wireguard-go', '/usr/sbin/wireguard-go', '/usr/local/bin/wireguard-go')
+SOCKET_WAIT = 15  # seconds for wireguard-go to open its socket once started
+RT_SCOPE_LINK = 253
+_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+UNIT_TEXT = '''# Written by overlay.mesh (wireguard backend, userspace): wireguard-go runs %(device)s. Its keys
+# and peers are set over its socket by overlay.mesh.node, and by ExecStartPost whenever the daemon
+# starts without the controller (boot, a crash): a new wireguard-go starts unconfigured.
+[Unit]
+Description=overlay.mesh wireguard backend, userspace (wireguard-go %(device)s)
+Wants=network-online.target
+After=network-online.target overlay-mesh.service
+Before=containerd.service docker.service crio.service kubelet.service podman.service
+
+[Service]
+Type=simple
+Environment=WG_PROCESS_FOREGROUND=1
+ExecStart=%(wireguard_go)s --foreground %(device)s
+ExecStartPost=-/usr/bin/python3 %(apply)s --only backend --only kernel %(state)s
+Restart=on-failure
+RestartSec=2
+TimeoutStartSec=180
+
+[Install]
+WantedBy=multi-user.target
+'''
+
+
+def key_path(device):
+    return os.path.join(KEY_DIR, '%s.key' % device)
+
+
+def _key_option(value, what):
+    try:
+        return wire.key_to_text(wire.key_from_text(str(value), what))
+    except wire.WireGuardError as exc:
+        raise validate.ValidationError(str(exc))
+
+
+def _range(value, what, largest):
+    return validate.integer(value, what, 0, largest)
+
+
+# ---- the host's key ---------------------------------------------------------------------------
+def read_private_key(device):
+    """The host's private key for device (bytes), None without one; a damaged key file is an error."""
+    path = key_path(device)
+    text = _host.Host.read(path)
+    if text is None:
+        return None
+    try:
+        return wire.key_from_text(text.strip(), 'private key in %s' % path)
+    except wire.WireGuardError as exc:
+        raise EngineError('%s: move it away to get a new key (the peers learn it in the same run)' % exc)
+
+
+def host_public_key(device):
+    """The public key of the host's key for device, as text; None when it has no key yet."""
+    private = read_private_key(device)
+    return wire.key_to_text(wire.public_key(private)) if private is not None else None
+
+
+def ensure_key(host, device, rotate=False):
+    """(private key, public key text): the host's key, generated when it has none or rotate is set.
+    In check mode a key to generate is reported and (None, None) returned. The report names the
+    file only: the key itself never goes into a report, diff or result."""
+    private = read_private_key(device)
+    if private is not None and not rotate:
+        return private, wire.key_to_text(wire.public_key(private))
+    path = key_path(device)
+    host.report.object('updated' if private is not None else 'added',
+                       {'type': 'file', 'name': path, 'detail': 'private key %s, mode 0600' %
+                        ('rotated' if private is not None else 'generated')})
+    if host.check_mode:
+        return None, None
+    private = wire.generate_private_key()
+    if not os.path.isdir(KEY_DIR):
+        os.makedirs(KEY_DIR, 0o700)
+    os.chmod(KEY_DIR, 0o700)
+    _host.write_atomic(path, wire.key_to_text(private) + '\n', mode=0o600)
+    return private, wire.key_to_text(wire.public_key(private))
+
+
+def remove_key(host, device):
+    host.remove(key_path(device), show=False)
+    if os.path.isdir(KEY_DIR) and not os.listdir(KEY_DIR) and not host.check_mode:
+        os.rmdir(KEY_DIR)
+
+
+# ---- the device: the kernel's or wireguard-go's ---------------------------------------------------
+def wireguard_go():
+    for path in WIREGUARD_GO_PATHS:
+        if os.access(path, os.X_OK):
+            return path
+    return shutil.which('wireguard-go')
+
+
+def kernel_has_wireguard():
+    """The kernel knows WireGuard now (generic netlink family) or can load it (a module of the running kernel)."""
+    if wire.GenlClient.family_id() is not None:
+        return True
+    base = '/lib/modules/%s' % os.uname()[2]
+    for name in ('modules.builtin', 'modules.dep'):
+        text = _host.Host.read(os.path.join(base, name))
+        if text and '/wireguard.ko' in text:
+            return True
+    return False
+
+
+class KernelDevice(links.LinkReconciler):
+    """The kernel's WireGuard device: no MAC, the node's address as a host route, up."""
+
+    kind = 'wireguard'
+
+    def __init__(self, ipr, name, mtu=None, address=None, state='present'):
+        super(KernelDevice, self).__init__(ipr, name)
+        self.mtu = mtu
+        self.address = address
+
+    def desired_link(self):
+        return {'name': self.name, 'kind': self.kind, 'mtu': self.mtu, 'mac': None, 'up': True}
+
+    def desired_addresses(self):
+        return [ipaddress.ip_interface('%s/%d' % (self.address, self.address.max_prefixlen))] if self.address else []
+
+    def create(self):
+        links.call('creating WireGuard device %s' % self.name, self.ipr.link, 'add', ifname=self.name, kind='wireguard',
+                   mtu=self.mtu)
+        self._set('bringing up', state='up')
+
+
+class UserspaceDevice(KernelDevice):
+    """wireguard-go's TUN device: created by the daemon, configured here like the kernel's."""
+
+    kind = 'tun'
+
+    def create(self):
+        raise EngineError('device %s is not there: wireguard-go (%s) did not create it; see journalctl -u %s'
+                          % (self.name, UNIT, UNIT))
+
+
+def _describe_peer(device, key, peer):
+    endpoint = peer.get('endpoint')
+    return {'type': 'wireguard-peer', 'dev': device, 'public_key': wire.key_to_text(key),
+            'endpoint': _endpoint_text(endpoint) if endpoint else None,
+            'allowed_ips': ','.join(peer.get('allowed_ips') or []) or None, 'keepalive': peer.get('keepalive') or 0}
+
+
+def _endpoint_text(endpoint):
+    address = ipaddress.ip_address(endpoint[0])
+    return ('[%s]:%d' if address.version == 6 else '%s:%d') % (address, endpoint[1])
+
+
+def _same_endpoint(current, wanted):
+    if not current or not wanted:
+        return current == wanted
+    return ipaddress.ip_address(current[0]) == ipaddress.ip_address(wanted[0]) and int(current[1]) == int(wanted[1])
+
+
+def plan_config(device, current, private, params, wanted_peers, report):
+    """The change that turns the device's configuration (current, as read) into the wanted one, or
+    None; every difference goes to report. Peers not wanted are removed: the device is ours."""
+    change = {'private_key': None, 'listen_port': None, 'fwmark': None, 'replace_peers': False, 'peers': []}
+    current_private = current.get('private_key')
+    current_public = wire.key_to_text(wire.public_key(current_private)) if current_private else None
+    public = wire.key_to_text(wire.public_key(private)) if private is not None else '(generated at apply)'
+    after = {'type': 'wireguard', 'name': device, 'listen_port': params['port'], 'fwmark': params['fwmark'],
+             'public_key': public}
+    before = {'type': 'wireguard', 'name': device, 'listen_port': current.get('listen_port'),
+              'fwmark': current.get('fwmark') or 0, 'public_key': current_public}
+    if private is None or current_private != private:
+        change['private_key'] = private
+    if current.get('listen_port') != params['port']:
+        change['listen_port'] = params['port']
+    if (current.get('fwmark') or 0) != params['fwmark']:
+        change['fwmark'] = params['fwmark']
+    if any(change[key] is not None for key in ('private_key', 'listen_port', 'fwmark')) or private is None:
+        report.object('updated' if current_public else 'added', after, before if current_public else None)
+    else:
+        report.unchanged(after)
+    have = current.get('peers') or {}
+    for key, peer in sorted(wanted_peers.items()):
+        old = have.get(key)
+        obj = _describe_peer(device, key, peer)
+        if old is not None and _same_endpoint(old.get('endpoint'), peer['endpoint']) \
+                and sorted(old.get('allowed_ips') or []) == sorted(peer['allowed_ips']) \
+                and (old.get('keepalive') or 0) == peer['keepalive']:
+            report.unchanged(obj)
+            continue
+        report.object('added' if old is None else 'updated', obj, _describe_peer(device, key, old) if old else None)
+        change['peers'].append({'public_key': key, 'remove': False, 'endpoint': peer['endpoint'],
+                                'keepalive': peer['keepalive'], 'allowed_ips': peer['allowed_ips'],
+                                'replace_allowed_ips': True})
+    for key, old in sorted(have.items()):
+        if key not in wanted_peers:
+            obj = _describe_peer(device, key, old)
+            report.object('removed', obj, obj)
+            change['peers'].append({'public_key': key, 'remove': True, 'endpoint': None, 'keepalive': None,
+                                    'allowed_ips': None, 'replace_allowed_ips': False})
+    if change['peers'] or any(change[key] is not None for key in ('private_key', 'listen_port', 'fwmark')):
+        return change
+    return None
+
+
+def greet(peers):
+    """Send one datagram to each of these peers' device address, so that the device starts a handshake
+    now. A peer holding a session with this host's previous run (this host rebooted, or its key
+    changed) would otherwise keep sending with it, unanswered, until it rekeys (up to two minutes)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        for peer in peers:
+            try:
+                # the discard port of the peer's device address: routed into the tunnel, answered by nothing
+                sock.sendto(b'', (str(ipaddress.ip_network(peer['subnet']).network_address), 9))
+            except OSError:
+                pass
+    finally:
+        sock.close()
+
+
+def reconcile_route(node, host, device, index):
+    """One route for the overlay network into the device, with our route protocol (scope link)."""
+    network = node.network
+    family = _FAMILY[network.version]
+    dst = network.network_address.packed
+    with nlwire.NetlinkRoute() as nl:
+        found = [rec for rec in nl.dump_routes(family) if rec.table == nlwire.RT_TABLE_MAIN and rec.dst == dst
+                 and rec.dst_len == network.prefixlen]
+        wanted = peers_engine.route_obj(device, family, dst, network.prefixlen, None, node.route_protocol, onlink=False)
+        foreign = [rec for rec in found if rec.protocol != node.route_protocol]
+        if foreign:
+            raise EngineError('a route for the overlay network %s not owned by overlay.mesh (protocol %s) exists: %s;'
+                              ' remove it' % (network, foreign[0].protocol, peers_engine.describe_route(foreign[0], {})))
+        ours = [rec for rec in found if rec.oif == index]
+        changes = ChangeSet()
+        if ours:
+            changes.current[('route', network)] = wanted
+            host.report.changeset(changes)
+            return
+        action = 'updated' if found else 'added'
+        changes.add(action, ('route', network), wanted, None, None)
+        host.report.changeset(changes)
+        if host.check_mode or index is None:
+            return
+        body = nlwire.route_body(family, dst, network.prefixlen, node.route_protocol, scope=RT_SCOPE_LINK, oif=index)
+        failures = nl.execute([('route', nlwire.RTM_NEWROUTE, nlwire.NLM_F_CREATE | nlwire.NLM_F_REPLACE, body)])
+        if failures:
+            raise EngineError('route %s dev %s: errno %d (%s)' % (network, device, failures[0][1], failures[0][2]))
+
+
+# ---- the backend of the node contract ----------------------------------------------------------
+class Backend(BaseBackend):
+    name = NAME
+    OPTIONS = {
+        'port': {'type': 'int', 'default': DEFAULT_PORT, 'check': validate.port},
+        'device': {'type': 'str', 'default': DEFAULT_DEVICE, 'check': validate.ifname},
+        # the host's public key: filled in from its key file (node_info, node_keys), never set by hand
+        'public_key': {'type': 'str', 'check': _key_option},
+        'keepalive': {'type': 'int', 'default': 0, 'check': lambda value, what: _range(value, what, 65535)},
+        'fwmark': {'type': 'int', 'default': 0, 'check': lambda value, what: _range(value, what, 0xffffffff)},
+        # kernel: the wireguard module; userspace: wireguard-go; auto: the kernel's when it has the module
+        'implementation': {'type': 'str', 'default': 'auto', 'choices': ['auto', 'kernel', 'userspace']},
+    }
+    PEER_OPTIONS = {'public_key': {'type': 'str', 'required': True, 'check': _key_option}}
+    OVERHEAD = OVERHEAD
+    GROUP_OPTIONS = ('port',)
+    # Options filled in from the host, not from the role's variables.
+    HOST_OPTIONS = ('public_key',)
+    KEYED = True
+
+    def ports(self):
+        return [('udp', self.params['port'])]
+
+    def publish(self):
+        return {'public_key': self.params['public_key']} if self.params.get('public_key') else {}
+
+    @classmethod
+    def host_identity(cls, params):
+        """What the host has for these options: its public key, once it has a key."""
+        public = host_public_key(params.get('device') or DEFAULT_DEVICE)
+        return {'public_key': public} if public else {}
+
+    @classmethod
+    def ensure_keys(cls, host, params, rotate=False):
+        """The host's key, generated (or replaced: rotate) when needed; returns what the host publishes."""
+        _private, public = ensure_key(host, params.get('device') or DEFAULT_DEVICE, rotate=rotate)
+        return {'public_key': public} if public else {}
+
+    # ---- apply ----
+    def implementation(self):
+        """'kernel' or 'userspace' for this host: a device already there decides, then the option."""
+        ipr = open_iproute()
+        try:
+            link = links.read_link(ipr, self.device)
+        finally:
+            ipr.close()
+        if link is not None and link['kind'] == 'wireguard':
+            return 'kernel'
+        choice = self.params['implementation']
+        if choice == 'auto':
+            choice = 'kernel' if (link is None or link['kind'] != 'tun') and kernel_has_wireguard() else 'userspace'
+        if choice == 'userspace' and wireguard_go() is None:
+            raise EngineError('the kernel has no wireguard module and wireguard-go is not installed: install the package'
+                              ' wireguard-go (Debian/Ubuntu: apt install wireguard-go), or a kernel with WireGuard')
+        return choice
+
+    def apply(self, node, host):
+        if host.boot and read_private_key(self.device) is None:
+            # a new key here would not match what the peers have: the next converge makes one
+            raise EngineError('the WireGuard key %s is missing; run the mesh_node role to make a new one' % key_path(self.device))
+        private, public = ensure_key(host, self.device)
+        if self.params.get('public_key') and public and self.params['public_key'] != public:
+            raise EngineError('backend.public_key %s is not the public key of this host\'s key (%s): the key changed after'
+                              ' the contract was built; run the role again' % (self.params['public_key'], public))
+        if public:
+            self.params['public_key'] = public  # saved with the contract: the host's lease record carries it
+        implementation = self.implementation()
+        if implementation == 'userspace' and not self._ensure_daemon(host) and not host.check_mode:
+            host.report.warnings.append('%s: wireguard-go is not running yet; %s configures the device when it starts'
+                                        % (self.device, UNIT))
+            return
+        if implementation == 'kernel':
+            self._stop_daemon(host)
+        ipr = open_iproute()
+        try:
+            cls = KernelDevice if implementation == 'kernel' else UserspaceDevice
+            device = cls(ipr, self.device, mtu=node.mtu, address=node.vtep_address)
+            host.report.changeset(device.reconcile('present', check_mode=host.check_mode))
+            link = links.read_link(ipr, self.device)
+        finally:
+            ipr.close()
+        client = wire.GenlClient(self.device) if implementation == 'kernel' else wire.UapiClient(self.device)
+        try:
+            current = client.get() if link is not None else {}
+        except wire.WireGuardError as exc:
+            raise EngineError('reading %s: %s' % (self.device, exc))
+        wanted = dict((wire.key_from_text(peer['public_key'], 'peer %s public key' % peer.get('name')),
+                       {'endpoint': (peer['underlay'], self.params['port']), 'allowed_ips': [peer['subnet']],
+                        'keepalive': self.params['keepalive']}) for peer in node.peers)
+        change = plan_config(self.device, current, private, self.params, wanted, host.report)
+        if change is not None and not host.check_mode:
+            try:
+                client.set(change)
+            except wire.WireGuardError as exc:
+                raise EngineError('configuring %s: %s' % (self.device, exc))
+        reconcile_route(node, host, self.device, link['index'] if link is not None else None)
+        if change is not None and not host.check_mode:
+            greet([peer for peer in node.peers if wire.key_from_text(peer['public_key']) in
+                   set(item['public_key'] for item in change['peers'] if not item['remove'])])
+
+    def _ensure_daemon(self, host):
+        """wireguard-go running with our unit; False when its device is not there to configure (check
+        mode before the first start, or a boot apply before the unit started: ExecStartPost does it)."""
+        text = UNIT_TEXT % {'device': self.device, 'wireguard_go': wireguard_go(), 'apply': _host.LIB_DIR + '/overlay-mesh-apply',
+                            'state': _host.NODE_FILE}
+        unit_changed = host.ensure_unit(UNIT, text)
+        state = self._unit_state(host)
+        client = wire.UapiClient(self.device)
+        if host.boot:
+            # in ExecStartPost the unit is activating: wait for the socket; before the unit, leave it to ExecStartPost
+            return state in ('active', 'activating', 'reloading') and self._wait_socket(client)
+        running = state in ('active', 'activating', 'reloading')
+        if running and not unit_changed and client.available():
+            host.report.unchanged({'type': 'service', 'name': UNIT, 'detail': 'running'})
+            return True
+        action = 'restart' if running else 'start'
+        host.report.object('updated', {'type': 'service', 'name': UNIT, 'detail': action + 'ed'})
+        if host.check_mode:
+            return client.available()
+        # --no-block: its ExecStartPost waits for the lock this run holds
+        host.systemctl(action, '--no-block', UNIT)
+        if not self._wait_socket(client):
+            raise EngineError('wireguard-go did not open %s within %d s: see journalctl -u %s' % (client.path, SOCKET_WAIT, UNIT))
+        return True
+
+    @staticmethod
+    def _unit_state(host):
+        if not os.path.exists(os.path.join(_host.UNIT_DIR, UNIT)):
+            return 'inactive'
+        return host.systemctl('show', '--property=ActiveState', '--value', UNIT, check=False).stdout.strip()
+
+    @staticmethod
+    def _wait_socket(client, seconds=SOCKET_WAIT):
+        deadline = time.monotonic() + seconds
+        while not client.available():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def _stop_daemon(self, host):
+        host.remove_unit(UNIT, stop=True)
+
+    def teardown(self, host, record, strict=False):
+        """Stop wireguard-go (its device goes with it), delete a kernel device, remove the key. strict:
+        a kernel device only when it holds this host's key (another tool's wg0 is left alone)."""
+        device = self.device or DEFAULT_DEVICE
+        host.remove_unit(UNIT, stop=True)
+        ipr = open_iproute()
+        try:
+            link = links.read_link(ipr, device)
+            if link is not None and link['kind'] == 'wireguard':
+                ours = not strict or _holds_our_key(device)
+                if ours:
+                    host.report.changeset(KernelDevice(ipr, device, state='absent').reconcile('absent', host.check_mode))
+        finally:
+            ipr.close()
+        remove_key(host, device)
+
+
+def _holds_our_key(device):
+    private = read_private_key(device)
+    try:
+        return private is not None and wire.GenlClient(device).get().get('private_key') == private
+    except wire.WireGuardError:
+        return False
