@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -27,6 +28,7 @@ from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate imp
 
 UNDERLAY_WAIT = 60  # seconds to wait for the underlay address this early in the boot
 LOCK_WAIT_NFTABLES = 15  # seconds nftables.service may be held up by a node run in progress
+MARKER_AGE = 60  # seconds a --skip-if marker is honoured (a stale one must not skip a later restart)
 
 
 def log(message):
@@ -81,9 +83,14 @@ def main(argv=None):
     parser.add_argument('--only', action='append', choices=_node_apply.STEPS,
                         help='apply only this part (nftables.service runs --only nftables after it flushes the ruleset)')
     parser.add_argument('--wait', type=int, default=UNDERLAY_WAIT, help='seconds to wait for the underlay address')
+    parser.add_argument('--skip-if', metavar='MARKER', help='do nothing when this file (written by a node run that'
+                        ' starts a backend daemon and configures it itself) is younger than %d s; remove it' % MARKER_AGE)
     parser.add_argument('state', nargs='?', default=_host.NODE_FILE, help='the saved node contract')
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     path = args.state
+    if args.skip_if and _fresh_marker(args.skip_if):
+        log('started by an overlay.mesh.node run, which configures it: nothing to do')
+        return 0
     host = _host.Host(boot=True)
     try:
         return _apply_saved(host, path, args)
@@ -92,10 +99,19 @@ def main(argv=None):
         return 1
 
 
+def _fresh_marker(path):
+    try:
+        age = time.time() - os.stat(path).st_mtime
+        os.unlink(path)
+    except OSError:
+        return False
+    return age < MARKER_AGE
+
+
 def _apply_saved(host, path, args):
     # The lock first: a run of the node module that is under way finishes (and saves) before this
     # reads what to apply. Called by nftables.service (--only), it must not hold that up for long.
-    with host.locked(timeout=LOCK_WAIT_NFTABLES if args.only else _host.LOCK_TIMEOUT):
+    with host.locked(timeout=LOCK_WAIT_NFTABLES if args.only == ['nftables'] else _host.LOCK_TIMEOUT):
         try:
             node, raw = load(path)
         except ValueError as exc:
@@ -113,6 +129,8 @@ def _apply_saved(host, path, args):
             failure = None
     for line in host.report.changes:
         log(line)
+    for warning in host.report.warnings:
+        log('warning: %s' % warning)
     if failure is not None:
         log('failed: %s' % failure)
         return 1

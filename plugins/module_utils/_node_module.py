@@ -79,6 +79,7 @@ def run_node(module):
             # MACs not given: the ones the host has (saved, or from release 0.1), else derived
             found = identity(_node_spec.removal_record(raw), previous, machine_id, host)
             if present:
+                check_host(found['backend'])
                 raw = with_macs(raw, found)
                 node = _node_spec.normalize(raw, machine_id=machine_id, underlay_mtu=_underlay.link_mtu)
                 host.report.warnings.extend(node.warnings)
@@ -96,6 +97,12 @@ def run_node(module):
     if module._diff:
         result['diff'] = host.report.diff()
     module.exit_json(**result)
+
+
+def check_host(backend):
+    kind = registry.get(backend.get('type'))
+    if kind is not None:
+        kind.check_host(backend)
 
 
 def with_macs(raw, found):
@@ -203,6 +210,8 @@ def run_node_info(module):
             result['underlay'] = _underlay.find(module.params['underlay'])
         names = _node_spec.removal_record({'bridge': module.params['bridge'], 'backend': module.params['backend']})
         result['identity'] = identity(names, _node_apply.read_saved(host), _identity.read_machine_id(), host)
+        if module.params['underlay'] is not None:
+            check_host(result['identity']['backend'])  # a host joining: can it run the backend at all?
         for warning in host.report.warnings:
             module.warn(warning)
     except ERRORS as exc:  # pylint: disable=catching-non-exception

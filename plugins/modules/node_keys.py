@@ -24,7 +24,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: A key to create or rotate is reported; RV(publish) is then empty (the key does not exist yet).
+    details: A key to create or rotate is reported, and RV(publish) holds a throwaway key's public key, so that the
+      peers' check-mode diffs show the entry they would get.
   diff_mode:
     support: full
     details: Names the key file, never its content.
@@ -36,8 +37,9 @@ options:
     type: dict
     default: {type: vxlan}
   rotate:
-    description: Replace the host's key with a new one. The device takes it when M(overlay.mesh.node) runs next, and
-      the peers take the new public key in the same role run.
+    description: Make a new key for the host, staged beside the one in use (C(<device>.key.new)) and published at once;
+      M(overlay.mesh.node) puts it in use when it applies a contract with its public key (the device and the boot
+      path keep the old key until then). The peers take the new public key in the same role run.
     type: bool
     default: false
 seealso:
@@ -59,8 +61,8 @@ EXAMPLES = r'''
 
 RETURN = r'''
 publish:
-  description: What the host publishes to its peers after this run, for example its C(public_key); empty in check mode
-    when the key is still to be made, and for backends without keys.
+  description: What the host publishes to its peers after this run, for example its C(public_key) (in check mode, of a
+    throwaway key when one is still to be made); empty for backends without keys.
   returned: success
   type: dict
   sample: {public_key: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="}

@@ -283,7 +283,8 @@ def _normalize_public_key(value):
     text = _text(value).strip()
     try:
         # canonical only (as wg(8) prints keys): a key is compared as text across hosts
-        if len(text) != 44 or base64.b64encode(base64.b64decode(text, validate=True)).decode() != text:
+        key = base64.b64decode(text, validate=True)
+        if len(text) != 44 or len(key) != 32 or base64.b64encode(key).decode() != text:
             raise ValueError
     except (ValueError, binascii.Error):
         raise ValueError('%r is not a WireGuard public key (base64 of 32 bytes)' % (text,))

@@ -44,6 +44,10 @@ class Backend(object):
         return {}
 
     @classmethod
+    def check_host(cls, params):
+        """Raise (EngineError) when this host cannot run the backend: called before any change."""
+
+    @classmethod
     def ensure_keys(cls, host, params, rotate=False):
         """Create the host's secret when missing (or a new one: rotate); returns what the host publishes."""
         return {}

@@ -61,7 +61,7 @@ Before=containerd.service docker.service crio.service kubelet.service podman.ser
 Type=simple
 Environment=WG_PROCESS_FOREGROUND=1
 ExecStart=%(wireguard_go)s --foreground %(device)s
-ExecStartPost=-/usr/bin/python3 %(apply)s --only backend --only kernel %(state)s
+ExecStartPost=-/usr/bin/python3 %(apply)s --skip-if %(marker)s --only backend --only kernel %(state)s
 Restart=on-failure
 RestartSec=2
 TimeoutStartSec=180
@@ -71,8 +71,14 @@ WantedBy=multi-user.target
 '''
 
 
-def key_path(device):
-    return os.path.join(KEY_DIR, '%s.key' % device)
+def key_path(device, staged=False):
+    """The host's key file; staged: a rotated key not applied yet (the device still has the other)."""
+    return os.path.join(KEY_DIR, '%s.key%s' % (device, '.new' if staged else ''))
+
+
+def starting_marker(device):
+    """Written by a node run that starts wireguard-go: its ExecStartPost then leaves the device to that run."""
+    return os.path.join(_host.RUN_DIR, 'wireguard-%s.starting' % device)
 
 
 def _key_option(value, what):
@@ -87,47 +93,85 @@ def _range(value, what, largest):
 
 
 # ---- the host's key ---------------------------------------------------------------------------
-def read_private_key(device):
+def read_private_key(device, staged=False):
     """The host's private key for device (bytes), None without one; a damaged key file is an error."""
-    path = key_path(device)
+    path = key_path(device, staged)
     text = _host.Host.read(path)
     if text is None:
         return None
     try:
-        return wire.key_from_text(text.strip(), 'private key in %s' % path)
+        return wire.clamp(wire.key_from_text(text.strip(), 'private key in %s' % path))
     except wire.WireGuardError as exc:
         raise EngineError('%s: move it away to get a new key (the peers learn it in the same run)' % exc)
 
 
+def _public(private):
+    return wire.key_to_text(wire.public_key(private))
+
+
 def host_public_key(device):
-    """The public key of the host's key for device, as text; None when it has no key yet."""
-    private = read_private_key(device)
-    return wire.key_to_text(wire.public_key(private)) if private is not None else None
+    """The public key the host publishes: of its staged (rotated) key when it has one, else of its key."""
+    private = read_private_key(device, staged=True)
+    if private is None:
+        private = read_private_key(device)
+    return _public(private) if private is not None else None
 
 
 def ensure_key(host, device, rotate=False):
-    """(private key, public key text): the host's key, generated when it has none or rotate is set.
-    In check mode a key to generate is reported and (None, None) returned. The report names the
-    file only: the key itself never goes into a report, diff or result."""
-    private = read_private_key(device)
-    if private is not None and not rotate:
-        return private, wire.key_to_text(wire.public_key(private))
-    path = key_path(device)
-    host.report.object('updated' if private is not None else 'added',
+    """The public key the host publishes (text): its key made when it has none; with rotate, a new key
+    staged beside the one in use (the node apply puts it in use, so a run stopped in between leaves the
+    device, the saved contract and the boot path consistent). In check mode a key to make is reported
+    and a throwaway key's public key returned, so that the peers' plans show the entry they would get.
+    The report names the file only: a private key never goes into a report, diff or result."""
+    current = read_private_key(device)
+    if current is not None and not rotate:
+        return host_public_key(device)
+    path = key_path(device, staged=current is not None)
+    host.report.object('updated' if current is not None else 'added',
                        {'type': 'file', 'name': path, 'detail': 'private key %s, mode 0600' %
-                        ('rotated' if private is not None else 'generated')})
-    if host.check_mode:
-        return None, None
+                        ('rotated: in use from this run\'s apply' if current is not None else 'generated')})
     private = wire.generate_private_key()
+    if not host.check_mode:
+        _write_key(path, private)
+    return _public(private)
+
+
+def _write_key(path, private):
     if not os.path.isdir(KEY_DIR):
         os.makedirs(KEY_DIR, 0o700)
     os.chmod(KEY_DIR, 0o700)
     _host.write_atomic(path, wire.key_to_text(private) + '\n', mode=0o600)
-    return private, wire.key_to_text(wire.public_key(private))
+
+
+def key_for(host, device, wanted_public):
+    """The private key to configure: the host's key (or its staged one) whose public key is wanted_public
+    (the contract's), put in use when staged; made when the host has none. None in check mode for a key
+    still to be made. Raises when neither matches (the contract is older than the key)."""
+    staged, current = read_private_key(device, staged=True), read_private_key(device)
+    for private, is_staged in ((staged, True), (current, False)):
+        if private is None or (wanted_public and _public(private) != wanted_public):
+            continue
+        if is_staged:
+            host.report.object('updated', {'type': 'file', 'name': key_path(device), 'detail': 'rotated key put in use'})
+            if not host.check_mode:
+                os.rename(key_path(device, staged=True), key_path(device))
+        return private
+    if host.boot:
+        # a new key here would not match what the peers have: the next converge makes one
+        raise EngineError('no WireGuard key in %s matches the saved contract\'s public key %s; run the mesh_node role'
+                          % (KEY_DIR, wanted_public))
+    if current is not None or staged is not None:
+        if host.check_mode:
+            return None  # a key made by node_keys in this check-mode run
+        raise EngineError('backend.public_key %s is not the public key of this host\'s key: the key changed after the'
+                          ' contract was built; run the role again' % wanted_public)
+    ensure_key(host, device)  # a contract applied without node_keys (the module used on its own)
+    return read_private_key(device)
 
 
 def remove_key(host, device):
-    host.remove(key_path(device), show=False)
+    for staged in (True, False):
+        host.remove(key_path(device, staged), show=False)
     if os.path.isdir(KEY_DIR) and not os.listdir(KEY_DIR) and not host.check_mode:
         os.rmdir(KEY_DIR)
 
@@ -141,15 +185,11 @@ def wireguard_go():
 
 
 def kernel_has_wireguard():
-    """The kernel knows WireGuard now (generic netlink family) or can load it (a module of the running kernel)."""
-    if wire.GenlClient.family_id() is not None:
-        return True
-    base = '/lib/modules/%s' % os.uname()[2]
-    for name in ('modules.builtin', 'modules.dep'):
-        text = _host.Host.read(os.path.join(base, name))
-        if text and '/wireguard.ko' in text:
-            return True
-    return False
+    """The kernel has WireGuard: its generic netlink family resolves (asking for it loads the module)."""
+    try:
+        return wire.GenlClient.family_id() is not None
+    except wire.WireGuardError:
+        return False  # generic netlink refused to us (a sandbox): no kernel path
 
 
 class KernelDevice(links.LinkReconciler):
@@ -328,83 +368,115 @@ class Backend(BaseBackend):
 
     @classmethod
     def ensure_keys(cls, host, params, rotate=False):
-        """The host's key, generated (or replaced: rotate) when needed; returns what the host publishes."""
-        _private, public = ensure_key(host, params.get('device') or DEFAULT_DEVICE, rotate=rotate)
-        return {'public_key': public} if public else {}
+        """The host's key, made (or a new one staged: rotate) when needed; returns what the host publishes."""
+        return {'public_key': ensure_key(host, params.get('device') or DEFAULT_DEVICE, rotate=rotate)}
+
+    @classmethod
+    def check_host(cls, params):
+        """Before any change (node_info): the host can run a WireGuard device."""
+        cls(params).implementation()
 
     # ---- apply ----
-    def implementation(self):
-        """'kernel' or 'userspace' for this host: a device already there decides, then the option."""
-        ipr = open_iproute()
-        try:
-            link = links.read_link(ipr, self.device)
-        finally:
-            ipr.close()
-        if link is not None and link['kind'] == 'wireguard':
-            return 'kernel'
+    def implementation(self, link=False):
+        """'kernel' or 'userspace' for this host. With auto, what is there decides (a device, our unit:
+        the choice sticks), then the kernel's when it has the module, else wireguard-go."""
+        if link is False:
+            link = self._link()
         choice = self.params['implementation']
         if choice == 'auto':
-            choice = 'kernel' if (link is None or link['kind'] != 'tun') and kernel_has_wireguard() else 'userspace'
+            if link is not None and link['kind'] in ('wireguard', 'tun'):
+                choice = 'kernel' if link['kind'] == 'wireguard' else 'userspace'
+            elif os.path.exists(os.path.join(_host.UNIT_DIR, UNIT)):
+                choice = 'userspace'
+            else:
+                choice = 'kernel' if kernel_has_wireguard() else 'userspace'
         if choice == 'userspace' and wireguard_go() is None:
-            raise EngineError('the kernel has no wireguard module and wireguard-go is not installed: install the package'
-                              ' wireguard-go (Debian/Ubuntu: apt install wireguard-go), or a kernel with WireGuard')
+            raise EngineError('wireguard backend: %s, and wireguard-go is not installed: install the package wireguard-go'
+                              ' (Debian/Ubuntu: apt install wireguard-go), or use a kernel with WireGuard'
+                              % ('implementation is userspace' if self.params['implementation'] == 'userspace'
+                                 else 'the kernel has no wireguard module'))
         return choice
 
+    def _link(self):
+        ipr = open_iproute()
+        try:
+            return links.read_link(ipr, self.device)
+        finally:
+            ipr.close()
+
     def apply(self, node, host):
-        if host.boot and read_private_key(self.device) is None:
-            # a new key here would not match what the peers have: the next converge makes one
-            raise EngineError('the WireGuard key %s is missing; run the mesh_node role to make a new one' % key_path(self.device))
-        private, public = ensure_key(host, self.device)
-        if self.params.get('public_key') and public and self.params['public_key'] != public:
-            raise EngineError('backend.public_key %s is not the public key of this host\'s key (%s): the key changed after'
-                              ' the contract was built; run the role again' % (self.params['public_key'], public))
-        if public:
-            self.params['public_key'] = public  # saved with the contract: the host's lease record carries it
-        implementation = self.implementation()
-        if implementation == 'userspace' and not self._ensure_daemon(host) and not host.check_mode:
-            host.report.warnings.append('%s: wireguard-go is not running yet; %s configures the device when it starts'
-                                        % (self.device, UNIT))
-            return
-        if implementation == 'kernel':
-            self._stop_daemon(host)
+        private = key_for(host, self.device, self.params.get('public_key'))
+        if private is not None:
+            self.params['public_key'] = _public(private)  # saved with the contract: the host's lease record carries it
+        link = self._link()
+        implementation = self.implementation(link)
+        if link is not None and link['kind'] == ('tun' if implementation == 'kernel' else 'wireguard'):
+            link = self._switch_implementation(host, link)
+        if implementation == 'userspace' and not self._ensure_daemon(host):
+            if host.boot:
+                host.report.warnings.append('%s: wireguard-go is not running yet; %s configures the device when it starts'
+                                            % (self.device, UNIT))
+                return
+            link = None  # check mode: the daemon is still to be started
         ipr = open_iproute()
         try:
             cls = KernelDevice if implementation == 'kernel' else UserspaceDevice
-            device = cls(ipr, self.device, mtu=node.mtu, address=node.vtep_address)
-            host.report.changeset(device.reconcile('present', check_mode=host.check_mode))
+            if link is None and host.check_mode:
+                host.report.object('added', links.link_obj(cls(ipr, self.device, mtu=node.mtu).desired_link()))
+            else:
+                device = cls(ipr, self.device, mtu=node.mtu, address=node.vtep_address)
+                host.report.changeset(device.reconcile('present', check_mode=host.check_mode))
             link = links.read_link(ipr, self.device)
         finally:
             ipr.close()
         client = wire.GenlClient(self.device) if implementation == 'kernel' else wire.UapiClient(self.device)
-        try:
-            current = client.get() if link is not None else {}
-        except wire.WireGuardError as exc:
-            raise EngineError('reading %s: %s' % (self.device, exc))
+        current = client.get() if link is not None else {}
         wanted = dict((wire.key_from_text(peer['public_key'], 'peer %s public key' % peer.get('name')),
                        {'endpoint': (peer['underlay'], self.params['port']), 'allowed_ips': [peer['subnet']],
                         'keepalive': self.params['keepalive']}) for peer in node.peers)
         change = plan_config(self.device, current, private, self.params, wanted, host.report)
         if change is not None and not host.check_mode:
-            try:
-                client.set(change)
-            except wire.WireGuardError as exc:
-                raise EngineError('configuring %s: %s' % (self.device, exc))
+            client.set(change)
         reconcile_route(node, host, self.device, link['index'] if link is not None else None)
         if change is not None and not host.check_mode:
             greet([peer for peer in node.peers if wire.key_from_text(peer['public_key']) in
                    set(item['public_key'] for item in change['peers'] if not item['remove'])])
 
+    def _switch_implementation(self, host, link):
+        """The other implementation's device is there: take it away first (None: no device now)."""
+        if link['kind'] == 'tun':
+            if host.boot:
+                raise EngineError('%s is wireguard-go\'s device; the kernel\'s is configured: run the mesh_node role' % self.device)
+            self._report_link_removed(host, link)
+            host.remove_unit(UNIT, stop=True)
+        else:
+            ipr = open_iproute()
+            try:
+                host.report.changeset(KernelDevice(ipr, self.device, state='absent').reconcile('absent', host.check_mode))
+            finally:
+                ipr.close()
+        return None
+
+    def _report_link_removed(self, host, link):
+        obj = links.link_obj(link)
+        host.report.object('removed', obj, obj)
+
     def _ensure_daemon(self, host):
-        """wireguard-go running with our unit; False when its device is not there to configure (check
-        mode before the first start, or a boot apply before the unit started: ExecStartPost does it)."""
+        """wireguard-go running under our unit, its socket open. False when its device is not there to
+        configure: check mode before the first start, or the boot apply before the unit starts
+        (ExecStartPost configures it then)."""
         text = UNIT_TEXT % {'device': self.device, 'wireguard_go': wireguard_go(), 'apply': _host.LIB_DIR + '/overlay-mesh-apply',
-                            'state': _host.NODE_FILE}
+                            'state': _host.NODE_FILE, 'marker': starting_marker(self.device)}
         unit_changed = host.ensure_unit(UNIT, text)
         state = self._unit_state(host)
         client = wire.UapiClient(self.device)
         if host.boot:
-            # in ExecStartPost the unit is activating: wait for the socket; before the unit, leave it to ExecStartPost
-            return state in ('active', 'activating', 'reloading') and self._wait_socket(client)
+            if state not in ('activating', 'active', 'reloading'):
+                return False
+            # in the unit's ExecStartPost: the daemon was just started and must come up
+            if not self._wait_socket(client):
+                raise EngineError('wireguard-go did not open %s within %d s' % (client.path, SOCKET_WAIT))
+            return True
         running = state in ('active', 'activating', 'reloading')
         if running and not unit_changed and client.available():
             host.report.unchanged({'type': 'service', 'name': UNIT, 'detail': 'running'})
@@ -412,9 +484,13 @@ class Backend(BaseBackend):
         action = 'restart' if running else 'start'
         host.report.object('updated', {'type': 'service', 'name': UNIT, 'detail': action + 'ed'})
         if host.check_mode:
-            return client.available()
-        # --no-block: its ExecStartPost waits for the lock this run holds
-        host.systemctl(action, '--no-block', UNIT)
+            return running and client.available()
+        if running:
+            host.systemctl('stop', UNIT)  # waits for the old daemon to exit: its socket must not be the one found
+        host.systemctl('reset-failed', UNIT, check=False)
+        # The unit's ExecStartPost sees the marker and leaves the device to this run (it would wait for our lock).
+        _host.write_atomic(starting_marker(self.device), '%d\n' % time.time())
+        host.systemctl('start', '--no-block', UNIT)
         if not self._wait_socket(client):
             raise EngineError('wireguard-go did not open %s within %d s: see journalctl -u %s' % (client.path, SOCKET_WAIT, UNIT))
         return True
@@ -434,21 +510,18 @@ class Backend(BaseBackend):
             time.sleep(0.1)
         return True
 
-    def _stop_daemon(self, host):
-        host.remove_unit(UNIT, stop=True)
-
     def teardown(self, host, record, strict=False):
         """Stop wireguard-go (its device goes with it), delete a kernel device, remove the key. strict:
-        a kernel device only when it holds this host's key (another tool's wg0 is left alone)."""
+        a kernel device only when it holds this host's key (another tool's device is left alone)."""
         device = self.device or DEFAULT_DEVICE
-        host.remove_unit(UNIT, stop=True)
         ipr = open_iproute()
         try:
             link = links.read_link(ipr, device)
-            if link is not None and link['kind'] == 'wireguard':
-                ours = not strict or _holds_our_key(device)
-                if ours:
-                    host.report.changeset(KernelDevice(ipr, device, state='absent').reconcile('absent', host.check_mode))
+            if link is not None and link['kind'] == 'tun' and os.path.exists(os.path.join(_host.UNIT_DIR, UNIT)):
+                self._report_link_removed(host, link)  # wireguard-go takes it along when it stops
+            host.remove_unit(UNIT, stop=True)
+            if link is not None and link['kind'] == 'wireguard' and (not strict or _holds_our_key(device)):
+                host.report.changeset(KernelDevice(ipr, device, state='absent').reconcile('absent', host.check_mode))
         finally:
             ipr.close()
         remove_key(host, device)

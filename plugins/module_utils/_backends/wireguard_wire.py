@@ -30,10 +30,12 @@ from ansible_collections.overlay.mesh.plugins.module_utils._netlink_wire import 
     NLMSG_DONE, NLMSG_ERROR, NLMSGERR_ATTR_MSG, SOL_NETLINK,
 )
 
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
+
 KEY_LEN = 32
 
 
-class WireGuardError(Exception):
+class WireGuardError(EngineError):
     """A refused key, change or answer, or a channel that failed; ``code`` is the errno when there is one."""
 
     def __init__(self, message, code=None):
@@ -50,8 +52,8 @@ _BASE_POINT = b'\x09' + b'\0' * 31
 def x25519(scalar, u_coordinate):
     """X25519(k, u) of RFC 7748 section 5: the Montgomery ladder on Curve25519.
 
-    Not constant-time (Python integers): it only derives the public key of a key made on this
-    host, once, which gives an observer no repeated timings to learn from.
+    Not constant-time (Python integers): it only derives the public key of this host's own key,
+    locally (no remote party chooses the input or times it).
     """
     clamped = bytearray(_check_key(scalar, 'scalar'))
     clamped[0] &= 248
@@ -84,7 +86,12 @@ def x25519(scalar, u_coordinate):
 
 def generate_private_key():
     """32 random bytes clamped as X25519 wants them (what `wg genkey` prints)."""
-    key = bytearray(os.urandom(KEY_LEN))
+    return clamp(os.urandom(KEY_LEN))
+
+
+def clamp(key):
+    """A private key as the kernel and wireguard-go keep it (a hand-made key file may not be clamped)."""
+    key = bytearray(key)
     key[0] &= 248
     key[31] &= 127
     key[31] |= 64

@@ -11,12 +11,14 @@ message naming the file and every problem, before touching anything.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_boot
 
 GOOD = {'version': 1, 'underlay': {'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500},
         'network': '10.244.0.0/16', 'subnet': '10.244.1.0/24', 'mtu': 1450,
@@ -67,3 +69,13 @@ def test_unreadable_state_files_are_refused(engine, tmp_path):
     assert proc.returncode == 2 and 'is not JSON' in proc.stdout
     proc = boot(engine, tmp_path / 'missing.json')
     assert proc.returncode == 2 and 'cannot read the node state' in proc.stdout
+
+
+def test_a_fresh_skip_marker_skips_once_and_a_stale_one_does_not(tmp_path, capsys):
+    marker = tmp_path / 'wireguard-mesh-wg.starting'
+    marker.write_text('1\n')
+    assert _node_boot.main(['--skip-if', str(marker), '--only', 'backend', str(tmp_path / 'node.json')]) == 0
+    assert 'started by an overlay.mesh.node run' in capsys.readouterr().out and not marker.exists()
+    marker.write_text('1\n')
+    os.utime(str(marker), (1, 1))
+    assert _node_boot._fresh_marker(str(marker)) is False and not marker.exists()

@@ -29,26 +29,46 @@ def report_text(host):
     return '\n'.join(host.report.changes) + repr(host.report.diff())
 
 
-def test_the_key_is_made_once_0600_in_a_0700_directory_and_rotated_on_request(tmp_path, monkeypatch):
+def test_the_key_is_made_once_0600_in_a_0700_directory_and_a_rotation_is_staged_until_applied(tmp_path, monkeypatch):
     monkeypatch.setattr(wireguard, 'KEY_DIR', str(tmp_path / 'wireguard'))
     check = _host.Host(check_mode=True)
-    assert wireguard.ensure_key(check, 'mesh-wg') == (None, None)
+    throwaway = wireguard.ensure_key(check, 'mesh-wg')
+    assert len(wire.key_from_text(throwaway)) == 32  # what the peers' check-mode plans show
     assert check.report.changes == ['added file %s/wireguard/mesh-wg.key (private key generated, mode 0600)' % tmp_path]
     assert not (tmp_path / 'wireguard').exists()
     host = _host.Host()
-    private, public = wireguard.ensure_key(host, 'mesh-wg')
+    public = wireguard.ensure_key(host, 'mesh-wg')
     path = tmp_path / 'wireguard' / 'mesh-wg.key'
+    private = wire.key_from_text(path.read_text().strip())
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
-    assert wire.key_from_text(path.read_text().strip()) == private and public == wire.key_to_text(wire.public_key(private))
+    assert public == wire.key_to_text(wire.public_key(private)) != throwaway
     assert wire.key_to_text(private) not in report_text(host)
     again = _host.Host()
-    assert wireguard.ensure_key(again, 'mesh-wg') == (private, public) and not again.report.changed
+    assert wireguard.ensure_key(again, 'mesh-wg') == public and not again.report.changed
     assert wireguard.Backend.host_identity(dict(PARAMS)) == {'public_key': public}
+    # a rotation is staged beside the key in use and published at once
     rotated = _host.Host()
-    new_private, new_public = wireguard.ensure_key(rotated, 'mesh-wg', rotate=True)
-    assert new_private != private and new_public != public
-    assert rotated.report.changes == ['updated file %s (private key rotated, mode 0600)' % path]
-    assert wire.key_to_text(new_private) not in report_text(rotated)
+    new_public = wireguard.ensure_key(rotated, 'mesh-wg', rotate=True)
+    staged = tmp_path / 'wireguard' / 'mesh-wg.key.new'
+    assert staged.exists() and new_public != public and wire.key_from_text(path.read_text().strip()) == private
+    assert wire.key_to_text(wire.key_from_text(staged.read_text().strip())) not in report_text(rotated)
+    assert wireguard.Backend.host_identity(dict(PARAMS)) == {'public_key': new_public}
+    # the boot path, with the contract saved before the rotation, keeps the key in use
+    boot = _host.Host(boot=True)
+    assert wireguard.key_for(boot, 'mesh-wg', public) == private and staged.exists()
+    # the node apply with the new contract puts the staged key in use
+    apply = _host.Host()
+    new_private = wireguard.key_for(apply, 'mesh-wg', new_public)
+    assert wire.key_to_text(wire.public_key(new_private)) == new_public and not staged.exists()
+    assert apply.report.changes == ['updated file %s (rotated key put in use)' % path]
+    # a contract matching no key of the host: refused, at boot too
+    for other in (_host.Host(), _host.Host(boot=True)):
+        try:
+            wireguard.key_for(other, 'mesh-wg', public)
+        except wireguard.EngineError as exc:
+            assert wire.key_to_text(new_private) not in str(exc)
+        else:
+            raise AssertionError('an outdated contract was applied')
     wireguard.remove_key(_host.Host(), 'mesh-wg')
     assert not (tmp_path / 'wireguard').exists()
     assert wireguard.Backend.host_identity(dict(PARAMS)) == {}
@@ -109,7 +129,8 @@ def test_a_new_device_gets_the_key_port_and_peers_and_a_changed_key_is_set():
     assert wire.key_to_text(other) not in report_text(rotated)
 
 
-def test_the_device_is_chosen_by_what_is_there_then_the_kernel_then_wireguard_go(monkeypatch):
+def test_the_device_is_chosen_by_what_is_there_then_the_kernel_then_wireguard_go(monkeypatch, tmp_path):
+    monkeypatch.setattr(wireguard._host, 'UNIT_DIR', str(tmp_path))
     monkeypatch.setattr(wireguard, 'kernel_has_wireguard', lambda: False)
     monkeypatch.setattr(wireguard, 'wireguard_go', lambda: None)
     monkeypatch.setattr(wireguard.links, 'read_link', lambda ipr, name: None)
@@ -126,5 +147,10 @@ def test_the_device_is_chosen_by_what_is_there_then_the_kernel_then_wireguard_go
     monkeypatch.setattr(wireguard, 'kernel_has_wireguard', lambda: True)
     assert backend.implementation() == 'kernel'
     assert wireguard.Backend(dict(PARAMS, implementation='userspace')).implementation() == 'userspace'
+    # with auto, a device already there decides; an explicit choice is kept (the apply switches)
+    monkeypatch.setattr(wireguard.links, 'read_link', lambda ipr, name: {'kind': 'tun'})
+    assert backend.implementation() == 'userspace'
     monkeypatch.setattr(wireguard.links, 'read_link', lambda ipr, name: {'kind': 'wireguard'})
-    assert wireguard.Backend(dict(PARAMS, implementation='userspace')).implementation() == 'kernel'
+    assert wireguard.Backend(dict(PARAMS, implementation='userspace')).implementation() == 'userspace'
+    monkeypatch.setattr(wireguard, 'kernel_has_wireguard', lambda: False)
+    assert backend.implementation() == 'kernel'
