@@ -34,10 +34,10 @@ $(APT_STAMP): Makefile
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null
 	echo "$(APT_PACKAGES)" > $@
 
-$(VENV)/.stamp: requirements.txt $(APT_STAMP)
+$(VENV)/.stamp: requirements.txt requirements-dev.txt $(APT_STAMP)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
 # pyroute2 0.7.2 (Debian 12's) beside the controller's 0.9.x: the engine's namespace tests run on both.

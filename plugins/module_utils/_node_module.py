@@ -19,6 +19,7 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_boot  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_files
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
+from ansible_collections.overlay.mesh.plugins.module_utils import _prerequisites
 from ansible_collections.overlay.mesh.plugins.module_utils import _spec
 from ansible_collections.overlay.mesh.plugins.module_utils import _underlay
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
@@ -199,6 +200,11 @@ def overlay_facts(saved):
 def run_node_info(module):
     host = _host.Host(check_mode=True)
     result = {'changed': False}
+    found = _prerequisites.missing(module.params['prerequisites'])
+    result['prerequisites'] = dict(found, message=_prerequisites.describe(found) if found['missing'] else '')
+    if found['missing'] and 'node' in module.params['prerequisites']:
+        # the rest needs them (pyroute2, ip): report what is missing, the role stops every host on it
+        module.exit_json(**result)
     try:
         saved, problem = saved_node(host)
         if problem:

@@ -61,6 +61,15 @@ options:
       - The backend, as in M(overlay.mesh.node) (its device name decides its MAC).
     type: dict
     default: {type: vxlan}
+  prerequisites:
+    description:
+      - Check that the host has what these uses need, and report what is missing in RV(prerequisites). V(node) -
+        pyroute2 for the system python3, C(nft), C(ip), C(systemctl); V(verify) - the CNI C(bridge) and C(host-local)
+        plugins, C(ping).
+    type: list
+    elements: str
+    choices: [node, verify]
+    default: []
 requirements:
   - iproute2 (C(ip -j)), for O(underlay)
 seealso:
@@ -123,6 +132,12 @@ identity:
         V(derived) (from C(/etc/machine-id)) or V(given).
       type: str
       returned: always
+prerequisites:
+  description: What the host lacks for the uses in O(prerequisites), with the package that brings it on its
+    distribution family, and a one-line C(message) (empty when nothing is missing).
+  returned: always
+  type: dict
+  sample: {os_family: debian, missing: [{need: nft, package: nftables}], message: "missing nft: apt install nftables"}
 underlay:
   description: The underlay, as M(overlay.mesh.underlay_info) returns it (interface, address, prefixlen, network, mtu,
     family, chosen_by).
@@ -146,6 +161,7 @@ def main():
             )),
             bridge=dict(type='dict', default={}),
             backend=dict(type='dict', default={'type': 'vxlan'}),
+            prerequisites=dict(type='list', elements='str', choices=['node', 'verify'], default=[]),
         ),
         supports_check_mode=True,
     )

@@ -42,7 +42,7 @@ class Case(object):
         self.group = group or {}
         self.hosts = hosts or {}
         self.extra = extra or {}
-        self.setup = setup      # 'shared-address' or 'cloned-machine-id'
+        self.setup = setup      # 'shared-address', 'cloned-machine-id' or 'missing-nft'
         self.phases = phases
 
 
@@ -108,6 +108,7 @@ CASES = [
     Case('two-hosts-one-underlay-address', 'hosts node1 and node2 have the same underlay address',
          hosts={'node1': {'mesh_node_underlay_address': 'EXTRA'}, 'node2': {'mesh_node_underlay_address': 'EXTRA'}},
          setup='shared-address'),
+    Case('missing-nft', 'not changing anything on node1: node2: missing nft: apt install nftables', setup='missing-nft'),
     Case('cloned-machine-id', 'hosts node1 and node2 have the same VTEP MAC (a cloned /etc/machine-id?',
          setup='cloned-machine-id', phases=('fresh',)),  # a converged host keeps the MAC it has
     Case('underlay-interface-missing', 'underlay interface eth9 (option interface) does not exist on this host',
@@ -186,6 +187,9 @@ def setup(case, lab_inventory):
         for host in ('node1', 'node2'):
             on(host, 'ip addr add %s.%d/32 dev eth0' % (prefix, EXTRA_ADDRESS))
         return lambda: [on(host, 'ip addr del %s.%d/32 dev eth0' % (prefix, EXTRA_ADDRESS)) for host in ('node1', 'node2')]
+    if case.setup == 'missing-nft':  # a prerequisite missing on one host: found before anything changes anywhere
+        on('node2', 'mv /usr/sbin/nft /usr/sbin/nft.hidden')
+        return lambda: on('node2', 'mv /usr/sbin/nft.hidden /usr/sbin/nft')
     if case.setup == 'cloned-machine-id':
         saved = on('node2', 'cat /etc/machine-id')
         on('node2', 'cp /etc/machine-id /etc/machine-id.saved && echo %s > /etc/machine-id' % on('node1', 'cat /etc/machine-id').strip())

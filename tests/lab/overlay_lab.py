@@ -49,6 +49,8 @@ IMAGE_PACKAGES = (
     "kmod", "less",
     # the wireguard backend's userspace path (this machine's kernel has no wireguard module) and wg(8) for tests
     "wireguard-go", "wireguard-tools",
+    # the playbooks become root (sudo), as over SSH with a sudo user
+    "sudo",
 )
 IMAGE_RECIPE_VERSION = "1"
 UNDERLAY_RANGE = ipaddress.ip_network("198.18.0.0/15")

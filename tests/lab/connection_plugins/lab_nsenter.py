@@ -50,8 +50,7 @@ display = Display()
 class Connection(ConnectionBase):
     transport = "lab_nsenter"
     has_pipelining = True
-    # We are root on the machine and become root inside the host: nothing to escalate.
-    become_methods = frozenset()
+    # We enter the host as root; a play's become (sudo) wraps the command like on any host.
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
