@@ -16,6 +16,7 @@ backend's - and, with tcpdump on the host, proves it from a capture of the under
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -64,6 +65,27 @@ def ping(*args, netns=True):
     return proc.returncode == 0, proc.stdout.decode(errors='replace').strip()
 
 
+def ping_figures(output):
+    """(loss in percent, average round-trip time in ms) from ping's summary; None where it has none."""
+    loss = re.search(r'([0-9.]+)% packet loss', output)
+    rtt = re.search(r'= [0-9.]+/([0-9.]+)/', output)
+    return (float(loss.group(1)) if loss else None), (float(rtt.group(1)) if rtt else None)
+
+
+def largest_df(address, mtu, smallest=576):
+    """The largest packet (IP size) that crosses to address with DF set, below the overlay MTU."""
+    low, high = smallest, mtu - 1
+    if not ping('-M', 'do', '-W', '1', '-s', str(low - 28), address)[0]:
+        return None
+    while low < high:
+        middle = (low + high + 1) // 2
+        if ping('-M', 'do', '-W', '1', '-s', str(middle - 28), address)[0]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 def route(destination):
     """(device, gateway) of the host's route to destination."""
     proc = subprocess.run(['ip', '-j', 'route', 'get', destination], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
@@ -110,16 +132,19 @@ def probe(spec):
     try:
         for target in spec['targets']:
             gateway_ok, _gateway_out = ping(target['gateway'], netns=False)
-            container_ok, _container_out = ping('-c', '3', '-i', '0.2', target['container'])
+            container_ok, container_out = ping('-c', '5', '-i', '0.2', target['container'])
             # Exactly the overlay MTU must pass with DF set; one byte more must be refused, not lost.
             fits_ok, _fits_out = ping('-M', 'do', '-s', str(mtu - 28), target['container'])
             too_big_ok, too_big_out = ping('-M', 'do', '-s', str(mtu - 27), target['container'])
             too_big_refused = not too_big_ok and any(word in too_big_out.lower() for word in ('message too long', 'frag needed', 'errors,'))
             _device, gateway = route(target['container'])
+            loss, rtt = ping_figures(container_out)
             results.append({'host': target['host'], 'gateway': gateway_ok, 'container': container_ok,
                             'mtu_fits': fits_ok, 'mtu_too_big_refused': too_big_refused,
                             'too_big_output': too_big_out.splitlines()[0] if too_big_out else '',
-                            'path': 'direct' if gateway == target['underlay'] else spec['backend']})
+                            'path': 'direct' if gateway == target['underlay'] else spec['backend'],
+                            'loss_percent': loss, 'rtt_ms': rtt,
+                            'path_mtu': mtu if fits_ok else (largest_df(target['container'], mtu) if container_ok else None)})
     finally:
         capture.stop()
     for target, result in zip(spec['targets'], results):

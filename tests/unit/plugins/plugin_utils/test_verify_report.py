@@ -1,0 +1,54 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The verify report, its picture (parsed back) and its textfile metrics."""
+
+from __future__ import annotations
+
+import json
+from xml.etree import ElementTree
+
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _verify_report as report_lib
+
+GOOD = {'gateway': True, 'container': True, 'mtu_fits': True, 'mtu_too_big_refused': True, 'path': 'vxlan',
+        'path_proven': True, 'rtt_ms': 0.21, 'loss_percent': 0.0, 'path_mtu': 1450}
+
+
+def probes():
+    return {
+        'node1': {'results': [dict(GOOD, host='node2'), dict(GOOD, host='node3', loss_percent=33.3)], 'failures': []},
+        'node2': {'results': [dict(GOOD, host='node1'), dict(GOOD, host='node3', gateway=False, container=False)],
+                  'failures': ['node2 -> gateway of node3']},
+        'node3': {'results': [dict(GOOD, host='node1'), dict(GOOD, host='node2', mtu_fits=False, path_mtu=1400)], 'failures': []},
+    }
+
+
+def test_pairs_states_and_summary():
+    report = report_lib.build(['node1', 'node2', 'node3'], probes(), 1450, '2026-12-01T09:00:00Z', 1796115600)
+    states = dict(((pair['from'], pair['to']), pair['state']) for pair in report['pairs'])
+    assert states == {('node1', 'node2'): 'ok', ('node1', 'node3'): 'degraded', ('node2', 'node1'): 'ok',
+                      ('node2', 'node3'): 'failed', ('node3', 'node1'): 'ok', ('node3', 'node2'): 'degraded'}
+    assert report['summary'] == {'ok': 3, 'degraded': 2, 'failed': 1, 'pairs': 6, 'failures': ['node2 -> gateway of node3']}
+    assert json.loads(report_lib.to_json(report)) == report
+
+
+def test_the_picture_holds_every_host_and_every_pair_with_its_state():
+    report = report_lib.build(['node1', 'node2', 'node3'], probes(), 1450, 'now')
+    root = ElementTree.fromstring(report_lib.svg(report))
+    ns = '{http://www.w3.org/2000/svg}'
+    hosts = sorted(group.get('data-host') for group in root.iter(ns + 'g') if group.get('class') == 'host')
+    assert hosts == ['node1', 'node2', 'node3']
+    arrows = dict(((line.get('data-from'), line.get('data-to')), (line.get('data-state'), line.get('stroke')))
+                  for line in root.iter(ns + 'line'))
+    assert arrows[('node2', 'node3')] == ('failed', report_lib.COLOURS['failed'])
+    assert arrows[('node1', 'node2')] == ('ok', report_lib.COLOURS['ok']) and len(arrows) == 6
+    titles = [line.find(ns + 'title').text for line in root.iter(ns + 'line')]
+    assert 'node1 -> node3: degraded, path vxlan, rtt 0.21 ms, loss 33.30 %, path MTU 1450' in titles
+
+
+def test_textfile_metrics_of_one_host():
+    report = report_lib.build(['node1', 'node2', 'node3'], probes(), 1450, 'now', 1796115600)
+    text = report_lib.textfile(report, 'node2', 2)
+    assert 'overlay_mesh_peers_programmed 2\n' in text
+    assert 'overlay_mesh_peer_reachable{peer="node3"} 0\n' in text and 'overlay_mesh_peer_reachable{peer="node1"} 1\n' in text
+    assert 'overlay_mesh_peer_rtt_seconds{peer="node1"} 0.000210\n' in text
+    assert text.endswith('overlay_mesh_verify_timestamp_seconds 1796115600\n')
