@@ -88,10 +88,6 @@ def _key_option(value, what):
         raise validate.ValidationError(str(exc))
 
 
-def _range(value, what, largest):
-    return validate.integer(value, what, 0, largest)
-
-
 # ---- the host's key ---------------------------------------------------------------------------
 def read_private_key(device, staged=False):
     """The host's private key for device (bytes), None without one; a damaged key file is an error."""
@@ -287,17 +283,17 @@ def plan_config(device, current, private, params, wanted_peers, report):
     return None
 
 
-def greet(peers):
-    """Send one datagram to each of these peers' device address, so that the device starts a handshake
-    now. A peer holding a session with this host's previous run (this host rebooted, or its key
-    changed) would otherwise keep sending with it, unanswered, until it rekeys (up to two minutes)."""
+def greet(subnets):
+    """Send one datagram to the device address of each of these peer subnets, so that the device starts
+    a handshake now. A peer holding a session with this host's previous run (this host rebooted, or its
+    key changed) would otherwise keep sending with it, unanswered, until it rekeys (up to two minutes)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
-        for peer in peers:
+        for subnet in subnets:
             try:
                 # the discard port of the peer's device address: routed into the tunnel, answered by nothing
-                sock.sendto(b'', (str(ipaddress.ip_network(peer['subnet']).network_address), 9))
+                sock.sendto(b'', (str(ipaddress.ip_network(subnet).network_address), 9))
             except OSError:
                 pass
     finally:
@@ -342,8 +338,8 @@ class Backend(BaseBackend):
         'device': {'type': 'str', 'default': DEFAULT_DEVICE, 'check': validate.ifname},
         # the host's public key: filled in from its key file (node_info, node_keys), never set by hand
         'public_key': {'type': 'str', 'check': _key_option},
-        'keepalive': {'type': 'int', 'default': 0, 'check': lambda value, what: _range(value, what, 65535)},
-        'fwmark': {'type': 'int', 'default': 0, 'check': lambda value, what: _range(value, what, 0xffffffff)},
+        'keepalive': {'type': 'int', 'default': 0, 'check': lambda value, what: validate.integer(value, what, 0, 65535)},
+        'fwmark': {'type': 'int', 'default': 0, 'check': lambda value, what: validate.integer(value, what, 0, 0xffffffff)},
         # kernel: the wireguard module; userspace: wireguard-go; auto: the kernel's when it has the module
         'implementation': {'type': 'str', 'default': 'auto', 'choices': ['auto', 'kernel', 'userspace']},
     }
@@ -439,8 +435,8 @@ class Backend(BaseBackend):
             client.set(change)
         reconcile_route(node, host, self.device, link['index'] if link is not None else None)
         if change is not None and not host.check_mode:
-            greet([peer for peer in node.peers if wire.key_from_text(peer['public_key']) in
-                   set(item['public_key'] for item in change['peers'] if not item['remove'])])
+            # the peers just added or changed: their address is in allowed-ips, one per peer
+            greet([item['allowed_ips'][0] for item in change['peers'] if not item['remove']])
 
     def _switch_implementation(self, host, link):
         """The other implementation's device is there: take it away first (None: no device now)."""
