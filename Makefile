@@ -20,7 +20,7 @@ LAB ?= demo
 HOSTS ?= 3
 SEGMENTS ?= 1
 LAB_TOOL := $(PY) $(REPO)/tests/lab/overlay_lab.py
-APT_PACKAGES := debootstrap systemd-container iproute2 nftables python3-venv python3-pip git rsync tcpdump iperf3 iputils-ping
+APT_PACKAGES := debootstrap systemd-container iproute2 nftables python3-venv python3-pip git rsync tcpdump iperf3 iputils-ping openssh-client
 APT_STAMP := /var/lib/overlay-mesh-apt.stamp
 
 .PHONY: help
@@ -78,8 +78,9 @@ unit: deps ## unit tests (no root needed)
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 .PHONY: lint
-lint: deps ## ansible-lint, production profile
+lint: deps ## ansible-lint, production profile; the changelog fragments
 	cd $(COLLECTION_LINK) && ansible-lint --profile production --offline
+	antsibull-changelog lint
 
 .PHONY: sanity
 sanity: deps $(ANSIBLE_TEST_CACHE)/.stamp ## ansible-test sanity on a copy laid out as ansible_collections/overlay/mesh

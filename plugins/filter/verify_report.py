@@ -13,13 +13,14 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _verify_report
 
 
-def verify_report(probes, hosts, mtu=None, generated='', epoch=0, peers=None):
+def verify_report(probes, hosts, mtu=None, generated='', epoch=0, peers=None, last_apply=None):
     if not isinstance(probes, dict):
         raise AnsibleFilterError('overlay.mesh.verify_report: the input must map each host to its probe results')
-    report = _verify_report.build(list(hosts), probes, mtu, str(generated), epoch)
+    report = _verify_report.build(list(hosts), probes, mtu, str(generated), epoch, last_apply)
     peers = peers or {}
     return {'report': report, 'json': _verify_report.to_json(report), 'svg': _verify_report.svg(report),
-            'textfiles': dict((host, _verify_report.textfile(report, host, int(peers.get(host) or 0))) for host in hosts)}
+            'textfiles': dict((host, _verify_report.textfile(report, host, int(peers.get(host) or 0), report['last_apply'][host]))
+                              for host in hosts)}
 
 
 class FilterModule(object):

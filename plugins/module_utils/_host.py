@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -26,6 +26,8 @@ STATE_DIR = '/etc/overlay-mesh'
 NODE_FILE = STATE_DIR + '/node.json'
 LIB_DIR = '/usr/lib/overlay-mesh'
 RUN_DIR = '/run/overlay-mesh'
+# The result of the last apply since boot (a site run or the boot-time reapply), for verify's metrics.
+LAST_APPLY_FILE = RUN_DIR + '/last-apply.json'
 LOCK_FILE = '/run/overlay-mesh.lock'
 UNIT_DIR = '/etc/systemd/system'
 SYSCTL_FILE = '/etc/sysctl.d/90-overlay-mesh.conf'
@@ -40,8 +42,10 @@ LOCK_TIMEOUT = 120
 OWN_DIRS = (STATE_DIR, LIB_DIR, RUN_DIR)
 
 # Order of object kinds in reports and diffs.
-_KIND_ORDER = ('file', 'link', 'address', 'neighbour', 'fdb', 'wireguard', 'wireguard-peer', 'route', 'sysctl', 'nftables',
-               'service')
+_KIND_ORDER = ('engine', 'file', 'link', 'address', 'neighbour', 'fdb', 'wireguard', 'wireguard-peer', 'route', 'sysctl',
+               'nftables', 'service')
+# A kind with more unchanged objects than this shows them as one line ("neighbour: 99 unchanged").
+UNCHANGED_SHOWN = 3
 
 
 def describe(obj):
@@ -80,25 +84,51 @@ def describe(obj):
     if kind == 'sysctl':
         # sysctl's own notation: dots between levels, a dot inside a device name shown as a slash
         return 'sysctl %s = %s' % ('.'.join(part.replace('.', '/') for part in obj['key'].split('/')), obj['value'])
+    if kind == 'engine':
+        return 'engine %s: %d files, %s' % (obj['name'], obj['files'], obj['digest'])
     if kind in ('file', 'nftables', 'service'):
         return '%s %s%s' % (kind, obj['name'], (' (%s)' % obj['detail']) if obj.get('detail') else '')
     return repr(obj)
 
 
+def _kind(line):
+    return line.split(' ', 1)[0].rstrip(':')
+
+
 def _order(line):
-    kind = line.split(' ', 1)[0]
-    return (_KIND_ORDER.index(kind) if kind in _KIND_ORDER else len(_KIND_ORDER), line)
+    """Kinds in _KIND_ORDER, a kind's count line ("neighbour: 99 unchanged") first."""
+    kind = _kind(line)
+    return (_KIND_ORDER.index(kind) if kind in _KIND_ORDER else len(_KIND_ORDER), not line.startswith(kind + ':'), line)
+
+
+def json_lines(text):
+    """A JSON object as one line per key, and per element of a list of objects (a contract's peers), keys
+    sorted: a changed value is one changed line of a diff. Anything else is returned as it is."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(data, dict):
+        return text
+    lines = []
+    for key in sorted(data):
+        value = data[key]
+        items = value if isinstance(value, list) and value and all(isinstance(item, dict) for item in value) else [value]
+        lines.extend('%s: %s' % (key, json.dumps(item, sort_keys=True)) for item in items)
+    return ''.join(line + '\n' for line in lines)
 
 
 class Report(object):
-    """What a node apply changed: one line per change, before/after object lines, file diffs."""
+    """What a node apply changed: one line per change, before/after object lines, diffs of updated files.
+
+    A new or removed file is one object line (its name); an updated one a diff of its text, or of the
+    view of it it was given (json_lines, the nftables table's rule lines)."""
 
     def __init__(self):
         self.changes = []       # 'added route 10.244.2.0/24 via ...'
         self.before = set()     # object lines before (owned objects seen)
         self.after = set()      # object lines after
-        self.file_diffs = []    # Ansible diff dicts, one per changed file
-        self.summaries = {}     # header -> (before lines, after lines): files shown by checksum only
+        self.file_diffs = []    # Ansible diff dicts, one per updated file
         self.warnings = []
 
     @property
@@ -129,33 +159,39 @@ class Report(object):
         self.before.add(describe(obj))
         self.after.add(describe(obj))
 
-    def file(self, path, before, after, show=True):
-        """A file added (before None), updated or removed (after None); show: its content in the diff."""
+    def file(self, path, before, after, listed=True, view=None):
+        """A file added (before None), updated or removed (after None). listed: named in the diff (a new or
+        removed file as one line, an updated one by a diff of view(text), or of its text); not listed, it is
+        in changes only (the installed engine, shown as one line of its own)."""
         action = 'added' if before is None else 'removed' if after is None else 'updated'
         self.changes.append('%s file %s' % (action, path))
-        if show:
-            self.file_diffs.append({'before_header': path if before is not None else '/dev/null',
-                                    'after_header': path if after is not None else '/dev/null',
-                                    'before': before or '', 'after': after or ''})
+        if not listed:
+            return
+        if action == 'updated':
+            self.text_diff(path, view(before) if view else before, view(after) if view else after)
+        else:
+            (self.after if action == 'added' else self.before).add('file %s' % path)
 
-    def summary(self, header, path, before, after):
-        """A file shown as one line (its checksum) in a block of its own (the installed engine)."""
-        action = 'added' if before is None else 'removed' if after is None else 'updated'
-        self.changes.append('%s file %s (%s)' % (action, path, after or before))
-        lines = self.summaries.setdefault(header, ([], []))
-        if before is not None:
-            lines[0].append('%s %s\n' % (path, before))
-        if after is not None:
-            lines[1].append('%s %s\n' % (path, after))
+    def text_diff(self, header, before, after):
+        self.file_diffs.append({'before_header': header, 'after_header': header, 'before': before, 'after': after})
+
+    def object_lines(self):
+        """(before, after) object lines in order; a kind's unchanged objects beyond UNCHANGED_SHOWN as one count line."""
+        same = self.before & self.after
+        counts = {}
+        for line in same:
+            counts[_kind(line)] = counts.get(_kind(line), 0) + 1
+        folded = dict((kind, count) for kind, count in counts.items() if count > UNCHANGED_SHOWN)
+        hidden = set(line for line in same if _kind(line) in folded)
+        totals = set('%s: %d unchanged' % item for item in folded.items())
+        return [sorted((lines - hidden) | totals, key=_order) for lines in (self.before, self.after)]
 
     def diff(self, host_label='kernel and host objects'):
-        """Ansible's diff: the objects first (one line each), then every changed file."""
+        """Ansible's diff: the objects first (one line each), then every updated file."""
+        before, after = self.object_lines()
         objects = {'before_header': host_label, 'after_header': host_label,
-                   'before': ''.join(line + '\n' for line in sorted(self.before, key=_order)),
-                   'after': ''.join(line + '\n' for line in sorted(self.after, key=_order))}
-        summaries = [{'before_header': header, 'after_header': header, 'before': ''.join(sorted(before)),
-                      'after': ''.join(sorted(after))} for header, (before, after) in sorted(self.summaries.items())]
-        return [objects] + summaries + self.file_diffs
+                   'before': ''.join(line + '\n' for line in before), 'after': ''.join(line + '\n' for line in after)}
+        return [objects] + self.file_diffs
 
 
 class Host(object):
@@ -206,6 +242,16 @@ class Host(object):
                     time.sleep(0.1)
             yield
 
+    def record_apply(self, by, failure=None):
+        """Note the result of an apply in LAST_APPLY_FILE (not in check mode). Best effort: a
+        record that cannot be written must not fail the apply it describes."""
+        if self.check_mode:
+            return
+        record = {'result': 'failed' if failure is not None else 'ok', 'time': round(time.time(), 3), 'by': by,
+                  'changes': len(self.report.changes), 'message': str(failure) if failure is not None else ''}
+        with contextlib.suppress(OSError):
+            write_atomic(LAST_APPLY_FILE, json.dumps(record, sort_keys=True) + '\n')
+
     # ---- files ---------------------------------------------------------------------------
     @staticmethod
     def read(path, binary=False):
@@ -217,51 +263,44 @@ class Host(object):
                 return None
             raise EngineError('reading %s: %s' % (path, exc))
 
-    def ensure_file(self, path, content, mode=0o644, summary=None):
+    def ensure_file(self, path, content, mode=0o644, listed=True, view=None):
         """Write path atomically when its content or mode differs; True when it (would have) changed.
 
-        mode None: a new file gets 0644, an existing one keeps its mode. summary: show the file as one
-        line (its checksum) in the diff block of that name."""
+        mode None: a new file gets 0644, an existing one keeps its mode. listed, view: how the diff
+        shows it (Report.file)."""
         binary = isinstance(content, bytes)
         current = self.read(path, binary)
         if mode is None:
             mode = (os.stat(path).st_mode & 0o7777) if current is not None else 0o644
         if current == content:
-            if (os.stat(path).st_mode & 0o7777) == mode:
+            old_mode = os.stat(path).st_mode & 0o7777
+            if old_mode == mode:
                 return False
             self.report.changes.append('updated file %s (mode %04o)' % (path, mode))
+            if listed:
+                self.report.before.add('file %s (mode %04o)' % (path, old_mode))
+                self.report.after.add('file %s (mode %04o)' % (path, mode))
             if not self.check_mode:
                 os.chmod(path, mode)
             return True
-        if summary:
-            self.report.summary(summary, path, None if current is None else checksum(current), checksum(content))
-        else:
-            self.report.file(path, current, content)
+        self.report.file(path, current, content, listed=listed, view=view)
         if not self.check_mode:
             write_atomic(path, content, mode)
         return True
 
-    def remove(self, path, show=True, summary=None):
+    def remove(self, path, listed=True):
         """Remove a file, or one of our own directories (OWN_DIRS); True when it (would have) changed."""
         if os.path.isdir(path) and not os.path.islink(path):
             if path not in OWN_DIRS:
                 raise EngineError('not removing %s: a directory, and not one of overlay.mesh\'s own' % path)
             self.report.changes.append('removed directory %s' % path)
+            self.report.before.add('file %s/' % path)
             if not self.check_mode:
                 shutil.rmtree(path)
             return True
         if not os.path.lexists(path):
             return False
-        text = None
-        if (show or summary) and os.path.isfile(path):
-            try:
-                text = self.read(path)
-            except (EngineError, UnicodeDecodeError):
-                text = None
-        if summary:
-            self.report.summary(summary, path, checksum(text or ''), None)
-        else:
-            self.report.file(path, text if text is not None else '', None, show=text is not None)
+        self.report.file(path, '', None, listed=listed)
         if not self.check_mode:
             os.unlink(path)
         return True
@@ -340,11 +379,6 @@ class Host(object):
         if not self.check_mode and not self.boot:
             self.systemctl('daemon-reload')
         return True
-
-
-def checksum(content):
-    data = content if isinstance(content, bytes) else content.encode('utf-8')
-    return 'sha256 %s' % hashlib.sha256(data).hexdigest()[:16]
 
 
 def write_atomic(path, content, mode=0o644):

@@ -59,6 +59,28 @@ def render(node, ports):
     return '\n'.join(lines) + '\n'
 
 
+def rule_lines(text):
+    """A table (as rendered, or as nft lists it) as one line per rule, set element or chain property, each
+    named by its chain or set: a diff of two tables shows the lines that change. Comments, blank lines and
+    the transaction's own table lines are left out."""
+    lines, blocks, elements = [], [], None
+    for line in (text or '').splitlines():
+        line = line.strip()
+        if elements is not None or line.startswith('elements = {'):
+            elements = (elements or '') + ' ' + line  # nft lists a long set over several lines
+            if '}' in line:
+                lines += ['%s: element %s' % (blocks[-1], item.strip())
+                          for item in elements.split('{', 1)[1].rsplit('}', 1)[0].split(',') if item.strip()]
+                elements = None
+        elif line.endswith('{'):
+            blocks.append(line[:-1].strip())
+        elif line == '}' and blocks:
+            blocks.pop()
+        elif line and not line.startswith('#') and len(blocks) > 1:
+            lines.append('%s: %s' % (blocks[-1], line))
+    return ''.join(line + '\n' for line in lines)
+
+
 def _listing(host, required=True):
     """The running table's stateless listing, or None when there is none (or no nft, unless required)."""
     try:
@@ -91,10 +113,9 @@ def ensure(host, text):
         reason = 'changed outside overlay.mesh'
     host.report.object('added' if running is None else 'updated', dict(obj, detail=reason),
                        None if running is None else obj)
-    host.report.file_diffs.append({'before_header': 'nftables table %s %s' % (FAMILY, TABLE),
-                                   'after_header': 'nftables table %s %s' % (FAMILY, TABLE),
-                                   'before': (loaded if loaded and running is not None else running) or '',
-                                   'after': text})
+    # our last load when it is what runs, else what runs (nft's listing of it)
+    host.report.text_diff('nftables table %s %s' % (FAMILY, TABLE),
+                          rule_lines(loaded if loaded and reason == 'rules changed' else running), rule_lines(text))
     # Check mode still asks nft whether it would accept the rules.
     host.run(['nft', '-c', '-f', '-'], stdin=text)
     if host.check_mode:

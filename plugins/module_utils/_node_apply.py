@@ -15,6 +15,7 @@ Standard library and pyroute2 only.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -43,7 +44,6 @@ ENGINE_ROOT = os.path.join(_host.LIB_DIR, 'ansible_collections')
 STEP_ERRORS = (EngineError, ValidationError, NetlinkError, NetlinkFailure, OSError)
 # The parts of a node, in the order apply() reconciles them.
 STEPS = ('engine', 'route protocol', 'leftovers', 'bridge', 'backend', 'kernel', 'nftables', 'files', 'units', 'saved contract')
-ENGINE_DIFF = 'engine installed in %s (one line per file)' % _host.LIB_DIR
 APPLY_LAUNCHER = '''#!/usr/bin/python3
 # overlay.mesh boot-time reapply (installed by overlay.mesh.node; the engine is in %(lib)s).
 import sys
@@ -104,18 +104,40 @@ def engine_sources():
 
 
 def install_engine(host):
-    """The engine under /usr/lib/overlay-mesh and its launcher; stale files removed."""
-    sources = engine_sources()
-    for relative, source in sorted(sources.items()):
-        if host.ensure_file(os.path.join(_host.LIB_DIR, relative), source, summary=ENGINE_DIFF):
-            host.installed_changes.add(relative[:-len('.py')].replace('/', '.'))
+    """The engine under /usr/lib/overlay-mesh and its launcher, stale files removed. The diff shows it as
+    one object, its file count and a digest of them all; changes names every file."""
+    wanted = dict((os.path.join(_host.LIB_DIR, relative), (0o644, source)) for relative, source in engine_sources().items())
+    wanted[files.APPLY_COMMAND] = (0o755, APPLY_LAUNCHER)
+    installed = [files.APPLY_COMMAND] if os.path.lexists(files.APPLY_COMMAND) else []
     for root, dirs, names in os.walk(ENGINE_ROOT):
         dirs[:] = [d for d in dirs if d != '__pycache__']
-        for name in names:
-            path = os.path.join(root, name)
-            if os.path.relpath(path, _host.LIB_DIR) not in sources:
-                host.remove(path, summary=ENGINE_DIFF)
-    host.ensure_file(files.APPLY_COMMAND, APPLY_LAUNCHER, mode=0o755)
+        installed.extend(os.path.join(root, name) for name in names)
+    before = engine_object(dict((path, (os.lstat(path).st_mode & 0o7777, host.read(path, binary=True) or b''))
+                                for path in installed))
+    changed = False
+    for path, (mode, source) in sorted(wanted.items()):
+        if host.ensure_file(path, source, mode=mode, listed=False):
+            changed = True
+            if path.endswith('.py'):
+                host.installed_changes.add(os.path.relpath(path, _host.LIB_DIR)[:-len('.py')].replace('/', '.'))
+    for path in sorted(set(installed) - set(wanted)):
+        changed = host.remove(path, listed=False) or changed
+    after = engine_object(wanted)
+    if not changed:
+        host.report.unchanged(after)
+        return
+    if installed:
+        host.report.before.add(_host.describe(before))
+    host.report.after.add(_host.describe(after))
+
+
+def engine_object(contents):
+    """The engine as one report object, from {path: (mode, content)}: its file count and a digest of them all."""
+    digest = hashlib.sha256()
+    for path, (mode, content) in sorted(contents.items()):
+        data = content.encode('utf-8') if not isinstance(content, bytes) else content
+        digest.update(('%s %04o %s\n' % (path, mode, hashlib.sha256(data).hexdigest())).encode('utf-8'))
+    return {'type': 'engine', 'name': _host.LIB_DIR, 'files': len(contents), 'digest': 'sha256 %s' % digest.hexdigest()[:16]}
 
 
 # ---- apply ---------------------------------------------------------------------------------------
@@ -175,9 +197,9 @@ def _apply_units(host):
 
 
 def _save(node, host):
-    host.ensure_file(_host.NODE_FILE, json.dumps(node.data, indent=2, sort_keys=True) + '\n')
+    host.ensure_file(_host.NODE_FILE, json.dumps(node.data, indent=2, sort_keys=True) + '\n', view=_host.json_lines)
     for path in _host.LEGACY_FILES:
-        host.remove(path, show=False)
+        host.remove(path)
 
 
 def _remove_leftovers(node, host, previous):
@@ -222,7 +244,7 @@ def _apply_docker(node, host):
     wanted = dict(settings, **files.docker_settings(node))
     if wanted == settings:
         return
-    host.ensure_file(path, json.dumps(wanted, indent=2) + '\n', mode=None)  # keeps its mode
+    host.ensure_file(path, json.dumps(wanted, indent=2) + '\n', mode=None, view=_host.json_lines)  # keeps its mode
     if node['docker']['restart'] and not host.boot:
         host.report.object('updated', {'type': 'service', 'name': 'docker.service', 'detail': 'restarted if running'})
         if not host.check_mode:

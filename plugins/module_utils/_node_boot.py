@@ -112,10 +112,12 @@ def _apply_saved(host, path, args):
     # The lock first: a run of the node module that is under way finishes (and saves) before this
     # reads what to apply. Called by nftables.service (--only), it must not hold that up for long.
     with host.locked(timeout=LOCK_WAIT_NFTABLES if args.only == ['nftables'] else _host.LOCK_TIMEOUT):
+        by = 'boot' if not args.only else 'boot --only %s' % ','.join(args.only)
         try:
             node, raw = load(path)
         except ValueError as exc:
             log(str(exc))
+            host.record_apply(by, exc)
             return 2
         for warning in node.warnings:
             log('warning: %s' % warning)
@@ -127,6 +129,7 @@ def _apply_saved(host, path, args):
             failure = exc
         else:
             failure = None
+        host.record_apply(by, failure)
     for line in host.report.changes:
         log(line)
     for warning in host.report.warnings:

@@ -84,7 +84,14 @@ def run_node(module):
                 raw = with_macs(raw, found)
                 node = _node_spec.normalize(raw, machine_id=machine_id, underlay_mtu=_underlay.link_mtu)
                 host.report.warnings.extend(node.warnings)
-                _node_apply.apply(node, host, previous)
+                failure = None
+                try:
+                    _node_apply.apply(node, host, previous)
+                except ERRORS as exc:  # pylint: disable=catching-non-exception
+                    failure = exc
+                    raise
+                finally:
+                    host.record_apply('ansible', failure)
                 result.update(node=node.data, publish=node.backend.publish())
             else:
                 _node_apply.remove(host, {'bridge': found['bridge'], 'backend': found['backend']}, previous)
@@ -199,11 +206,11 @@ def overlay_facts(saved):
 
 def run_node_info(module):
     host = _host.Host(check_mode=True)
-    result = {'changed': False}
+    result = {'changed': False, 'last_apply': _json_file(host, _host.LAST_APPLY_FILE) or {}}
     found = _prerequisites.missing(module.params['prerequisites'])
-    result['prerequisites'] = dict(found, message=_prerequisites.describe(found) if found['missing'] else '')
-    if found['missing'] and 'node' in module.params['prerequisites']:
-        # the rest needs them (pyroute2, ip): report what is missing, the role stops every host on it
+    result['prerequisites'] = dict(found, message=_prerequisites.describe(found))
+    if result['prerequisites']['message'] and 'node' in module.params['prerequisites']:
+        # the rest needs them (root, pyroute2, ip): report what is missing, the role stops every host on it
         module.exit_json(**result)
     try:
         saved, problem = saved_node(host)

@@ -62,18 +62,36 @@ def _present(how):
 
 
 def missing(sets):
-    """{'os_family', 'missing': [{'need', 'package'}]} for the named sets ('node', 'verify')."""
+    """{'os_family', 'missing': [{'need', 'package'}], 'root', 'user'} for the named sets ('node', 'verify').
+
+    root: whether the module runs as root, which every use needs (netlink, nftables, /etc, systemd).
+    """
     family = os_family()
     result = []
     for name in sets:
         for need, how, packages in SETS[name]:
             if not _present(how):
                 result.append({'need': need, 'package': packages.get(family) or packages['debian']})
-    return {'os_family': family, 'missing': result}
+    uid = os.geteuid()
+    return {'os_family': family, 'missing': result, 'root': uid == 0 or not sets, 'user': _user_name(uid)}
+
+
+def _user_name(uid):
+    try:
+        import pwd  # pylint: disable=import-outside-toplevel
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return 'uid %d' % uid
 
 
 def describe(found):
-    """One line: what is missing and how to install it, for an error message."""
-    packages = sorted(set(item['package'] for item in found['missing']))
-    tool = {'debian': 'apt install', 'redhat': 'dnf install'}.get(found['os_family'], 'install')
-    return 'missing %s: %s %s' % (', '.join(item['need'] for item in found['missing']), tool, ' '.join(packages))
+    """One line: what is wrong and how to put it right, for an error message ('' when nothing is)."""
+    problems = []
+    if not found.get('root', True):
+        problems.append('runs as %s, not root: overlay.mesh changes the kernel, /etc and systemd; let the play become root'
+                        ' (become: true, as the collection\'s playbooks do) or connect as root' % found.get('user'))
+    if found['missing']:
+        packages = sorted(set(item['package'] for item in found['missing']))
+        tool = {'debian': 'apt install', 'redhat': 'dnf install'}.get(found['os_family'], 'install')
+        problems.append('missing %s: %s %s' % (', '.join(item['need'] for item in found['missing']), tool, ' '.join(packages)))
+    return '; '.join(problems)

@@ -33,9 +33,11 @@ extends_documentation_fragment:
 attributes:
   diff_mode:
     details:
-      - One text diff of the kernel and host objects the node owns, one line each (links, addresses, neighbours, FDB
-        entries, routes, sysctls, the nftables table, services), then one diff per configuration file changed. The
-        engine installed under C(/usr/lib/overlay-mesh) shows as one line per file with its checksum.
+      - One text diff of the kernel and host objects the node owns, one line each (the engine installed under
+        C(/usr/lib/overlay-mesh) as one line with its file count and digest, new and removed files by name, links,
+        addresses, neighbours, FDB entries, routes, sysctls, the nftables table, services; more than three unchanged
+        objects of a kind as one count line), then the nftables table one line per rule when it changes, then one diff
+        per configuration file updated (JSON files one line per key). RV(changes) names every change.
 options:
   state:
     description:

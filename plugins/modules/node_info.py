@@ -110,6 +110,14 @@ record:
   returned: always
   type: dict
   sample: {network: 10.244.0.0/16, subnet: 10.244.1.0/24, underlay: 198.18.0.11, vtep_mac: "02:5e:11:a0:3c:01"}
+last_apply:
+  description: The last apply of the node since the host booted - by a site run (C(by=ansible)) or by the boot-time
+    reapply (C(by=boot), C(boot --only nftables) after C(nftables.service) restarted) - from
+    C(/run/overlay-mesh/last-apply.json); empty when there was none. C(result) is V(ok) or V(failed), C(time) seconds
+    since the epoch, C(changes) the number of objects changed, C(message) why it failed.
+  returned: always
+  type: dict
+  sample: {result: ok, time: 1796115000.5, by: ansible, changes: 12, message: ""}
 identity:
   description: The MACs of the bridge and the backend device, and what the host publishes to its peers.
   returned: always

@@ -8,7 +8,7 @@ DOCUMENTATION = r'''
 ---
 module: node_keys
 short_description: Create or rotate the key a backend needs on a host (WireGuard), and return its public part
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - For a backend with a secret of its own (V(wireguard)), creates the host's private key when it has none, or
     replaces it with O(rotate), and returns what the host publishes to its peers (RV(publish), the public key). The

@@ -41,9 +41,9 @@ CONTRACT_VARIABLES = {
     'mesh_node_docker_restart': 'docker.restart',
 }
 # Role variables that are not in the contract: the play's, the leases' and the underlay lookup's.
-ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mesh_node_rotate_keys', 'mesh_node_subnet_len',
-                  'mesh_node_subnet_min', 'mesh_node_subnet_max', 'mesh_node_subnet', 'mesh_node_lease_file', 'mesh_node_underlay_address',
-                  'mesh_node_underlay_interface', 'mesh_node_underlay_reach')
+ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mesh_node_rotate_keys', 'mesh_node_install_packages',
+                  'mesh_node_subnet_len', 'mesh_node_subnet_min', 'mesh_node_subnet_max', 'mesh_node_subnet', 'mesh_node_lease_file',
+                  'mesh_node_underlay_address', 'mesh_node_underlay_interface', 'mesh_node_underlay_reach')
 # Where contract values that no single role variable gives come from, for messages.
 SOURCES = {
     'subnet': 'the lease (lease file, mesh_node_subnet)',

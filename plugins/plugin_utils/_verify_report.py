@@ -27,9 +27,9 @@ def pair_state(result):
     return 'ok'
 
 
-def build(hosts, probes, mtu, generated, epoch=0):
-    """The report: hosts (name, gateway, underlay, backend), pairs (from, to, state, path, rtt_ms,
-    loss_percent, path_mtu, ...), a summary. probes: {host: the probe's JSON output}."""
+def build(hosts, probes, mtu, generated, epoch=0, last_apply=None):
+    """The report: hosts, pairs (from, to, state, path, rtt_ms, loss_percent, path_mtu, ...), each host's
+    last apply (last_apply: {host: node_info's last_apply}), a summary. probes: {host: the probe's JSON output}."""
     pairs = []
     for source in hosts:
         for result in (probes.get(source) or {}).get('results', []):
@@ -40,6 +40,7 @@ def build(hosts, probes, mtu, generated, epoch=0):
             pairs.append(pair)
     counts = dict((state, sum(1 for pair in pairs if pair['state'] == state)) for state in COLOURS)
     return {'format': FORMAT, 'generated': generated, 'generated_epoch': epoch, 'overlay_mtu': mtu, 'hosts': list(hosts), 'pairs': pairs,
+            'last_apply': dict((host, (last_apply or {}).get(host) or None) for host in hosts),
             'summary': dict(counts, pairs=len(pairs),
                             failures=[failure for host in hosts for failure in (probes.get(host) or {}).get('failures', [])])}
 
@@ -99,13 +100,27 @@ def _figure(value):
     return '-' if value is None else ('%.2f' % value if isinstance(value, float) else str(value))
 
 
-def textfile(report, host, peers_programmed):
-    """node_exporter textfile-collector metrics of one host: its peers and how each answered."""
-    lines = ['# HELP overlay_mesh_peers_programmed Peers in the node contract the host applied.',
-             '# TYPE overlay_mesh_peers_programmed gauge',
-             'overlay_mesh_peers_programmed %d' % peers_programmed,
-             '# HELP overlay_mesh_peer_reachable 1 when the peer\'s gateway and a container on it answered across the overlay.',
-             '# TYPE overlay_mesh_peer_reachable gauge']
+def textfile(report, host, peers_programmed, last_apply=None):
+    """node_exporter textfile-collector metrics of one host: the last apply of its node (by a site run or
+    at boot; last_apply as overlay.mesh.node_info returns it), its peers and how each answered."""
+    lines = []
+    if last_apply:
+        by = str(last_apply.get('by') or 'unknown').replace('"', '').replace('\\', '')
+        lines += ['# HELP overlay_mesh_last_apply_success 1 when the last apply of the node (a site run or the boot-time'
+                  ' reapply) succeeded.',
+                  '# TYPE overlay_mesh_last_apply_success gauge',
+                  'overlay_mesh_last_apply_success{by="%s"} %d' % (by, last_apply.get('result') == 'ok'),
+                  '# HELP overlay_mesh_last_apply_timestamp_seconds When the node was last applied.',
+                  '# TYPE overlay_mesh_last_apply_timestamp_seconds gauge',
+                  'overlay_mesh_last_apply_timestamp_seconds{by="%s"} %d' % (by, int(last_apply.get('time') or 0)),
+                  '# HELP overlay_mesh_last_apply_changes Objects the last apply added, updated or removed.',
+                  '# TYPE overlay_mesh_last_apply_changes gauge',
+                  'overlay_mesh_last_apply_changes{by="%s"} %d' % (by, int(last_apply.get('changes') or 0))]
+    lines += ['# HELP overlay_mesh_peers_programmed Peers in the node contract the host applied.',
+              '# TYPE overlay_mesh_peers_programmed gauge',
+              'overlay_mesh_peers_programmed %d' % peers_programmed,
+              '# HELP overlay_mesh_peer_reachable 1 when the peer\'s gateway and a container on it answered across the overlay.',
+              '# TYPE overlay_mesh_peer_reachable gauge']
     mine = [pair for pair in report['pairs'] if pair['from'] == host]
     lines += ['overlay_mesh_peer_reachable{peer="%s"} %d' % (pair['to'], pair['state'] != 'failed') for pair in mine]
     lines += ['# HELP overlay_mesh_peer_ok 1 when every probe to the peer passed (reachable, no loss, MTU, path).',

@@ -108,10 +108,11 @@ def test_node_on_fresh_and_converged_hosts(inventory, tmp_path):
     objects = result['diff'][0]
     assert objects['before_header'] == 'kernel and host objects'
     for line in ('link mesh.1 vxlan vni 1 port 8472', 'route 10.244.2.0/24 via 10.244.2.0 dev mesh.1 onlink proto overlay-mesh',
-                 'nftables inet overlay_mesh'):
+                 'nftables inet overlay_mesh', 'engine /usr/lib/overlay-mesh: ', '\nfile /etc/overlay-mesh/node.json\n'):
         assert line in objects['after']
+    assert [d['before_header'] for d in result['diff']] == ['kernel and host objects', 'nftables table inet overlay_mesh']
     diff_lines = sum(len((d['before'] + d['after']).splitlines()) for d in result['diff'])
-    assert diff_lines < 200, diff_lines  # one screen per host, no source code
+    assert diff_lines < 60, diff_lines  # one screen per host: the engine and each new file one line, the table one line per rule
 
     for host in ('node1', 'node2'):
         result = module(inventory, host, 'node', contracts[host], tree=tmp_path)
@@ -125,8 +126,14 @@ def test_node_on_fresh_and_converged_hosts(inventory, tmp_path):
     # Docker's daemon.json: bip and mtu set, the user's other settings kept
     on('node1', 'mkdir -p /etc/docker && echo \'{"log-driver": "journald", "mtu": 1500}\' > /etc/docker/daemon.json')
     with_docker = dict(contracts['node1'], docker={'enabled': True})
-    assert module(inventory, 'node1', 'node', with_docker, tree=tmp_path)['changes'] == [
-        'updated file /etc/docker/daemon.json', 'updated file /etc/overlay-mesh/node.json']
+    result = module(inventory, 'node1', 'node', with_docker, diff=True, tree=tmp_path)
+    assert result['changes'] == ['updated file /etc/docker/daemon.json', 'updated file /etc/overlay-mesh/node.json']
+    # JSON files: one line per key in the diff
+    daemon_json, node_json = result['diff'][1:]
+    assert (daemon_json['before'], daemon_json['after']) == (
+        'log-driver: "journald"\nmtu: 1500\n', 'bip: "10.244.1.1/24"\nlog-driver: "journald"\nmtu: 1450\n')
+    assert 'docker: {"enabled": false, "restart": false}\n' in node_json['before']
+    assert 'docker: {"enabled": true, "restart": false}\n' in node_json['after']
     assert json.loads(on('node1', 'cat /etc/docker/daemon.json')) == {'log-driver': 'journald', 'mtu': 1450, 'bip': '10.244.1.1/24'}
     assert not module(inventory, 'node1', 'node', with_docker, tree=tmp_path)['changed']
     info = module(inventory, 'node1', 'node_info', tree=tmp_path)

@@ -17,6 +17,8 @@ failed `up`.
     overlay_lab.py reboot --name demo node2     # a real reboot: all kernel network state gone
     overlay_lab.py move --name r node2 --segment 0      # live: another segment, another address
     overlay_lab.py shell --name demo node1      # a root shell inside node1
+    overlay_lab.py controller --name demo -- ansible-playbook -i /var/lib/overlay-mesh-lab/demo/inventory-ssh.yml ...
+                                                # over SSH as user ops with sudo, from the switch's namespace
     overlay_lab.py down --name demo
 """
 
@@ -49,10 +51,10 @@ IMAGE_PACKAGES = (
     "kmod", "less",
     # the wireguard backend's userspace path (this machine's kernel has no wireguard module) and wg(8) for tests
     "wireguard-go", "wireguard-tools",
-    # the playbooks become root (sudo), as over SSH with a sudo user
-    "sudo",
+    # the playbooks become root (sudo), as over SSH with a sudo user: sshd and user "ops" (SSH_USER)
+    "sudo", "openssh-server",
 )
-IMAGE_RECIPE_VERSION = "1"
+IMAGE_RECIPE_VERSION = "2"
 UNDERLAY_RANGE = ipaddress.ip_network("198.18.0.0/15")
 FIRST_HOST_OFFSET = 11  # node1 = .11; .1 is the switch's own address (the hosts' default gateway)
 BOOT_TIMEOUT = 90
@@ -64,6 +66,10 @@ HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 # same while booting, after boot and during a site run) and about 26 watches. The kernel's limits
 # are per user, and every lab host's root is the machine's root, so labs side by side add up:
 # too few instances and hosts fail to boot with "Too many open files".
+# Every host has user "ops", in group sudo (sudo asks for its password), reached over SSH with the
+# lab's own key: as ops teams reach their hosts. A lab password for a lab no one else can reach.
+SSH_USER = "ops"
+SSH_PASSWORD = "overlay-lab"
 INOTIFY_SYSCTL_DIR = Path("/proc/sys/fs/inotify")
 INOTIFY_PER_HOST = {"max_user_instances": 8, "max_user_watches": 32}
 INOTIFY_SPARE = {"max_user_instances": 32, "max_user_watches": 1024}  # for whatever the machine starts meanwhile
@@ -302,8 +308,10 @@ def ensure_image(log=print) -> Path:
         (partial / "complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
         partial.rename(image)
         log(f"image built in {time.monotonic() - started:.0f} s")
+        # An older image goes, unless a lab still runs on it (its hosts' root is an overlay on it).
+        in_use = {str(Path(Lab(name).load()["image"]).parent) for name in list_labs() if Lab(name).load()}
         for stale in IMAGE_CACHE.glob(f"debian-{SUITE}-*"):
-            if stale != image and (stale / "complete").exists():
+            if stale != image and (stale / "complete").exists() and str(stale) not in in_use:
                 shutil.rmtree(stale)
     return rootfs
 
@@ -320,6 +328,14 @@ def _prepare_image(rootfs: Path) -> None:
         (rootfs / "etc/systemd/system" / unit).unlink(missing_ok=True)
         (rootfs / "etc/systemd/system" / unit).symlink_to("/dev/null")
     shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+    # sshd: every host makes its own host keys at its first boot (the image carries none).
+    for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    dropin = rootfs / "etc/systemd/system/ssh.service.d/lab-host-keys.conf"
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n")
+    run(["chroot", rootfs, "useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", SSH_USER])
+    run(["chroot", rootfs, "chpasswd"], input=f"{SSH_USER}:{SSH_PASSWORD}\n")
     (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
 
 
@@ -333,6 +349,9 @@ class Lab:
         self.dir = LAB_ROOT / name
         self.state_path = self.dir / "state.json"
         self.inventory_path = self.dir / "inventory.yml"
+        self.ssh_inventory_path = self.dir / "inventory-ssh.yml"
+        self.ssh_key_path = self.dir / "ssh" / "id_ed25519"
+        self.known_hosts_path = self.dir / "ssh" / "known_hosts"
         self.switch_netns = f"ovl-{name}-sw"
         self.router_netns = f"ovl-{name}-rt"
 
@@ -448,12 +467,16 @@ class Lab:
                 shutil.rmtree(self.dir)  # nothing was created yet
                 raise
             self._create_switch(state)
+            self._prepare_ssh_key()
             for host in state["hosts"].values():
                 self._create_host_network(state, host)
                 self._prepare_disk(host)
                 self._boot(state, host)
             self.save(state)
             self._wait_booted(state, state["hosts"].values())
+            for host in state["hosts"].values():
+                self._prepare_ssh(state, host)
+            self.save(state)
             self.write_inventory(state)
             log(f"lab {self.name}: {count} hosts up in {time.monotonic() - started:.1f} s on "
                 f"{', '.join(segment['subnet'] for segment in state['segments'])}")
@@ -581,30 +604,56 @@ class Lab:
                     raise LabError(f"{host['name']} booted {status}: failed units:\n{failed}")
 
     def write_inventory(self, state: dict) -> None:
-        lines = [
-            f"# Inventory of lab {self.name}, written by tests/lab/overlay_lab.py. Hosts are reached by",
-            "# entering their namespaces (connection plugin tests/lab/connection_plugins/lab_nsenter.py).",
-            "all:",
-            "  vars:",
-            "    ansible_connection: lab_nsenter",
-            "    ansible_python_interpreter: /usr/bin/python3",
-            f"    overlay_lab_name: {self.name}",
-            f"    overlay_lab_underlay_subnet: {state['subnet']}",
-            "  children:",
-            "    lab:",
-            "      hosts:",
-        ]
-        for host in state["hosts"].values():
-            lines += [f"        {host['name']}:", f"          overlay_lab_underlay_address: {host['address']}",
-                      f"          overlay_lab_segment: {host.get('segment', 0)}"]
-        lines += ["    # overlay.mesh's playbooks work on group overlay by default.", "    overlay:", "      children:", "        lab:"]
+        """inventory.yml reaches hosts by entering their namespaces (as root); inventory-ssh.yml
+        over SSH as user ops with sudo, from a controller in the switch's namespace (`controller`)."""
+        hosts = list(state["hosts"].values())
+        groups = ["    # overlay.mesh's playbooks work on group overlay by default.", "    overlay:", "      children:", "        lab:"]
         if len(self.segments_of(state)) > 1:
             for number in range(len(self.segments_of(state))):
-                members = [host["name"] for host in state["hosts"].values() if host.get("segment", 0) == number]
-                lines += [f"    segment{number}:", "      hosts:"] + [f"        {name}:" for name in members]
-        tmp = self.inventory_path.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(self.inventory_path)
+                members = [host["name"] for host in hosts if host.get("segment", 0) == number]
+                groups += [f"    segment{number}:", "      hosts:"] + [f"        {name}:" for name in members]
+
+        def inventory(path, how, connection, per_host=lambda host: []):
+            lines = [f"# Inventory of lab {self.name}, written by tests/lab/overlay_lab.py. {how}", "all:", "  vars:"]
+            lines += [f"    {line}" for line in connection]
+            lines += ["    ansible_python_interpreter: /usr/bin/python3", f"    overlay_lab_name: {self.name}",
+                      f"    overlay_lab_underlay_subnet: {state['subnet']}", "  children:", "    lab:", "      hosts:"]
+            for host in hosts:
+                lines += [f"        {host['name']}:"] + [f"          {line}" for line in per_host(host)]
+                lines += [f"          overlay_lab_underlay_address: {host['address']}",
+                          f"          overlay_lab_segment: {host.get('segment', 0)}"]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("\n".join(lines + groups) + "\n")
+            tmp.replace(path)
+
+        inventory(self.inventory_path, "Hosts are reached by\n# entering their namespaces (connection plugin "
+                  "tests/lab/connection_plugins/lab_nsenter.py).", ["ansible_connection: lab_nsenter"])
+        if not all(host.get("ssh_host_key") for host in hosts):
+            return
+        # known_hosts by address, rewritten when a host moves: host keys are checked, as they should be
+        self.known_hosts_path.write_text("".join(f"{host['address']} {host['ssh_host_key']}\n" for host in hosts))
+        inventory(self.ssh_inventory_path, "Hosts are reached over\n# SSH as a sudo user, from the switch's namespace:"
+                  f" overlay_lab.py controller --name {self.name} -- ansible-playbook -i {self.ssh_inventory_path} ...",
+                  ["ansible_connection: ssh", f"ansible_user: {SSH_USER}", f"ansible_become_password: {SSH_PASSWORD}",
+                   f"ansible_ssh_private_key_file: {self.ssh_key_path}",
+                   f"ansible_ssh_common_args: -o UserKnownHostsFile={self.known_hosts_path} -o StrictHostKeyChecking=yes"],
+                  lambda host: [f"ansible_host: {host['address']}"])
+
+    def _prepare_ssh_key(self) -> None:
+        """The lab's own key pair, for user ops on every host."""
+        self.ssh_key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.ssh_key_path.exists():
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"overlay-lab-{self.name}", "-f", self.ssh_key_path])
+
+    def _prepare_ssh(self, state: dict, host: dict) -> None:
+        """Authorize the lab's key for ops on a booted host and note the host's own key."""
+        key = self.ssh_key_path.with_suffix(".pub").read_text()
+        home = f"/home/{SSH_USER}/.ssh"
+        self.exec(host["name"], ["sh", "-c", f"install -d -m 700 -o {SSH_USER} -g {SSH_USER} {home} && "
+                                 f"install -m 600 -o {SSH_USER} -g {SSH_USER} /dev/stdin {home}/authorized_keys"],
+                  state=state, check=True, input=key)
+        public = self.exec(host["name"], ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], state=state, check=True).stdout.split()
+        host["ssh_host_key"] = " ".join(public[:2])
 
     # -- inside a host --
     def exec(self, host_name: str, argv: list[str], state: dict | None = None, check=False, **kwargs):
@@ -713,7 +762,7 @@ def list_labs() -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in ("up", "down", "reboot", "move", "shell", "exec", "status", "inventory"):
+    for command in ("up", "down", "reboot", "move", "shell", "exec", "status", "inventory", "controller"):
         p = sub.add_parser(command)
         p.add_argument("--name", default=os.environ.get("LAB", "lab"), help="lab name (default: $LAB or 'lab')")
         if command == "up":
@@ -724,7 +773,7 @@ def main(argv=None) -> int:
             p.add_argument("host")
         if command == "move":
             p.add_argument("--segment", type=int, required=True, help="the segment to move the host to (0-based)")
-        if command == "exec":
+        if command in ("exec", "controller"):
             p.add_argument("argv", nargs=argparse.REMAINDER)
     sub.add_parser("list")
     sub.add_parser("image", help="build the image now (normally built by the first `up`)")
@@ -764,6 +813,14 @@ def main(argv=None) -> int:
             if not leader:
                 raise LabError(f"{args.host} of lab {lab.name} is not running")
             os.execvpe("nsenter", ["nsenter", "-t", str(leader), "-a", "/bin/bash", "-l"], HOST_ENV)
+        elif args.command == "controller":
+            # A controller that reaches the lab's hosts over the underlay (SSH to inventory-ssh.yml)
+            # and nothing else: the command runs in the switch's network namespace.
+            state = lab.load()
+            if not state:
+                raise LabError(f"lab {lab.name} is not up")
+            argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+            os.execvp("ip", ["ip", "netns", "exec", state["switch_netns"], *(argv or ["true"])])
         elif args.command == "exec":
             proc = lab.exec(args.host, args.argv or ["true"])
             sys.stdout.write(proc.stdout)

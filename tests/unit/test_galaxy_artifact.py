@@ -13,9 +13,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # Top-level entries an installed collection may hold.
-ALLOWED_TOP = {'FILES.json', 'MANIFEST.json', 'LICENSE', 'README.md', 'requirements.txt', 'changelogs', 'docs', 'meta',
+ALLOWED_TOP = {'FILES.json', 'MANIFEST.json', 'LICENSE', 'README.md', 'CHANGELOG.rst', 'requirements.txt', 'changelogs', 'docs', 'meta',
                'playbooks', 'plugins', 'roles'}
-MUST_HAVE = ('LICENSE', 'README.md', 'requirements.txt', 'meta/runtime.yml', 'meta/execution-environment.yml',
+MUST_HAVE = ('LICENSE', 'README.md', 'CHANGELOG.rst', 'requirements.txt', 'meta/runtime.yml', 'meta/execution-environment.yml',
              'plugins/modules/node.py', 'plugins/module_utils/_backends/wireguard.py', 'roles/mesh_node/tasks/main.yml',
              'roles/mesh_node/meta/argument_specs.yml', 'playbooks/site.yml', 'playbooks/verify.yml', 'playbooks/remove.yml')
 SIZE_BUDGET = 400 * 1024  # bytes, compressed: about 180 KB today

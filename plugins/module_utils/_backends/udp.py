@@ -96,7 +96,7 @@ class Backend(BaseBackend):
         launcher_changed = host.ensure_file(LAUNCHER, LAUNCHER_TEXT, mode=0o755)
         unit_changed = host.ensure_unit(UNIT, UNIT_TEXT % {'device': self.device, 'launcher': LAUNCHER,
                                                            'config': CONFIG_FILE, 'unit': UNIT})
-        config_changed = host.ensure_file(CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + '\n')
+        config_changed = host.ensure_file(CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + '\n', view=_host.json_lines)
         if host.boot:
             return  # systemd starts the daemon after overlay-mesh.service
         # a reload only swaps the peer table; device, addresses, MTU and port need a restart

@@ -167,7 +167,7 @@ def key_for(host, device, wanted_public):
 
 def remove_key(host, device):
     for staged in (True, False):
-        host.remove(key_path(device, staged), show=False)
+        host.remove(key_path(device, staged))  # its name only, as every removed file
     if os.path.isdir(KEY_DIR) and not os.listdir(KEY_DIR) and not host.check_mode:
         os.rmdir(KEY_DIR)
 

@@ -52,3 +52,18 @@ def test_textfile_metrics_of_one_host():
     assert 'overlay_mesh_peer_reachable{peer="node3"} 0\n' in text and 'overlay_mesh_peer_reachable{peer="node1"} 1\n' in text
     assert 'overlay_mesh_peer_rtt_seconds{peer="node1"} 0.000210\n' in text
     assert text.endswith('overlay_mesh_verify_timestamp_seconds 1796115600\n')
+
+
+def test_textfile_metrics_of_the_last_apply():
+    last = {'node1': {'result': 'ok', 'time': 1796115000.5, 'by': 'ansible', 'changes': 12, 'message': ''},
+            'node2': {'result': 'failed', 'time': 1796115100, 'by': 'boot', 'changes': 0, 'message': 'lock not had'}}
+    report = report_lib.build(['node1', 'node2', 'node3'], probes(), 1450, 'now', 1796115600, last)
+    assert report['last_apply']['node2']['result'] == 'failed' and report['last_apply']['node3'] is None
+    one = report_lib.textfile(report, 'node1', 2, report['last_apply']['node1'])
+    assert 'overlay_mesh_last_apply_success{by="ansible"} 1\n' in one
+    assert 'overlay_mesh_last_apply_timestamp_seconds{by="ansible"} 1796115000\n' in one
+    assert 'overlay_mesh_last_apply_changes{by="ansible"} 12\n' in one
+    two = report_lib.textfile(report, 'node2', 2, report['last_apply']['node2'])
+    assert 'overlay_mesh_last_apply_success{by="boot"} 0\n' in two
+    # a host that never applied (or an older engine) has no last-apply metrics, not made-up ones
+    assert 'last_apply' not in report_lib.textfile(report, 'node3', 2, None)
