@@ -43,7 +43,7 @@ OWN_DIRS = (STATE_DIR, LIB_DIR, RUN_DIR)
 
 # Order of object kinds in reports and diffs.
 _KIND_ORDER = ('engine', 'file', 'link', 'address', 'neighbour', 'fdb', 'wireguard', 'wireguard-peer', 'route', 'sysctl',
-               'nftables', 'service')
+               'nftables', 'iptables', 'service')
 # A kind with more unchanged objects than this shows them as one line ("neighbour: 99 unchanged").
 UNCHANGED_SHOWN = 3
 
@@ -86,7 +86,7 @@ def describe(obj):
         return 'sysctl %s = %s' % ('.'.join(part.replace('.', '/') for part in obj['key'].split('/')), obj['value'])
     if kind == 'engine':
         return 'engine %s: %d files, %s' % (obj['name'], obj['files'], obj['digest'])
-    if kind in ('file', 'nftables', 'service'):
+    if kind in ('file', 'nftables', 'iptables', 'service'):
         return '%s %s%s' % (kind, obj['name'], (' (%s)' % obj['detail']) if obj.get('detail') else '')
     return repr(obj)
 

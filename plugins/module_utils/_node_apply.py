@@ -20,6 +20,7 @@ import importlib
 import json
 import os
 
+from ansible_collections.overlay.mesh.plugins.module_utils import _docker
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as peers_engine
@@ -35,7 +36,7 @@ PACKAGE = 'ansible_collections.overlay.mesh.plugins.module_utils'
 # The engine as installed under /usr/lib/overlay-mesh for the boot-time reapply and the udp
 # daemon: everything these two import (a unit test runs the installed copy without Ansible).
 ENGINE_MODULES = (
-    '_spec', '_identity', '_host', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply', '_node_boot',
+    '_spec', '_identity', '_host', '_docker', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply', '_node_boot',
     '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_peers', '_netlink_validate', '_netlink_wire',
     '_netlink_routes', '_backends', '_backends.base', '_backends.registry', '_backends.vxlan', '_backends.udp',
     '_backends.udp_daemon', '_backends.host_gw', '_backends.wireguard', '_backends.wireguard_wire',
@@ -160,7 +161,7 @@ def apply(node, host, previous=None, only=None):
     depend on each other (the firewall and subnet.env do not need the backend's device), and
     the failures are reported together at the end."""
     bridge = {'name': node.bridge['name'], 'mac': node.bridge['mac'], 'mtu': node.mtu, 'state': 'present',
-              'addresses': ['%s/%d' % (node.gateway, node.subnet.prefixlen)]}
+              'addresses': ['%s/%d' % (node.gateway, node.bridge_subnet.prefixlen)]}
     parts = {
         'engine': lambda: None if host.boot else install_engine(host),
         'route protocol': lambda: host.report.changeset(
@@ -170,7 +171,7 @@ def apply(node, host, previous=None, only=None):
         'bridge': lambda: host.report.changeset(links.reconcile_bridge(bridge, check_mode=host.check_mode)),
         'backend': lambda: node.backend.apply(node, host),
         'kernel': lambda: _apply_kernel(node, host),
-        'nftables': lambda: _nftables.ensure(host, _nftables.render(node, node.backend.ports())),
+        'nftables': lambda: _apply_firewall(node, host),
         'files': lambda: _apply_files(node, host),
         'units': lambda: None if host.boot else _apply_units(host),
         'saved contract': lambda: None if host.boot else _save(node, host),
@@ -216,6 +217,13 @@ def _remove_leftovers(node, host, previous):
         host.remove(files.cni_conflist_path(previous))
 
 
+def _apply_firewall(node, host):
+    """Our own table, and where Docker is installed our rules in its DOCKER-USER chain (nftables.service
+    flushes both: its drop-in runs this part again)."""
+    _nftables.ensure(host, _nftables.render(node, node.backend.ports()))
+    _docker.ensure_rules(node, host)
+
+
 def _apply_kernel(node, host):
     settings = sysctls(node)
     host.ensure_file(_host.SYSCTL_FILE, files.sysctl_conf(settings))
@@ -229,26 +237,7 @@ def _apply_files(node, host):
     host.ensure_file(_host.NETWORKD_FILE, files.networkd_unmanaged([device for device in (node.bridge['name'],
                                                                                           node.backend.device) if device]))
     if node['docker']['enabled']:
-        _apply_docker(node, host)
-
-
-def _apply_docker(node, host):
-    path = '/etc/docker/daemon.json'
-    text = host.read(path)
-    try:
-        settings = json.loads(text) if text and text.strip() else {}
-    except ValueError as exc:
-        raise EngineError('%s is not valid JSON (%s); not touching it' % (path, exc))
-    if not isinstance(settings, dict):
-        raise EngineError('%s is not a JSON object; not touching it' % path)
-    wanted = dict(settings, **files.docker_settings(node))
-    if wanted == settings:
-        return
-    host.ensure_file(path, json.dumps(wanted, indent=2) + '\n', mode=None, view=_host.json_lines)  # keeps its mode
-    if node['docker']['restart'] and not host.boot:
-        host.report.object('updated', {'type': 'service', 'name': 'docker.service', 'detail': 'restarted if running'})
-        if not host.check_mode:
-            host.systemctl('try-restart', 'docker.service')
+        _docker.ensure_settings(node, host)
 
 
 # ---- remove -------------------------------------------------------------------------------------
@@ -280,6 +269,7 @@ def remove(host, wanted=None, previous=None):
             _remove_bridge(host, bridge['name'], bridge.get('mac') if strict else None)
     host.remove_dropin(*files.NFTABLES_DROPIN)
     _nftables.remove(host)
+    _docker.remove_rules(host)
     host.remove_unit(files.BOOT_UNIT, stop=True)
     paths = [_host.SYSCTL_FILE, _host.NETWORKD_FILE, _host.RT_PROTOS_FILE]
     if previous:

@@ -1,8 +1,8 @@
 # Copyright (c) 2026 overlay.mesh contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Texts a node writes for other software: flannel's subnet.env, the CNI network, Docker's
-daemon.json settings, systemd-networkd's hands-off file and the boot-time unit.
+"""Texts a node writes for other software: flannel's subnet.env, the CNI network, systemd-networkd's
+hands-off file and the boot-time unit (Docker's settings: _docker.py).
 Standard library only."""
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ def subnet_env(network, subnet, mtu, ipmasq=True):
 
 
 def cni_conflist(node):
-    """A CNI network of this host's subnet: the bridge plugin on the node's bridge, host-local IPAM.
-    The node's nftables table masquerades what leaves the overlay, so the plugin does not."""
-    ipam_range = json.dumps([[{'subnet': str(node.subnet), 'gateway': str(node.gateway)}]])
+    """A CNI network of this host's subnet (its lower half beside Docker): the bridge plugin on the
+    node's bridge, host-local IPAM. The node's nftables table masquerades what leaves the overlay,
+    so the plugin does not."""
+    ipam_range = json.dumps([[{'subnet': str(node.bridge_subnet), 'gateway': str(node.gateway)}]])
     return '\n'.join([
         '{',
         '  "cniVersion": "1.0.0",',
@@ -52,11 +53,6 @@ def cni_conflist(node):
 
 def cni_conflist_path(data):
     return '%s/10-%s.conflist' % (data['cni']['conf_dir'].rstrip('/'), data['cni']['network_name'])
-
-
-def docker_settings(node):
-    """What the node sets in /etc/docker/daemon.json: docker0 on this host's subnet, the overlay MTU."""
-    return {'bip': '%s/%d' % (node.gateway, node.subnet.prefixlen), 'mtu': node.mtu}
 
 
 def networkd_unmanaged(devices):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from ansible_collections.overlay.mesh.plugins.module_utils import _docker
 from ansible_collections.overlay.mesh.plugins.module_utils import _identity
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
 from ansible_collections.overlay.mesh.plugins.module_utils import _spec
@@ -145,6 +146,13 @@ class Node(object):
         return self.subnet.network_address + 1
 
     @property
+    def bridge_subnet(self):
+        """The part of the subnet on the node's bridge: all of it, or its lower half beside Docker (_docker.py)."""
+        if self.data['docker']['enabled']:
+            return _docker.halves(self.subnet)[0]
+        return self.subnet
+
+    @property
     def mtu(self):
         return self.data['mtu']
 
@@ -248,6 +256,9 @@ def _check_addresses(checker, data, backend, peer_paths):
             checker.problem('subnet', '%s is not inside the overlay network %s' % (subnet, network))
         elif subnet.num_addresses < 4:
             checker.problem('subnet', '%s is too small for a bridge gateway and containers' % subnet)
+        elif (data.get('docker') or {}).get('enabled') and subnet.num_addresses < 16:
+            checker.problem('docker.enabled', 'the subnet %s is split between the node\'s bridge and docker0: it needs 16 addresses'
+                            ' or more (a /28 for IPv4)' % subnet)
     seen = {}
     for key, value in backend(data['backend']).publish().items():
         if value:

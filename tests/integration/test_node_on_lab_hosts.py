@@ -123,18 +123,26 @@ def test_node_on_fresh_and_converged_hosts(inventory, tmp_path):
     for check in (True, False):
         result = module(inventory, 'node1', 'node', contracts['node1'], check=check, diff=True, tree=tmp_path)
         assert not result['changed'] and result['changes'] == [], result
-    # Docker's daemon.json: bip and mtu set, the user's other settings kept
+    # Docker beside the node: docker0 on the upper half of the subnet (bip), the bridge on the lower half,
+    # the user's other daemon.json settings kept, the overlay accepted in Docker's DOCKER-USER chain
     on('node1', 'mkdir -p /etc/docker && echo \'{"log-driver": "journald", "mtu": 1500}\' > /etc/docker/daemon.json')
     with_docker = dict(contracts['node1'], docker={'enabled': True})
     result = module(inventory, 'node1', 'node', with_docker, diff=True, tree=tmp_path)
-    assert result['changes'] == ['updated file /etc/docker/daemon.json', 'updated file /etc/overlay-mesh/node.json']
+    for change in ('updated file /etc/docker/daemon.json', 'updated file /etc/overlay-mesh/node.json',
+                   'updated file /etc/cni/net.d/10-overlay-mesh.conflist', 'added address 10.244.1.1/25 dev cni0',
+                   'added iptables DOCKER-USER -s 10.244.0.0/16 -j ACCEPT', 'added iptables DOCKER-USER -d 10.244.0.0/16 -j ACCEPT'):
+        assert change in result['changes'], result['changes']
     # JSON files: one line per key in the diff
-    daemon_json, node_json = result['diff'][1:]
+    diffs = dict((diff['before_header'], diff) for diff in result['diff'][1:])
+    daemon_json, node_json = diffs['/etc/docker/daemon.json'], diffs['/etc/overlay-mesh/node.json']
     assert (daemon_json['before'], daemon_json['after']) == (
-        'log-driver: "journald"\nmtu: 1500\n', 'bip: "10.244.1.1/24"\nlog-driver: "journald"\nmtu: 1450\n')
+        'log-driver: "journald"\nmtu: 1500\n', 'bip: "10.244.1.129/25"\nip-masq: false\nlog-driver: "journald"\nmtu: 1450\n')
     assert 'docker: {"enabled": false, "restart": false}\n' in node_json['before']
     assert 'docker: {"enabled": true, "restart": false}\n' in node_json['after']
-    assert json.loads(on('node1', 'cat /etc/docker/daemon.json')) == {'log-driver': 'journald', 'mtu': 1450, 'bip': '10.244.1.1/24'}
+    daemon = {'log-driver': 'journald', 'mtu': 1450, 'bip': '10.244.1.129/25', 'ip-masq': False}
+    assert json.loads(on('node1', 'cat /etc/docker/daemon.json')) == daemon
+    assert '10.244.1.1/25' in on('node1', 'ip -o -4 addr show dev cni0')
+    assert on('node1', 'iptables -S DOCKER-USER').count('overlay.mesh') == 2
     assert not module(inventory, 'node1', 'node', with_docker, tree=tmp_path)['changed']
     info = module(inventory, 'node1', 'node_info', tree=tmp_path)
     assert info['overlay']['gateway'] == '10.244.1.1' and info['overlay']['mtu'] == 1450 and info['overlay']['peers'] == 1

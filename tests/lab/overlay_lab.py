@@ -55,6 +55,29 @@ IMAGE_PACKAGES = (
     "sudo", "openssh-server",
 )
 IMAGE_RECIPE_VERSION = "2"
+# The "runtimes" image adds real container runtimes (docker.io, podman with its CNI backend) and a
+# static busybox to import as a local container image (no registry is reachable from a lab).
+RUNTIME_PACKAGES = ("docker.io", "podman", "busybox-static", "iptables")
+VARIANTS = {"base": IMAGE_PACKAGES, "runtimes": IMAGE_PACKAGES + RUNTIME_PACKAGES}
+# Runtimes inside an nspawn host: nspawn mounts cgroup v1 controllers read-only, so the host gets
+# the unified hierarchy (a writable cgroup2 of its own: runc and podman create their cgroups
+# there); runc needs keyctl (session keyring) and bpf (cgroup v2 device rules), which nspawn's
+# seccomp filter denies by default. Nothing more (no extra capability, no module, no bind mount).
+RUNTIMES_NSPAWN_ARGS = ("--system-call-filter=@keyring bpf",)
+RUNTIMES_NSPAWN_ENV = {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
+# Storage on an overlayfs root: overlay2 cannot stack on it and there is no /dev/fuse, so vfs.
+# podman: runc (crun raises RLIMIT_MEMLOCK, which needs CAP_SYS_RESOURCE that some machines lack),
+# no pids limit (the pids controller may be bound to v1 on the machine), and NET_RAW for ping.
+RUNTIMES_FILES = {
+    "etc/docker/daemon.json": '{\n  "storage-driver": "vfs"\n}\n',
+    "etc/containers/storage.conf": '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\n'
+                                   'graphroot = "/var/lib/containers/storage"\n',
+    "etc/containers/containers.conf": '[containers]\npids_limit = 0\ndefault_capabilities = ["CHOWN", "DAC_OVERRIDE", "FOWNER", '
+                                      '"FSETID", "KILL", "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", '
+                                      '"SYS_CHROOT"]\n\n[engine]\nruntime = "runc"\n',
+    # a container whose PID 1 ignores SIGTERM must not hold a host's shutdown for 90 s
+    "etc/systemd/system.conf.d/lab-stop-timeout.conf": "[Manager]\nDefaultTimeoutStopSec=10s\n",
+}
 UNDERLAY_RANGE = ipaddress.ip_network("198.18.0.0/15")
 FIRST_HOST_OFFSET = 11  # node1 = .11; .1 is the switch's own address (the hosts' default gateway)
 BOOT_TIMEOUT = 90
@@ -71,7 +94,7 @@ HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 SSH_USER = "ops"
 SSH_PASSWORD = "overlay-lab"
 INOTIFY_SYSCTL_DIR = Path("/proc/sys/fs/inotify")
-INOTIFY_PER_HOST = {"max_user_instances": 8, "max_user_watches": 32}
+INOTIFY_PER_HOST = {"max_user_instances": 9, "max_user_watches": 40}  # 8 and 26; containerd adds 1 and 1 (runtimes)
 INOTIFY_SPARE = {"max_user_instances": 32, "max_user_watches": 1024}  # for whatever the machine starts meanwhile
 INOTIFY_STEP = {"max_user_instances": 64, "max_user_watches": 8192}  # a raised limit is a multiple of this
 
@@ -279,13 +302,20 @@ def debian_mirror() -> str:
     raise LabError("no Debian mirror found in /etc/apt/sources.list(.d); set OVERLAY_LAB_MIRROR")
 
 
-def image_id() -> str:
-    return _digest(SUITE, IMAGE_RECIPE_VERSION, *sorted(IMAGE_PACKAGES)).hex()[:12]
+def image_id(variant: str = "base") -> str:
+    return _digest(SUITE, IMAGE_RECIPE_VERSION, *sorted(VARIANTS[variant])).hex()[:12]
 
 
-def ensure_image(log=print) -> Path:
+def image_dir(variant: str = "base") -> Path:
+    """Where an image variant is cached: debian-bookworm-<id> (base), debian-bookworm-runtimes-<id>."""
+    return IMAGE_CACHE / (f"debian-{SUITE}-{image_id(variant)}" if variant == "base" else f"debian-{SUITE}-{variant}-{image_id(variant)}")
+
+
+def ensure_image(log=print, variant: str = "base") -> Path:
     """Return the cached image's root, building it once with debootstrap (under a lock)."""
-    image = IMAGE_CACHE / f"debian-{SUITE}-{image_id()}"
+    if variant not in VARIANTS:
+        raise LabError(f"image variant {variant!r}: one of {', '.join(VARIANTS)}")
+    image = image_dir(variant)
     rootfs = image / "rootfs"
     if (image / "complete").exists():
         return rootfs
@@ -296,27 +326,29 @@ def ensure_image(log=print) -> Path:
             return rootfs
         if image.exists():
             shutil.rmtree(image)
-        log(f"building lab image {image} (debootstrap {SUITE}, about a minute; cached afterwards)")
+        log(f"building lab image {image} (debootstrap {SUITE}, one to two minutes; cached afterwards)")
         started = time.monotonic()
         partial = image.with_name(image.name + ".partial")
         if partial.exists():
             shutil.rmtree(partial)
         partial.mkdir()
-        run(["debootstrap", "--variant=minbase", "--include=" + ",".join(IMAGE_PACKAGES), SUITE, partial / "rootfs", debian_mirror()])
-        _prepare_image(partial / "rootfs")
-        (partial / "packages").write_text("\n".join(IMAGE_PACKAGES) + "\n")
+        packages = VARIANTS[variant]
+        run(["debootstrap", "--variant=minbase", "--include=" + ",".join(packages), SUITE, partial / "rootfs", debian_mirror()])
+        _prepare_image(partial / "rootfs", variant)
+        (partial / "packages").write_text("\n".join(packages) + "\n")
         (partial / "complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
         partial.rename(image)
         log(f"image built in {time.monotonic() - started:.0f} s")
-        # An older image goes, unless a lab still runs on it (its hosts' root is an overlay on it).
+        # An older image of this variant goes, unless a lab still runs on it (its hosts' root is an overlay on it).
         in_use = {str(Path(Lab(name).load()["image"]).parent) for name in list_labs() if Lab(name).load()}
+        pattern = re.compile(re.escape(image.name[:-12]) + "[0-9a-f]{12}$")
         for stale in IMAGE_CACHE.glob(f"debian-{SUITE}-*"):
-            if stale != image and (stale / "complete").exists() and str(stale) not in in_use:
+            if stale != image and pattern.match(stale.name) and (stale / "complete").exists() and str(stale) not in in_use:
                 shutil.rmtree(stale)
     return rootfs
 
 
-def _prepare_image(rootfs: Path) -> None:
+def _prepare_image(rootfs: Path, variant: str = "base") -> None:
     # Every host gets its own machine-id and hostname on its own disk; the image carries none,
     # so hosts never share one (a shared machine-id would give all hosts the same udev MACs).
     (rootfs / "etc/machine-id").write_text("")
@@ -324,7 +356,7 @@ def _prepare_image(rootfs: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         (rootfs / "var/lib/dbus/machine-id").unlink()
     # Nothing in the image may talk to the outside on its own.
-    for unit in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer"):
+    for unit in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer", "podman-auto-update.timer"):
         (rootfs / "etc/systemd/system" / unit).unlink(missing_ok=True)
         (rootfs / "etc/systemd/system" / unit).symlink_to("/dev/null")
     shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
@@ -336,6 +368,10 @@ def _prepare_image(rootfs: Path) -> None:
     dropin.write_text("[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n")
     run(["chroot", rootfs, "useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", SSH_USER])
     run(["chroot", rootfs, "chpasswd"], input=f"{SSH_USER}:{SSH_PASSWORD}\n")
+    if variant == "runtimes":
+        for relative, text in RUNTIMES_FILES.items():
+            (rootfs / relative).parent.mkdir(parents=True, exist_ok=True)
+            (rootfs / relative).write_text(text)
     (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
 
 
@@ -421,7 +457,7 @@ class Lab:
         }
 
     # -- up --
-    def up(self, count: int, log=print, segments: int = 1) -> dict:
+    def up(self, count: int, log=print, segments: int = 1, variant: str = "base") -> dict:
         if not 1 <= count <= 200:
             raise LabError(f"--hosts {count}: a lab has 1 to 200 hosts")
         if not 1 <= segments <= min(count, 8):
@@ -431,11 +467,12 @@ class Lab:
         for tool in ("systemd-nspawn", "debootstrap", "nsenter", "ip"):
             if not shutil.which(tool):
                 raise LabError(f"{tool} not found: run `make deps` (apt packages systemd-container, debootstrap, iproute2)")
-        image = ensure_image(log)
+        image = ensure_image(log, variant)
         with self.locked():
             state = self.load()
             if state:
                 if len(state["hosts"]) == count and len(state.get("segments", [1])) == segments and \
+                        state.get("variant", "base") == variant and \
                         all(self.host_running(h) for h in state["hosts"].values()):
                     log(f"lab {self.name} is already up")
                     return state
@@ -446,6 +483,7 @@ class Lab:
             state = {
                 "name": self.name,
                 "image": str(image),
+                "variant": variant,
                 # segment 0 (the only one by default)
                 "subnet": str(subnet),
                 "gateway": str(subnet.network_address + 1),
@@ -561,10 +599,13 @@ class Lab:
             "--capability=CAP_NET_ADMIN",
             "--bind=/dev/net/tun", "--console=read-only", "--resolv-conf=off", "--timezone=off",
         ]
+        runtimes = state.get("variant") == "runtimes"
+        if runtimes:
+            argv += RUNTIMES_NSPAWN_ARGS
         Path(host["log"]).parent.mkdir(parents=True, exist_ok=True)
         # The host's network namespace is its own, so its /proc/sys/net must be writable, as on
         # a real host (nspawn mounts it read-only when it did not create the namespace itself).
-        env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
+        env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network", **(RUNTIMES_NSPAWN_ENV if runtimes else {}))
         pid = spawn_detached(argv, Path(host["log"]), host_cgroups(host["machine"]), env)
         host["nspawn_pid"], host["nspawn_start"] = pid, process_start_time(pid)
 
@@ -769,6 +810,8 @@ def main(argv=None) -> int:
             p.add_argument("--hosts", type=int, default=3)
             p.add_argument("--segments", type=int, default=1,
                            help="underlay L2 segments joined by a router (default 1: one switch, no router)")
+            p.add_argument("--image", choices=sorted(VARIANTS), default="base",
+                           help="runtimes: hosts with docker.io, podman and busybox-static that run real containers")
         if command in ("reboot", "move", "shell", "exec"):
             p.add_argument("host")
         if command == "move":
@@ -776,18 +819,19 @@ def main(argv=None) -> int:
         if command in ("exec", "controller"):
             p.add_argument("argv", nargs=argparse.REMAINDER)
     sub.add_parser("list")
-    sub.add_parser("image", help="build the image now (normally built by the first `up`)")
+    sub.add_parser("image", help="build the image now (normally built by the first `up`)").add_argument(
+        "--variant", choices=sorted(VARIANTS), default="base")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
             print("\n".join(list_labs()))
             return 0
         if args.command == "image":
-            print(ensure_image())
+            print(ensure_image(variant=args.variant))
             return 0
         lab = Lab(args.name)
         if args.command == "up":
-            lab.up(args.hosts, segments=args.segments)
+            lab.up(args.hosts, segments=args.segments, variant=args.image)
             print(f"inventory: {lab.inventory_path}")
             print(f"enter a host: {sys.argv[0]} shell --name {lab.name} node1")
         elif args.command == "down":
