@@ -19,6 +19,8 @@ export PATH := $(VENV)/bin:$(PATH)
 LAB ?= demo
 HOSTS ?= 3
 SEGMENTS ?= 1
+UNDERLAY ?= ipv4
+IMAGE ?= base
 LAB_TOOL := $(PY) $(REPO)/tests/lab/overlay_lab.py
 APT_PACKAGES := debootstrap systemd-container iproute2 nftables python3-venv python3-pip git rsync tcpdump iperf3 iputils-ping openssh-client
 APT_STAMP := /var/lib/overlay-mesh-apt.stamp
@@ -101,8 +103,8 @@ molecule: deps ## every molecule scenario on lab hosts
 
 # ---- the lab ------------------------------------------------------------------------------
 .PHONY: lab-up
-lab-up: deps ## boot a lab: make lab-up LAB=name HOSTS=n [SEGMENTS=k, a routed underlay]
-	$(LAB_TOOL) up --name $(LAB) --hosts $(HOSTS) --segments $(SEGMENTS)
+lab-up: deps ## boot a lab: make lab-up LAB=name HOSTS=n [SEGMENTS=k, a routed underlay] [UNDERLAY=ipv6|dual] [IMAGE=runtimes]
+	$(LAB_TOOL) up --name $(LAB) --hosts $(HOSTS) --segments $(SEGMENTS) --underlay $(UNDERLAY) --image $(IMAGE)
 
 .PHONY: lab-down
 lab-down: deps ## remove a lab: make lab-down LAB=name
@@ -136,7 +138,7 @@ bench-leases: deps ## lease allocation for 10 000 hosts
 	$(PY) tests/benchmarks/bench_leases.py
 
 .PHONY: bench-dataplane
-bench-dataplane: deps ## iperf3 between containers on two lab hosts: underlay, vxlan, udp, host-gw, direct, wireguard
+bench-dataplane: deps ## iperf3 between containers on two lab hosts: underlay, vxlan, udp, host-gw, direct, wireguard; vxlan over IPv6
 	$(PY) tests/benchmarks/bench_dataplane.py
 
 .PHONY: bench-converge

@@ -8,7 +8,8 @@
     overlay_probe.py probe JSON          pings every target; prints one JSON result per target
 
 JSON: {"from": "node1", "mtu": 1450, "backend": "vxlan", "port": 8472,
-       "targets": [{"host": "node2", "gateway": "10.244.2.1", "container": "10.244.2.5", "underlay": "198.18.0.12"}]}
+       "targets": [{"host": "node2", "gateway": "10.244.2.1", "container": "10.244.2.5", "underlay": "198.18.0.12",
+                    "gateway6": "fd00:244:0:2::1", "container6": "fd00:244:0:2::5"}]}   (the IPv6 keys: a dual-stack overlay)
 Prints {"results": [...one per target...], "failures": ["node1 -> container on node2", ...]}. Each result
 says the pair's path - "direct" (routed to the peer's underlay address, no encapsulation) or the
 backend's - and, with tcpdump on the host, proves it from a capture of the underlay.
@@ -48,8 +49,10 @@ def attach(conflist_path):
     if not os.path.exists('/run/netns/' + NETNS):
         subprocess.run(['ip', 'netns', 'add', NETNS], check=True)
     result = cni('ADD', conflist_path)
-    address = result['ips'][0]['address'].split('/')[0]
-    print(json.dumps({'container': address}))
+    addresses = [ip['address'].split('/')[0] for ip in result['ips']]
+    # a dual-stack overlay: the container has an address of each family
+    print(json.dumps({'container': next(a for a in addresses if ':' not in a),
+                      'container6': next((a for a in addresses if ':' in a), None)}))
 
 
 def detach(conflist_path):
@@ -102,7 +105,7 @@ class Capture(object):
         self.path = '/tmp/overlay-mesh-probe.pcap'
         self.proc = None
         if interface and shutil.which('tcpdump'):
-            self.proc = subprocess.Popen(['tcpdump', '-n', '-U', '-i', interface, '-w', self.path, 'ip'],
+            self.proc = subprocess.Popen(['tcpdump', '-n', '-U', '-i', interface, '-w', self.path, 'ip or ip6'],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)  # tcpdump needs a moment before it sees packets
 
@@ -145,11 +148,15 @@ def probe(spec):
                             'path': 'direct' if gateway == target['underlay'] else spec['backend'],
                             'loss_percent': loss, 'rtt_ms': rtt,
                             'path_mtu': mtu if fits_ok else (largest_df(target['container'], mtu) if container_ok else None)})
+            if target.get('container6'):
+                results[-1].update(probe6(target, mtu))
     finally:
         capture.stop()
     for target, result in zip(spec['targets'], results):
         encapsulated = capture.count('udp and dst host %s and dst port %s' % (target['underlay'], spec['port'])) if spec.get('port') else 0
         clear = capture.count('icmp and dst host %s' % target['container'])
+        if clear is not None and target.get('container6'):
+            clear += capture.count('icmp6 and dst host %s' % target['container6']) or 0
         if clear is None:
             result['path_proven'] = None
         else:
@@ -157,10 +164,25 @@ def probe(spec):
             result['path_proven'] = (encapsulated == 0 and clear > 0) if result['path'] == 'direct' else (encapsulated > 0 and clear == 0)
     capture.remove()
     checks = (('gateway', 'gateway of'), ('container', 'container on'), ('mtu_fits', 'MTU-sized DF packet lost to'),
-              ('mtu_too_big_refused', 'oversize DF packet not refused to'), ('path_proven', 'path not as routed to'))
+              ('mtu_too_big_refused', 'oversize DF packet not refused to'), ('path_proven', 'path not as routed to'),
+              ('gateway6', 'IPv6 gateway of'), ('container6', 'IPv6 container on'), ('mtu_fits6', 'MTU-sized IPv6 packet lost to'),
+              ('mtu_too_big_refused6', 'oversize IPv6 packet not refused to'))
     failures = ['%s -> %s %s' % (spec['from'], text, result['host']) for result in results for key, text in checks
-                if result[key] is False or (key != 'path_proven' and not result[key])]
+                if key in result and (result[key] is False or (key != 'path_proven' and not result[key]))]
     print(json.dumps({'results': results, 'failures': failures}))
+
+
+def probe6(target, mtu):
+    """The IPv6 probes of a dual-stack overlay: gateway, container, and the MTU (an IPv6 header is 40
+    bytes; IPv6 is never fragmented on the way, so a packet one byte too big is refused at the source)."""
+    gateway_ok, _out = ping('-6', target['gateway6'], netns=False)
+    container_ok, container_out = ping('-6', '-c', '5', '-i', '0.2', target['container6'])
+    fits_ok, _out = ping('-6', '-M', 'do', '-s', str(mtu - 48), target['container6'])
+    too_big_ok, too_big_out = ping('-6', '-M', 'do', '-s', str(mtu - 47), target['container6'])
+    loss, rtt = ping_figures(container_out)
+    return {'gateway6': gateway_ok, 'container6': container_ok, 'mtu_fits6': fits_ok,
+            'mtu_too_big_refused6': not too_big_ok and any(word in too_big_out.lower() for word in ('message too long', 'errors,', 'too big')),
+            'loss_percent6': loss, 'rtt_ms6': rtt}
 
 
 def main(argv):

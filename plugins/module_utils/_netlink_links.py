@@ -303,6 +303,9 @@ class BridgeReconciler(LinkReconciler):
         self.mtu = validate.mtu(mtu, 'bridge %s MTU' % name) if mtu is not None else None
         self.addresses = [validate.interface_address(a, 'bridge %s address' % name) for a in (addresses or [])]
 
+    # the gateway's IPv6 address is unique by construction (the host's own subnet): usable at once
+    nodad = True
+
     def desired_link(self):
         return {'name': self.name, 'kind': 'bridge', 'mtu': self.mtu, 'mac': self.mac, 'up': True}
 

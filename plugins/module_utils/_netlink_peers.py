@@ -67,7 +67,9 @@ class Peer(object):
 
 
 def normalise_peers(peers, what='peer'):
-    """Validate a list of {subnet, vtep_mac, underlay} dicts; refuse duplicate subnets or MACs."""
+    """Validate a list of {subnet, vtep_mac, underlay} dicts; refuse duplicate subnets or MACs. One
+    MAC may appear twice for one remote host in both families (a dual-stack overlay: the IPv4 and
+    the IPv6 subnet behind one VTEP, one FDB entry)."""
     result = []
     subnets = {}
     macs = {}
@@ -82,10 +84,13 @@ def normalise_peers(peers, what='peer'):
         label = '%s %s' % (what, subnet)
         mac = validate.mac(item['vtep_mac'], '%s vtep_mac' % label)
         underlay = validate.ip_address(item['underlay'], '%s underlay' % label)
-        for seen, value in ((subnets, str(subnet)), (macs, mac)):
-            if value in seen:
-                raise validate.ValidationError('%s: %s is also used by %s' % (label, value, seen[value]))
-            seen[value] = label
+        if str(subnet) in subnets:
+            raise validate.ValidationError('%s: %s is also used by %s' % (label, subnet, subnets[str(subnet)]))
+        subnets[str(subnet)] = label
+        other = macs.get(mac)
+        if other is not None and (other[1] != underlay or subnet.version in other[2]):
+            raise validate.ValidationError('%s: %s is also used by %s' % (label, mac, other[0]))
+        macs[mac] = (label if other is None else other[0], underlay, (other[2] if other else set()) | set([subnet.version]))
         result.append(Peer(subnet, mac, underlay))
     return result
 
@@ -201,6 +206,7 @@ class PeerReconciler(object):
     def _plan_present(self, view, peers, changes):
         dev, ifindex, proto = self.dev, self.ifindex, self.protocol
         conflicts = []
+        fdb_planned = set()
         for peer in peers:
             family = peer.family
             # neighbour: peer VTEP address -> peer VTEP MAC, permanent
@@ -212,8 +218,10 @@ class PeerReconciler(object):
                 before = None if rec is None else neigh_obj(dev, rec.dst, rec.lladdr, _state_name(rec.state))
                 changes.add('added' if rec is None else 'updated', ('neighbour', key), obj, before,
                             (1, peer, wire.RTM_NEWNEIGH, _REPLACE, body))
-            # FDB: peer VTEP MAC -> underlay address, self, permanent
-            self._plan_fdb(view, peer, changes)
+            # FDB: peer VTEP MAC -> underlay address, self, permanent (once per MAC: both families share it)
+            if peer.mac_bytes not in fdb_planned:
+                fdb_planned.add(peer.mac_bytes)
+                self._plan_fdb(view, peer, changes)
             # route: subnet via the peer VTEP address, onlink, our protocol
             rkey = (family, peer.dst_bytes, peer.subnet.prefixlen)
             ours = []
@@ -461,9 +469,12 @@ def open_vtep(name):
 def plan_without_vtep(dev, peers, protocol=validate.ROUTE_PROTOCOL):
     """What would be added on a VTEP that does not exist yet (check mode before overlay.mesh.vxlan ran)."""
     changes = ChangeSet()
+    macs = set()
     for peer in peers:
         changes.add('added', ('neighbour', (peer.family, peer.vtep_bytes)), neigh_obj(dev, peer.vtep_bytes, peer.mac_bytes))
-        changes.add('added', ('fdb', peer.mac_bytes), fdb_obj(dev, peer.mac_bytes, peer.underlay_bytes))
+        if peer.mac_bytes not in macs:
+            macs.add(peer.mac_bytes)
+            changes.add('added', ('fdb', peer.mac_bytes), fdb_obj(dev, peer.mac_bytes, peer.underlay_bytes))
         changes.add('added', ('route', (peer.family, peer.dst_bytes, peer.subnet.prefixlen)),
                     route_obj(dev, peer.family, peer.dst_bytes, peer.subnet.prefixlen, peer.vtep_bytes, protocol))
     return changes

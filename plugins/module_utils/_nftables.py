@@ -45,16 +45,24 @@ def render(node, ports):
         for protocol, port in ports:
             lines.append('\t\t%s dport %d %s saddr != @peers counter drop' % (protocol, port, family))
         lines += ['\t}', '']
-    lines += ['\tchain forward {', '\t\ttype filter hook forward priority filter - 5; policy accept;',
-              '\t\tip saddr %s accept' % net, '\t\tip daddr %s accept' % net, '\t}']
-    if node['firewall']['masquerade']:
-        lines += ['', '\tchain postrouting {', '\t\ttype nat hook postrouting priority srcnat - 5; policy accept;',
-                  '\t\tip saddr %s ip daddr %s return' % (pod, net),
-                  '\t\tip saddr %s ip daddr %s return' % (net, pod),
-                  '\t\tip saddr != %s ip daddr %s return' % (net, pod),
-                  '\t\tip saddr %s ip daddr != 224.0.0.0/4 masquerade fully-random' % net,
-                  '\t\tip saddr != %s ip daddr %s masquerade fully-random' % (net, net),
-                  '\t}']
+    # a dual-stack overlay: the same rules for its IPv6 network (masquerade only with ipv6_masquerade)
+    families = [('ip', net, pod, '224.0.0.0/4', node['firewall']['masquerade'])]
+    if node.ipv6_subnet:
+        families.append(('ip6', node['ipv6_network'], node['ipv6_subnet'], 'ff00::/8', node['firewall']['ipv6_masquerade']))
+    lines += ['\tchain forward {', '\t\ttype filter hook forward priority filter - 5; policy accept;']
+    for ip, network, _subnet, _multicast, _masquerade in families:
+        lines += ['\t\t%s saddr %s accept' % (ip, network), '\t\t%s daddr %s accept' % (ip, network)]
+    lines.append('\t}')
+    if any(masquerade for _ip, _network, _subnet, _multicast, masquerade in families):
+        lines += ['', '\tchain postrouting {', '\t\ttype nat hook postrouting priority srcnat - 5; policy accept;']
+        for ip, network, subnet, multicast, masquerade in families:
+            if masquerade:
+                lines += ['\t\t%s saddr %s %s daddr %s return' % (ip, subnet, ip, network),
+                          '\t\t%s saddr %s %s daddr %s return' % (ip, network, ip, subnet),
+                          '\t\t%s saddr != %s %s daddr %s return' % (ip, network, ip, subnet),
+                          '\t\t%s saddr %s %s daddr != %s masquerade fully-random' % (ip, network, ip, multicast),
+                          '\t\t%s saddr != %s %s daddr %s masquerade fully-random' % (ip, network, ip, network)]
+        lines.append('\t}')
     lines.append('}')
     return '\n'.join(lines) + '\n'
 

@@ -147,9 +147,14 @@ def sysctls(node):
     settings = []
     if node['kernel']['ip_forward']:
         settings.append(('net/ipv4/ip_forward', 1))
+        if node.ipv6_subnet:
+            settings.append(('net/ipv6/conf/all/forwarding', 1))
     for device in (node.bridge['name'], node.backend.device):
         if device:
             settings.append(('net/ipv4/conf/%s/rp_filter' % device, node['kernel']['rp_filter']))
+            if node.ipv6_subnet:
+                # our devices' IPv6 addresses are the node's: never one from a router advertisement
+                settings.append(('net/ipv6/conf/%s/accept_ra' % device, 0))
     return settings
 
 
@@ -161,7 +166,8 @@ def apply(node, host, previous=None, only=None):
     depend on each other (the firewall and subnet.env do not need the backend's device), and
     the failures are reported together at the end."""
     bridge = {'name': node.bridge['name'], 'mac': node.bridge['mac'], 'mtu': node.mtu, 'state': 'present',
-              'addresses': ['%s/%d' % (node.gateway, node.bridge_subnet.prefixlen)]}
+              'addresses': ['%s/%d' % (node.gateway, node.bridge_subnet.prefixlen)]
+              + (['%s/%d' % (node.gateway6, node.ipv6_subnet.prefixlen)] if node.ipv6_subnet else [])}
     parts = {
         'engine': lambda: None if host.boot else install_engine(host),
         'route protocol': lambda: host.report.changeset(
@@ -232,7 +238,8 @@ def _apply_kernel(node, host):
 
 
 def _apply_files(node, host):
-    host.ensure_file(node['subnet_env'], files.subnet_env(node.network, node.subnet, node.mtu, node['firewall']['masquerade']))
+    host.ensure_file(node['subnet_env'], files.subnet_env(node.network, node.subnet, node.mtu, node['firewall']['masquerade'],
+                                                          node.ipv6_network, node.ipv6_subnet))
     host.ensure_file(files.cni_conflist_path(node.data), files.cni_conflist(node))
     host.ensure_file(_host.NETWORKD_FILE, files.networkd_unmanaged([device for device in (node.bridge['name'],
                                                                                           node.backend.device) if device]))

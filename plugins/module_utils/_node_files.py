@@ -15,9 +15,13 @@ BOOT_UNIT = 'overlay-mesh.service'
 APPLY_COMMAND = _host.LIB_DIR + '/overlay-mesh-apply'
 
 
-def subnet_env(network, subnet, mtu, ipmasq=True):
-    """flannel's /run/flannel/subnet.env: FLANNEL_SUBNET is the subnet's first address with its length."""
+def subnet_env(network, subnet, mtu, ipmasq=True, ipv6_network=None, ipv6_subnet=None):
+    """flannel's /run/flannel/subnet.env: FLANNEL_SUBNET is the subnet's first address with its length;
+    a dual-stack overlay adds FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET, as flannel does."""
     lines = ['FLANNEL_NETWORK=%s' % network, 'FLANNEL_SUBNET=%s/%d' % (subnet.network_address + 1, subnet.prefixlen)]
+    if ipv6_network and ipv6_subnet:
+        lines += ['FLANNEL_IPV6_NETWORK=%s' % ipv6_network,
+                  'FLANNEL_IPV6_SUBNET=%s/%d' % (ipv6_subnet.network_address + 1, ipv6_subnet.prefixlen)]
     lines.append('FLANNEL_MTU=%d' % mtu)
     lines.append('FLANNEL_IPMASQ=%s' % ('true' if ipmasq else 'false'))
     return '\n'.join(lines) + '\n'
@@ -27,7 +31,12 @@ def cni_conflist(node):
     """A CNI network of this host's subnet (its lower half beside Docker): the bridge plugin on the
     node's bridge, host-local IPAM. The node's nftables table masquerades what leaves the overlay,
     so the plugin does not."""
-    ipam_range = json.dumps([[{'subnet': str(node.bridge_subnet), 'gateway': str(node.gateway)}]])
+    ranges = [[{'subnet': str(node.bridge_subnet), 'gateway': str(node.gateway)}]]
+    routes = [{'dst': '0.0.0.0/0'}]
+    if node.ipv6_subnet:  # a dual-stack overlay: both families in every container
+        ranges.append([{'subnet': str(node.ipv6_subnet), 'gateway': str(node.gateway6)}])
+        routes.append({'dst': '::/0'})
+    ipam_range = json.dumps(ranges)
     return '\n'.join([
         '{',
         '  "cniVersion": "1.0.0",',
@@ -43,7 +52,7 @@ def cni_conflist(node):
         '      "ipam": {',
         '        "type": "host-local",',
         '        "ranges": %s,' % ipam_range,
-        '        "routes": [{"dst": "0.0.0.0/0"}]',
+        '        "routes": %s' % json.dumps(routes),
         '      }',
         '    }',
         '  ]',

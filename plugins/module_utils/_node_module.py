@@ -185,6 +185,8 @@ def lease_record(saved, host):
     """This host's own lease record (rebuilds the controller's lease file if that was lost)."""
     if saved is not None:
         record = {'network': saved['network'], 'subnet': saved['subnet'], 'underlay': saved.underlay['address']}
+        if saved.ipv6_subnet:
+            record.update(ipv6_network=saved['ipv6_network'], ipv6_subnet=saved['ipv6_subnet'])
         record.update(saved.backend.publish())
         return record
     legacy = _json_file(host, LEGACY_RECORD) or {}
@@ -201,7 +203,9 @@ def overlay_facts(saved):
             'bridge': saved.bridge['name'], 'gateway': str(saved.gateway), 'vtep_address': str(saved.vtep_address),
             'subnet': str(saved.subnet), 'network': str(saved.network), 'mtu': saved.mtu,
             'underlay': saved.underlay['address'], 'peers': len(saved.peers),
-            'cni_conflist': _node_files.cni_conflist_path(saved.data), 'subnet_env': saved['subnet_env']}
+            'cni_conflist': _node_files.cni_conflist_path(saved.data), 'subnet_env': saved['subnet_env'],
+            'ipv6_network': saved.data.get('ipv6_network'), 'ipv6_subnet': saved.data.get('ipv6_subnet'),
+            'gateway6': str(saved.gateway6) if saved.gateway6 else None}
 
 
 def run_node_info(module):

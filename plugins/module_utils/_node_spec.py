@@ -55,8 +55,15 @@ def _any_network(value, what):
 def _overlay_network(value, what):
     network = validate.network(value, what)
     if network.version != 4:
-        raise validate.ValidationError('%s %s is IPv6: the overlay network must be IPv4 (IPv6 overlays are not supported yet)'
-                                       % (what, network))
+        raise validate.ValidationError('%s %s is IPv6: the overlay network is IPv4; an IPv6 overlay goes beside it'
+                                       ' (ipv6_network, a dual-stack overlay; an IPv6-only overlay is not supported)' % (what, network))
+    return str(network)
+
+
+def _ipv6_network(value, what):
+    network = validate.network(value, what)
+    if network.version != 6:
+        raise validate.ValidationError('%s %s is not an IPv6 network' % (what, network))
     return str(network)
 
 
@@ -64,6 +71,8 @@ PEER_OPTIONS = {
     'name': {'type': 'str'},
     'subnet': {'type': 'str', 'required': True, 'check': _network},
     'underlay': {'type': 'str', 'required': True, 'check': _address},
+    # a dual-stack overlay: the peer's IPv6 subnet (a peer without one is reached over IPv4 only)
+    'ipv6_subnet': {'type': 'str', 'check': _ipv6_network},
 }
 
 OPTIONS = {
@@ -77,6 +86,9 @@ OPTIONS = {
     }},
     'network': {'type': 'str', 'required': True, 'check': _overlay_network},
     'subnet': {'type': 'str', 'required': True, 'check': _network},
+    # dual stack (flannel's IPv6Network): the IPv6 overlay network and this host's IPv6 subnet
+    'ipv6_network': {'type': 'str', 'check': _ipv6_network},
+    'ipv6_subnet': {'type': 'str', 'check': _ipv6_network},
     'mtu': {'type': 'int', 'check': validate.mtu},
     'bridge': {'type': 'dict', 'options': {
         'name': {'type': 'str', 'default': DEFAULT_BRIDGE, 'check': validate.ifname},
@@ -89,6 +101,8 @@ OPTIONS = {
     'firewall': {'type': 'dict', 'options': {
         'peers_only': {'type': 'bool', 'default': True},
         'masquerade': {'type': 'bool', 'default': True},
+        # flannel's ip6masq: off by default (IPv6 containers usually have routable addresses)
+        'ipv6_masquerade': {'type': 'bool', 'default': False},
     }},
     'kernel': {'type': 'dict', 'options': {
         'ip_forward': {'type': 'bool', 'default': True},
@@ -146,6 +160,23 @@ class Node(object):
         return self.subnet.network_address + 1
 
     @property
+    def ipv6_network(self):
+        return ipaddress.ip_network(self.data['ipv6_network']) if self.data.get('ipv6_network') else None
+
+    @property
+    def ipv6_subnet(self):
+        """This host's IPv6 subnet (a dual-stack overlay), else None."""
+        return ipaddress.ip_network(self.data['ipv6_subnet']) if self.data.get('ipv6_subnet') else None
+
+    @property
+    def gateway6(self):
+        return self.ipv6_subnet.network_address + 1 if self.ipv6_subnet else None
+
+    @property
+    def vtep_address6(self):
+        return self.ipv6_subnet.network_address if self.ipv6_subnet else None
+
+    @property
     def bridge_subnet(self):
         """The part of the subnet on the node's bridge: all of it, or its lower half beside Docker (_docker.py)."""
         if self.data['docker']['enabled']:
@@ -191,6 +222,7 @@ def normalize(raw, machine_id=None, underlay_mtu=None, partial=False):
     data = checker.mapping(raw, options)
     if data is None:
         checker.raise_problems()
+    _drop_unused_ipv6(data)
     backend = _normalize_backend(checker, data, machine_id)
     if machine_id and data.get('bridge') and data['bridge'].get('name') and not data['bridge'].get('mac'):
         data['bridge']['mac'] = _identity.device_mac(machine_id, data['bridge']['name'])
@@ -203,6 +235,15 @@ def normalize(raw, machine_id=None, underlay_mtu=None, partial=False):
         _resolve_mtu(checker, data, backend, underlay_mtu, warnings)
     checker.raise_problems()
     return Node(data, backend(data['backend']), warnings)
+
+
+def _drop_unused_ipv6(data):
+    """An IPv4-only contract stays as it was before dual stack (its saved node.json unchanged)."""
+    for key in ('ipv6_network', 'ipv6_subnet'):
+        if data.get(key) is None:
+            data.pop(key, None)
+    if not data.get('ipv6_network') and isinstance(data.get('firewall'), dict):
+        data['firewall'].pop('ipv6_masquerade', None)
 
 
 def _normalize_backend(checker, data, machine_id):
@@ -235,6 +276,8 @@ def _normalize_peers(checker, peers, backend):
         known = dict((key, value) for key, value in peer.items() if key in options)
         before = len(checker.problems)
         normalised = checker.mapping(known, options, path)
+        if normalised is not None and normalised.get('ipv6_subnet') is None:
+            normalised.pop('ipv6_subnet', None)  # a peer of an IPv4-only overlay
         if normalised is not None and len(checker.problems) == before:
             result.append((index, normalised))
     paths = dict((id(peer), 'peers[%d]' % index) for index, peer in result)
@@ -259,6 +302,7 @@ def _check_addresses(checker, data, backend, peer_paths):
         elif (data.get('docker') or {}).get('enabled') and subnet.num_addresses < 16:
             checker.problem('docker.enabled', 'the subnet %s is split between the node\'s bridge and docker0: it needs 16 addresses'
                             ' or more (a /28 for IPv4)' % subnet)
+    _check_ipv6(checker, data, backend, subnet)
     seen = {}
     for key, value in backend(data['backend']).publish().items():
         if value:
@@ -274,7 +318,15 @@ def _check_addresses(checker, data, backend, peer_paths):
         if peer_underlay.version != underlay.version:
             checker.problem(path + '.underlay', '%s is IPv%d but this host\'s underlay %s is IPv%d'
                             % (peer_underlay, peer_underlay.version, underlay, underlay.version))
+        if peer.get('ipv6_subnet') and data.get('ipv6_network'):
+            peer_subnet6 = ipaddress.ip_network(peer['ipv6_subnet'])
+            if not peer_subnet6.subnet_of(ipaddress.ip_network(data['ipv6_network'])):
+                checker.problem(path + '.ipv6_subnet', '%s is not inside the IPv6 overlay network %s' % (peer_subnet6, data['ipv6_network']))
+            elif data.get('ipv6_subnet') and peer_subnet6.overlaps(ipaddress.ip_network(data['ipv6_subnet'])):
+                checker.problem(path + '.ipv6_subnet', '%s overlaps this host\'s IPv6 subnet %s' % (peer_subnet6, data['ipv6_subnet']))
         identities = [('subnet', str(peer_subnet)), ('underlay', str(peer_underlay))]
+        if peer.get('ipv6_subnet'):
+            identities.append(('ipv6_subnet', str(ipaddress.ip_network(peer['ipv6_subnet']))))
         identities += [(key, peer[key]) for key in sorted(backend.PEER_OPTIONS) if peer.get(key)]
         for key, value in identities:
             other = seen.get((key, value))
@@ -287,6 +339,25 @@ def _check_addresses(checker, data, backend, peer_paths):
     if underlay_network and underlay not in ipaddress.ip_network(underlay_network):
         checker.problem('underlay.network', '%s does not hold the underlay address %s' % (underlay_network, underlay))
     backend(data['backend']).check(data, checker.problem)
+
+
+def _check_ipv6(checker, data, backend, subnet):
+    """A dual-stack overlay: the IPv6 subnet inside the IPv6 network, large enough, and a backend that carries it."""
+    network6 = ipaddress.ip_network(data['ipv6_network']) if data.get('ipv6_network') else None
+    subnet6 = ipaddress.ip_network(data['ipv6_subnet']) if data.get('ipv6_subnet') else None
+    if network6 is None:
+        if subnet6 is not None:
+            checker.problem('ipv6_subnet', '%s given without ipv6_network' % subnet6)
+        return
+    if not backend.DUAL_STACK:
+        checker.problem('ipv6_network', 'the %s backend carries IPv4 only; a dual-stack overlay needs the vxlan backend' % backend.name)
+    if subnet6 is None:
+        if subnet is not None:  # the lease is known: it must have both families
+            checker.problem('ipv6_subnet', 'missing: the lease has no IPv6 subnet of %s' % network6)
+    elif not subnet6.subnet_of(network6):
+        checker.problem('ipv6_subnet', '%s is not inside the IPv6 overlay network %s' % (subnet6, network6))
+    elif subnet6.num_addresses < 4:
+        checker.problem('ipv6_subnet', '%s is too small for a bridge gateway and containers' % subnet6)
 
 
 def _resolve_mtu(checker, data, backend, underlay_mtu, warnings):

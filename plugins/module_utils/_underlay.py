@@ -88,10 +88,24 @@ def choose(links, params, lookup):
 
 
 def find(params):
-    """The underlay as a dict: interface, address, prefixlen, network, mtu, family, chosen_by."""
+    """The underlay as a dict: interface, address, prefixlen, network, mtu, family, chosen_by.
+
+    The family is the given one, else that of address or reach, else IPv4 - or IPv6 on a host
+    that has no IPv4 underlay (no IPv4 default route, or an interface with IPv6 addresses only)."""
     given = params.get('address') or params.get('reach') or ''
-    family = params.get('family') or ('ipv6' if ':' in given else 'ipv4')
-    params = dict(params, family=family)
+    if not params.get('family') and not given:
+        try:
+            return _find(dict(params, family='ipv4'))
+        except UnderlayError as ipv4_problem:
+            try:
+                return _find(dict(params, family='ipv6'))
+            except UnderlayError:
+                raise ipv4_problem from None
+    return _find(dict(params, family=params.get('family') or ('ipv6' if ':' in given else 'ipv4')))
+
+
+def _find(params):
+    family = params['family']
     (interface, address, prefixlen, mtu), chosen_by = choose(ip_json('addr', 'show'), params,
                                                              lambda destination: route_lookup(destination, family))
     network = ipaddress.ip_interface('%s/%d' % (address, prefixlen)).network

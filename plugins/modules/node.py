@@ -86,6 +86,18 @@ options:
       - This host's subnet of O(network) (its lease), for example V(10.244.1.0/24). Its first address is the bridge's
         (the containers' gateway), its network address the backend device's. Required with O(state=present).
     type: str
+  ipv6_network:
+    description:
+      - A dual-stack overlay (flannel's C(IPv6Network)) - the IPv6 overlay network beside the IPv4 O(network), for example
+        V(fd00:244::/48). The vxlan backend carries it (other backends refuse it); every peer with an C(ipv6_subnet) is
+        reached through the same VTEP (the IPv6 subnet's network address is the VTEP's IPv6 address and the next hop of
+        the peers' IPv6 routes, one FDB entry per peer for both families).
+    type: str
+  ipv6_subnet:
+    description:
+      - This host's IPv6 subnet of O(ipv6_network) (its lease), for example V(fd00:244:0:1::/64); its first address is
+        the bridge's IPv6 gateway. Required with O(ipv6_network) and O(state=present).
+    type: str
   mtu:
     description:
       - MTU of the overlay (bridge and backend device). By default the underlay MTU minus the backend's overhead
@@ -126,7 +138,7 @@ options:
     default: {type: vxlan}
   peers:
     description:
-      - Every other host of the overlay, with C(subnet), C(underlay) (its underlay address), optionally C(name), and
+      - Every other host of the overlay, with C(subnet), C(underlay) (its underlay address), optionally C(name) and C(ipv6_subnet) (a dual-stack overlay), and
         the data its backend needs (C(vtep_mac) for vxlan, C(public_key) for wireguard). Owned entries of hosts not listed are removed.
     type: list
     elements: dict
@@ -146,6 +158,11 @@ options:
           - Masquerade traffic leaving the overlay (flannel's C(--ip-masq)); also written as C(FLANNEL_IPMASQ).
         type: bool
         default: true
+      ipv6_masquerade:
+        description:
+          - Masquerade IPv6 traffic leaving the IPv6 overlay network (flannel's C(--ip6-masq)); only with O(ipv6_network).
+        type: bool
+        default: false
   kernel:
     description:
       - Kernel settings, persisted in C(/etc/sysctl.d/90-overlay-mesh.conf) and set now.

@@ -48,7 +48,8 @@ options:
         description: Use the interface and source address that reach this address.
         type: str
       family:
-        description: Address family of the underlay; that of O(underlay.address) or O(underlay.reach) by default, else V(ipv4).
+        description: Address family of the underlay; that of O(underlay.address) or O(underlay.reach) by default, else V(ipv4),
+          or V(ipv6) on a host without an IPv4 underlay.
         type: str
         choices: [ipv4, ipv6]
   bridge:

@@ -26,6 +26,8 @@ PREFIX = 'mesh_node_'
 # Role variable -> where it goes in the contract.
 CONTRACT_VARIABLES = {
     'mesh_node_network': 'network',
+    'mesh_node_ipv6_network': 'ipv6_network',
+    'mesh_node_ipv6_masquerade': 'firewall.ipv6_masquerade',
     'mesh_node_mtu': 'mtu',
     'mesh_node_bridge': 'bridge.name',
     'mesh_node_backend': 'backend.type',
@@ -43,7 +45,8 @@ CONTRACT_VARIABLES = {
 # Role variables that are not in the contract: the play's, the leases' and the underlay lookup's.
 ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mesh_node_rotate_keys', 'mesh_node_install_packages',
                   'mesh_node_subnet_len', 'mesh_node_subnet_min', 'mesh_node_subnet_max', 'mesh_node_subnet', 'mesh_node_lease_file',
-                  'mesh_node_underlay_address', 'mesh_node_underlay_interface', 'mesh_node_underlay_reach')
+                  'mesh_node_underlay_address', 'mesh_node_underlay_interface', 'mesh_node_underlay_reach', 'mesh_node_underlay_family',
+                  'mesh_node_ipv6_subnet_len')
 # Where contract values that no single role variable gives come from, for messages.
 SOURCES = {
     'subnet': 'the lease (lease file, mesh_node_subnet)',
@@ -58,6 +61,8 @@ GROUP_VARIABLES = {
     'mesh_node_subnet_len': None,
     'mesh_node_subnet_min': None,
     'mesh_node_subnet_max': None,
+    'mesh_node_ipv6_network': None,
+    'mesh_node_ipv6_subnet_len': None,
     'mesh_node_backend': _node_spec.DEFAULT_BACKEND,
 }
 
@@ -146,7 +151,7 @@ def peers_of(host, leases, members, backend):
         if name == host or not all(record.get(key) for key in needed):
             continue  # a host that never converged has no underlay or backend data yet
         peer = {'name': name}
-        peer.update((key, record[key]) for key in needed + sorted(backend.PEER_OPTIONS) if record.get(key))
+        peer.update((key, record[key]) for key in needed + sorted(backend.PEER_OPTIONS) + ['ipv6_subnet'] if record.get(key))
         peers.append(peer)
     return peers
 
@@ -175,6 +180,9 @@ def node_contract(variables, host, info=None, leases=None, members=None):
         lease = (leases.get('leases') or {}).get(host) or {}
         contract['network'] = leases.get('network', contract.get('network'))
         contract['subnet'] = lease.get('subnet')
+        if leases.get('ipv6_network'):  # a dual-stack overlay: the lease has an IPv6 subnet too
+            contract['ipv6_network'] = leases['ipv6_network']
+            contract['ipv6_subnet'] = lease.get('ipv6_subnet')
         backend = registry.get(kind)
         if backend is not None:
             contract['peers'] = peers_of(host, leases.get('leases') or {}, members or [], backend)

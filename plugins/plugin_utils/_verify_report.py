@@ -18,11 +18,13 @@ COLOURS = {'ok': '#2e7d32', 'degraded': '#f9a825', 'failed': '#c62828'}
 
 
 def pair_state(result):
-    """'ok', 'degraded' (reachable, but loss, the MTU or the path is off) or 'failed' (unreachable)."""
-    if not (result.get('gateway') and result.get('container')):
+    """'ok', 'degraded' (reachable, but loss, the MTU or the path is off) or 'failed' (unreachable), over
+    both families of a dual-stack overlay (the IPv6 keys end in 6)."""
+    suffixes = ('', '6') if 'container6' in result else ('',)
+    if not all(result.get('gateway' + suffix) and result.get('container' + suffix) for suffix in suffixes):
         return 'failed'
-    if not (result.get('mtu_fits') and result.get('mtu_too_big_refused')) or result.get('path_proven') is False \
-            or (result.get('loss_percent') or 0) > 0:
+    if not all(result.get('mtu_fits' + suffix) and result.get('mtu_too_big_refused' + suffix) for suffix in suffixes) \
+            or result.get('path_proven') is False or any((result.get('loss_percent' + suffix) or 0) > 0 for suffix in suffixes):
         return 'degraded'
     return 'ok'
 
@@ -37,6 +39,9 @@ def build(hosts, probes, mtu, generated, epoch=0, last_apply=None):
             for key in ('path', 'rtt_ms', 'loss_percent', 'path_mtu', 'gateway', 'container', 'mtu_fits',
                         'mtu_too_big_refused', 'path_proven'):
                 pair[key] = result.get(key)
+            for key in ('rtt_ms6', 'loss_percent6', 'gateway6', 'container6', 'mtu_fits6', 'mtu_too_big_refused6'):
+                if key in result:  # a dual-stack overlay
+                    pair[key] = result[key]
             pairs.append(pair)
     counts = dict((state, sum(1 for pair in pairs if pair['state'] == state)) for state in COLOURS)
     return {'format': FORMAT, 'generated': generated, 'generated_epoch': epoch, 'overlay_mtu': mtu, 'hosts': list(hosts), 'pairs': pairs,

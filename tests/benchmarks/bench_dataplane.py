@@ -14,7 +14,9 @@ default) from a container on node1 to a container on node2:
 5. vxlan with direct routing: site with mesh_node_vxlan_direct_routing=true (the same pair goes
    direct; the overlay MTU stays VXLAN's);
 6. wireguard: site with mesh_node_backend=wireguard (wireguard-go here: this machine's kernel has
-   no wireguard module; the kernel's where it has one), MTU underlay - 60.
+   no wireguard module; the kernel's where it has one), MTU underlay - 60;
+7. a second lab (`udpbench6`, `--underlay ipv6`): host to host over the IPv6 underlay (its
+   reference), then vxlan over IPv6 (MTU underlay - 70).
 
 A container is a network namespace `ovlu-c` inside the host with a veth pair: one end on cni0,
 the other its eth0 with the subnet's address .200 and a default route via the bridge gateway;
@@ -110,6 +112,20 @@ def start_daemon(lab, host, config):
     raise RuntimeError('%s: the daemon did not come up: %s' % (host, host_sh(lab, host, 'cat /var/log/overlay-mesh-udp.log', check=False)))
 
 
+def vxlan_with_containers(lab, hosts):
+    """site (vxlan), then a container on each host at the VTEP's MTU: (gateways, container addresses, MTU)."""
+    proc = subprocess.run(['ansible-playbook', '-i', str(lab.inventory_path), 'overlay.mesh.site'], env=ansible_env(),
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise RuntimeError('site playbook failed:\n%s' % proc.stdout[-3000:])
+    gateways = {host: bridge_subnet(lab, host) for host in hosts}
+    addresses = {host: add_container(lab, host, gateways[host]) for host in hosts}
+    mtu = int(host_sh(lab, hosts[0], 'cat /sys/class/net/mesh.1/mtu'))
+    for host in hosts:
+        set_mtu(lab, host, mtu)
+    return gateways, addresses, mtu
+
+
 def measure(lab, state, seconds, log, udp_options=None):
     hosts = sorted(state['hosts'])
     client, server = hosts[0], hosts[1]
@@ -119,15 +135,7 @@ def measure(lab, state, seconds, log, udp_options=None):
     log('  underlay: %.2f Gbit/s' % results['underlay'])
 
     log('phase 2: vxlan (ansible-playbook overlay.mesh.site)')
-    proc = subprocess.run(['ansible-playbook', '-i', str(lab.inventory_path), 'overlay.mesh.site'], env=ansible_env(),
-                          capture_output=True, text=True, check=False)
-    if proc.returncode:
-        raise RuntimeError('site playbook failed:\n%s' % proc.stdout[-3000:])
-    gateways = {host: bridge_subnet(lab, host) for host in hosts}
-    addresses = {host: add_container(lab, host, gateways[host]) for host in hosts}
-    vxlan_mtu = int(host_sh(lab, client, 'cat /sys/class/net/mesh.1/mtu'))
-    for host in hosts:
-        set_mtu(lab, host, vxlan_mtu)
+    gateways, addresses, vxlan_mtu = vxlan_with_containers(lab, hosts)
     results['vxlan'] = iperf(lab, client, server, addresses[server], seconds, True)
     log('  vxlan: %.2f Gbit/s (mtu %d)' % (results['vxlan'], vxlan_mtu))
 
@@ -183,6 +191,22 @@ def measure(lab, state, seconds, log, udp_options=None):
     return results
 
 
+def measure_ipv6_underlay(lab, state, seconds, log):
+    """The same containers over an IPv6-only underlay: host to host (the reference), then vxlan."""
+    hosts = sorted(state['hosts'])
+    client, server = hosts[0], hosts[1]
+    results = {}
+    log('phase: IPv6 underlay, host to host (lab %s)' % lab.name)
+    results['underlay6'] = iperf(lab, client, server, state['hosts'][server]['address'], seconds, False)
+    log('  underlay6: %.2f Gbit/s' % results['underlay6'])
+    log('phase: vxlan over the IPv6 underlay (ansible-playbook overlay.mesh.site)')
+    _gateways, addresses, mtu = vxlan_with_containers(lab, hosts)
+    results['vxlan6'] = iperf(lab, client, server, addresses[server], seconds, True)
+    log('  vxlan over IPv6: %.2f Gbit/s (mtu %d, local %s)' % (
+        results['vxlan6'], mtu, host_sh(lab, client, "ip -d link show mesh.1 | grep -o 'local [^ ]*'").strip()))
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--seconds', type=int, default=10, help='iperf3 duration of each run')
@@ -207,6 +231,13 @@ def main(argv=None):
     finally:
         if not args.keep:
             lab.down(log=log)
+    lab6 = Lab(LAB_NAME + '6')
+    try:
+        lab6.down(log=lambda message: None)
+        results.update(measure_ipv6_underlay(lab6, lab6.up(2, log=log, underlay='ipv6'), args.seconds, log))
+    finally:
+        if not args.keep:
+            lab6.down(log=log)
     udp_vxlan = results['udp'] / results['vxlan']
     vxlan_underlay = results['vxlan'] / results['underlay']
     hostgw_underlay = results['host-gw'] / results['underlay']
@@ -219,12 +250,14 @@ def main(argv=None):
             wireguard_vxlan, wireguard_underlay))
     if args.udp_options:
         log('udp daemon options: %s' % json.dumps(args.udp_options, sort_keys=True))
-    log('SUMMARY underlay=%.2f vxlan=%.2f udp=%.2f host-gw=%.2f direct=%.2f wireguard=%.2f Gbit/s udp/vxlan=%.2f (target >= 0.33)'
-        ' host-gw/underlay=%.2f (target >= 0.90) direct/host-gw=%.2f (target >= 0.90) vxlan/underlay=%.2f'
-        ' wireguard/vxlan=%.2f wireguard/underlay=%.2f (%s, no target)' % (
+    log('SUMMARY underlay=%.2f vxlan=%.2f udp=%.2f host-gw=%.2f direct=%.2f wireguard=%.2f underlay6=%.2f vxlan6=%.2f Gbit/s'
+        ' udp/vxlan=%.2f (target >= 0.33) host-gw/underlay=%.2f (target >= 0.90) direct/host-gw=%.2f (target >= 0.90)'
+        ' vxlan/underlay=%.2f wireguard/vxlan=%.2f wireguard/underlay=%.2f (%s, no target)'
+        ' vxlan6/underlay6=%.2f vxlan6/vxlan=%.2f (IPv6 underlay, no target)' % (
             results['underlay'], results['vxlan'], results['udp'], results['host-gw'], results['direct'], results['wireguard'],
-            udp_vxlan, hostgw_underlay, direct_hostgw, vxlan_underlay, wireguard_vxlan, wireguard_underlay,
-            results['wireguard implementation']))
+            results['underlay6'], results['vxlan6'], udp_vxlan, hostgw_underlay, direct_hostgw, vxlan_underlay, wireguard_vxlan,
+            wireguard_underlay, results['wireguard implementation'], results['vxlan6'] / results['underlay6'],
+            results['vxlan6'] / results['vxlan']))
     return 0
 
 

@@ -79,7 +79,7 @@ CASES = [
                                         ' (1440 at most)'),
          group={'mesh_node_backend': 'wireguard', 'mesh_node_mtu': 1450}),
     Case('unknown-backend', every("mesh_node_backend: 'gre' is not one of host-gw, udp, vxlan, wireguard"), group={'mesh_node_backend': 'gre'}),
-    Case('ipv6-overlay', every('mesh_node_network: fd00:244::/48 is IPv6: the overlay network must be IPv4'),
+    Case('ipv6-overlay', every('mesh_node_network: fd00:244::/48 is IPv6: the overlay network is IPv4; an IPv6 overlay goes beside it'),
          group={'mesh_node_network': 'fd00:244::/48'}),
     Case('mtu-not-a-number', ['mesh_node_mtu', "'abc'"], group={'mesh_node_mtu': 'abc'}),
     Case('rp-filter-choice', ['mesh_node_rp_filter', 'value of mesh_node_rp_filter must be one of: 0, 1, 2'],

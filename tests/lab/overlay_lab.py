@@ -79,6 +79,10 @@ RUNTIMES_FILES = {
     "etc/systemd/system.conf.d/lab-stop-timeout.conf": "[Manager]\nDefaultTimeoutStopSec=10s\n",
 }
 UNDERLAY_RANGE = ipaddress.ip_network("198.18.0.0/15")
+# IPv6 underlays (up --underlay ipv6|dual): a /48 of the documentation prefix chosen from the lab's
+# name, one /64 per segment; static addresses, router advertisements and autoconfiguration off.
+UNDERLAY_RANGE6 = ipaddress.ip_network("2001:db8::/32")
+UNDERLAYS = ("ipv4", "ipv6", "dual")
 FIRST_HOST_OFFSET = 11  # node1 = .11; .1 is the switch's own address (the hosts' default gateway)
 BOOT_TIMEOUT = 90
 STOP_TIMEOUT = 30
@@ -432,12 +436,23 @@ class Lab:
             index = int.from_bytes(_digest("subnet", self.name)[:2], "big") % len(pool)
         return [pool[(index + segment) % len(pool)] for segment in range(count)]
 
-    def plan_host(self, index: int, segments) -> dict:
-        """Host number index (node<index>), on segment (index - 1) % len(segments)."""
+    def segment_subnets6(self, count: int) -> list:
+        """The IPv6 /64 of each underlay segment, in the /48 of 2001:db8::/32 the lab's name picks."""
+        site = int.from_bytes(_digest("subnet6", self.name)[:2], "big")
+        base = int(UNDERLAY_RANGE6.network_address) + (site << 80)
+        return [ipaddress.ip_network((base + (segment << 64), 64)) for segment in range(count)]
+
+    def plan_host(self, index: int, segments, segments6=None) -> dict:
+        """Host number index (node<index>), on segment (index - 1) % len(segments). segments: the
+        primary family's subnets; segments6: IPv6 subnets beside IPv4 ones (a dual underlay)."""
         if isinstance(segments, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
             segments = [segments]
         segment = (index - 1) % len(segments)
         subnet = segments[segment]
+        extra = {}
+        if segments6:
+            subnet6 = segments6[segment]
+            extra = {"address6": str(subnet6.network_address + FIRST_HOST_OFFSET + index - 1), "prefixlen6": subnet6.prefixlen}
         host = f"node{index}"
         mac_tail = _digest("mac", self.name)[:3] + index.to_bytes(2, "big")
         return {
@@ -454,12 +469,15 @@ class Lab:
             "log": str(self.dir / "hosts" / host / "console.log"),
             "nspawn_pid": None,
             "nspawn_start": None,
+            **extra,
         }
 
     # -- up --
-    def up(self, count: int, log=print, segments: int = 1, variant: str = "base") -> dict:
+    def up(self, count: int, log=print, segments: int = 1, variant: str = "base", underlay: str = "ipv4") -> dict:
         if not 1 <= count <= 200:
             raise LabError(f"--hosts {count}: a lab has 1 to 200 hosts")
+        if underlay not in UNDERLAYS:
+            raise LabError(f"--underlay {underlay}: one of {', '.join(UNDERLAYS)}")
         if not 1 <= segments <= min(count, 8):
             raise LabError(f"--segments {segments}: a lab has 1 to 8 segments, at most one per host")
         if os.geteuid() != 0:
@@ -472,23 +490,29 @@ class Lab:
             state = self.load()
             if state:
                 if len(state["hosts"]) == count and len(state.get("segments", [1])) == segments and \
-                        state.get("variant", "base") == variant and \
+                        state.get("variant", "base") == variant and state.get("underlay", "ipv4") == underlay and \
                         all(self.host_running(h) for h in state["hosts"].values()):
                     log(f"lab {self.name} is already up")
                     return state
                 raise LabError(f"lab {self.name} exists but is not as asked or not all hosts run; run `down --name {self.name}` first")
             started = time.monotonic()
-            subnets = self.segment_subnets(segments)
+            # subnet, gateway, address: the underlay's first family (IPv6 on an ipv6 underlay);
+            # subnet6, gateway6, address6: IPv6 beside IPv4 (dual)
+            subnets = self.segment_subnets6(segments) if underlay == "ipv6" else self.segment_subnets(segments)
+            subnets6 = self.segment_subnets6(segments) if underlay == "dual" else None
             subnet = subnets[0]
             state = {
                 "name": self.name,
                 "image": str(image),
                 "variant": variant,
+                "underlay": underlay,
                 # segment 0 (the only one by default)
                 "subnet": str(subnet),
                 "gateway": str(subnet.network_address + 1),
-                "segments": [{"subnet": str(net), "gateway": str(net.network_address + 1),
-                              "bridge": "underlay" if segments == 1 else f"seg{number}"}
+                "segments": [dict({"subnet": str(net), "gateway": str(net.network_address + 1),
+                                   "bridge": "underlay" if segments == 1 else f"seg{number}"},
+                                  **({"subnet6": str(subnets6[number]), "gateway6": str(subnets6[number].network_address + 1)}
+                                     if subnets6 else {}))
                              for number, net in enumerate(subnets)],
                 # with several segments, a router namespace routes between them
                 "router_netns": self.router_netns if segments > 1 else None,
@@ -496,7 +520,7 @@ class Lab:
                 "hosts": {},
             }
             for index in range(1, count + 1):
-                host = self.plan_host(index, subnets)
+                host = self.plan_host(index, subnets, subnets6)
                 state["hosts"][host["name"]] = host
             self.save(state)  # recorded before anything exists, so `down` can undo a failed `up`
             try:
@@ -546,9 +570,9 @@ class Lab:
             run(["ip", "-n", ns, "link", "add", segment["bridge"], "type", "bridge"])
             run(["ip", "-n", ns, "link", "set", segment["bridge"], "up"])
         if not state.get("router_netns"):
-            # one segment: the switch holds the hosts' gateway address itself
-            run(["ip", "-n", ns, "addr", "add", f"{state['gateway']}/{ipaddress.ip_network(state['subnet']).prefixlen}",
-                 "dev", segments[0]["bridge"]])
+            # one segment: the switch holds the hosts' gateway address(es) itself
+            for address, prefixlen in self.gateways_of(segments[0]):
+                run(["ip", "-n", ns, "addr", "add", f"{address}/{prefixlen}", "dev", segments[0]["bridge"], "nodad"])
             return
         # Several segments: a router namespace with one leg per segment really routes between
         # them (forwarding on); it has no default route, so nothing leaves the lab.
@@ -556,14 +580,27 @@ class Lab:
         run(["ip", "netns", "add", router])
         run(["ip", "-n", router, "link", "set", "lo", "up"])
         run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
-             "net.ipv4.conf.default.rp_filter=0"])
+             "net.ipv4.conf.default.rp_filter=0", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_ra=0"])
         for number, segment in enumerate(segments):
             leg = f"rt{number}"
             run(["ip", "-n", ns, "link", "add", leg, "type", "veth", "peer", "name", f"seg{number}", "netns", router])
             run(["ip", "-n", ns, "link", "set", leg, "master", segment["bridge"], "up"])
-            prefixlen = ipaddress.ip_network(segment["subnet"]).prefixlen
-            run(["ip", "-n", router, "addr", "add", f"{segment['gateway']}/{prefixlen}", "dev", f"seg{number}"])
+            for address, prefixlen in self.gateways_of(segment):
+                run(["ip", "-n", router, "addr", "add", f"{address}/{prefixlen}", "dev", f"seg{number}", "nodad"])
             run(["ip", "-n", router, "link", "set", f"seg{number}", "up"])
+
+    @staticmethod
+    def gateways_of(segment: dict) -> list:
+        """[(gateway address, prefix length)] of a segment: its first family's, and IPv6 beside IPv4."""
+        found = [(segment["gateway"], ipaddress.ip_network(segment["subnet"]).prefixlen)]
+        if segment.get("gateway6"):
+            found.append((segment["gateway6"], ipaddress.ip_network(segment["subnet6"]).prefixlen))
+        return found
+
+    @staticmethod
+    def addresses_of(host: dict) -> list:
+        """[(address, prefix length)] of a host's eth0: its first family's, and IPv6 beside IPv4."""
+        return [(host["address"], host["prefixlen"])] + ([(host["address6"], host["prefixlen6"])] if host.get("address6") else [])
 
     def _create_host_network(self, state: dict, host: dict) -> None:
         ns, sw = host["netns"], state["switch_netns"]
@@ -575,9 +612,14 @@ class Lab:
         run(["ip", "-n", sw, "link", "add", host["switch_port"], "type", "veth",
              "peer", "name", "eth0", "address", host["mac"], "netns", ns])
         run(["ip", "-n", sw, "link", "set", host["switch_port"], "master", segment["bridge"], "up"])
-        run(["ip", "-n", ns, "addr", "add", f"{host['address']}/{host['prefixlen']}", "dev", "eth0"])
+        # static addresses only: no router advertisement or autoconfiguration ever adds one
+        run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=0", "net.ipv6.conf.eth0.autoconf=0",
+             "net.ipv6.conf.default.accept_ra=0", "net.ipv6.conf.default.autoconf=0"])
+        for address, prefixlen in self.addresses_of(host):
+            run(["ip", "-n", ns, "addr", "add", f"{address}/{prefixlen}", "dev", "eth0", "nodad"])
         run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-        run(["ip", "-n", ns, "route", "add", "default", "via", segment["gateway"], "dev", "eth0"])
+        for gateway, _prefixlen in self.gateways_of(segment):
+            run(["ip", "-n", ns, "route", "add", "default", "via", gateway, "dev", "eth0"])
 
     def _prepare_disk(self, host: dict) -> None:
         disk = Path(host["disk"])
@@ -658,11 +700,14 @@ class Lab:
             lines = [f"# Inventory of lab {self.name}, written by tests/lab/overlay_lab.py. {how}", "all:", "  vars:"]
             lines += [f"    {line}" for line in connection]
             lines += ["    ansible_python_interpreter: /usr/bin/python3", f"    overlay_lab_name: {self.name}",
-                      f"    overlay_lab_underlay_subnet: {state['subnet']}", "  children:", "    lab:", "      hosts:"]
+                      f"    overlay_lab_underlay_subnet: {state['subnet']}",
+                      f"    overlay_lab_underlay: {state.get('underlay', 'ipv4')}", "  children:", "    lab:", "      hosts:"]
             for host in hosts:
                 lines += [f"        {host['name']}:"] + [f"          {line}" for line in per_host(host)]
                 lines += [f"          overlay_lab_underlay_address: {host['address']}",
                           f"          overlay_lab_segment: {host.get('segment', 0)}"]
+                if host.get("address6"):
+                    lines.append(f"          overlay_lab_underlay_address6: {host['address6']}")
             tmp = path.with_suffix(".tmp")
             tmp.write_text("\n".join(lines + groups) + "\n")
             tmp.replace(path)
@@ -758,15 +803,22 @@ class Lab:
             host = state["hosts"][host_name]
             old = f"{host['address']}/{host['prefixlen']}"
             target = segments[segment]
-            subnet = ipaddress.ip_network(target["subnet"])
             index = int(host_name[len("node"):])
-            address = str(subnet.network_address + FIRST_HOST_OFFSET + index - 1)
+            # the addresses the host would have been given on that segment
+            moved = self.plan_host(index, [ipaddress.ip_network(target["subnet"])],
+                                   [ipaddress.ip_network(target["subnet6"])] if target.get("subnet6") else None)
             run(["ip", "-n", state["switch_netns"], "link", "set", host["switch_port"], "master", target["bridge"]])
-            self.exec(host_name, ["ip", "addr", "del", old, "dev", "eth0"], state=state, check=True)
-            self.exec(host_name, ["ip", "addr", "add", f"{address}/{subnet.prefixlen}", "dev", "eth0"], state=state, check=True)
-            self.exec(host_name, ["ip", "route", "replace", "default", "via", target["gateway"], "dev", "eth0"], state=state,
-                      check=True)
-            host.update(segment=segment, address=address, prefixlen=subnet.prefixlen)
+            for address, prefixlen in self.addresses_of(host):
+                self.exec(host_name, ["ip", "addr", "del", f"{address}/{prefixlen}", "dev", "eth0"], state=state, check=True)
+            for address, prefixlen in self.addresses_of(moved):
+                self.exec(host_name, ["ip", "addr", "add", f"{address}/{prefixlen}", "dev", "eth0", "nodad"], state=state, check=True)
+            for gateway, _prefixlen in self.gateways_of(target):
+                self.exec(host_name, ["ip", "route", "replace", "default", "via", gateway, "dev", "eth0"], state=state, check=True)
+            for key in ("address", "prefixlen", "address6", "prefixlen6"):
+                if key in moved:
+                    host[key] = moved[key]
+            host["segment"] = segment
+            address, subnet = host["address"], ipaddress.ip_network(target["subnet"])
             self.save(state)
             self.write_inventory(state)
             log(f"{host_name} moved to segment {segment}: {old} -> {address}/{subnet.prefixlen}")
@@ -810,6 +862,8 @@ def main(argv=None) -> int:
             p.add_argument("--hosts", type=int, default=3)
             p.add_argument("--segments", type=int, default=1,
                            help="underlay L2 segments joined by a router (default 1: one switch, no router)")
+            p.add_argument("--underlay", choices=UNDERLAYS, default="ipv4",
+                           help="the underlay's address families (ipv6: IPv6 only, from 2001:db8::/32; dual: both)")
             p.add_argument("--image", choices=sorted(VARIANTS), default="base",
                            help="runtimes: hosts with docker.io, podman and busybox-static that run real containers")
         if command in ("reboot", "move", "shell", "exec"):
@@ -831,7 +885,7 @@ def main(argv=None) -> int:
             return 0
         lab = Lab(args.name)
         if args.command == "up":
-            lab.up(args.hosts, segments=args.segments, variant=args.image)
+            lab.up(args.hosts, segments=args.segments, variant=args.image, underlay=args.underlay)
             print(f"inventory: {lab.inventory_path}")
             print(f"enter a host: {sys.argv[0]} shell --name {lab.name} node1")
         elif args.command == "down":
@@ -849,7 +903,7 @@ def main(argv=None) -> int:
                 return 1
             for host in state["hosts"].values():
                 leader = lab.leader_pid(host)
-                print(f"{host['name']:10} {host['address']:16} segment {host.get('segment', 0)}  {host['mac']}  "
+                print(f"{host['name']:10} {host['address']:16} {host.get('address6') or ''} segment {host.get('segment', 0)}  {host['mac']}  "
                       f"{'running, pid ' + str(leader) if leader else 'stopped'}")
         elif args.command == "shell":
             state = lab.load()

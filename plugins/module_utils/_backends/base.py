@@ -29,6 +29,8 @@ class Backend(object):
     # The backend has a secret generated on the host (a WireGuard key): the role runs overlay.mesh.node_keys
     # after every check and before the leases are written, so peers learn the public key in the same run.
     KEYED = False
+    # The backend carries a dual-stack overlay (ipv6_network): IPv6 subnets to peers beside IPv4 ones.
+    DUAL_STACK = False
 
     def __init__(self, params):
         self.params = params

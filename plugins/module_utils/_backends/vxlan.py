@@ -62,7 +62,9 @@ class VxlanReconciler(links.LinkReconciler):
         self.mac = validate.mac(mac, 'VTEP %s MAC' % name)
         self.local = validate.ip_address(local, 'VTEP %s local address' % name)
         self.learning = bool(learning)
-        self.address = validate.host_address(address, 'VTEP %s overlay address' % name) if address else None
+        # one address, or one per family (a dual-stack overlay: the IPv4 and the IPv6 VTEP address)
+        self.addresses = [validate.host_address(one, 'VTEP %s overlay address' % name)
+                          for one in (address if isinstance(address, (list, tuple)) else [address]) if one]
         self.underlay_device, underlay_mtu = self._resolve_underlay(underlay_device)
         if mtu is None:
             self.mtu = underlay_mtu - OVERHEAD[self.local.version]
@@ -104,9 +106,7 @@ class VxlanReconciler(links.LinkReconciler):
                 'learning': self.learning}
 
     def desired_addresses(self):
-        if self.address is None:
-            return []
-        return [ipaddress.ip_interface('%s/%d' % (self.address, self.address.max_prefixlen))]
+        return [ipaddress.ip_interface('%s/%d' % (one, one.max_prefixlen)) for one in self.addresses]
 
     def immutable_differences(self, link):
         vxlan = link['vxlan']
@@ -194,6 +194,7 @@ class Backend(BaseBackend):
     }
     PEER_OPTIONS = {'vtep_mac': {'type': 'str', 'required': True, 'check': validate.mac}}
     OVERHEAD = OVERHEAD
+    DUAL_STACK = True
     GROUP_OPTIONS = ('vni', 'port', 'direct_routing')
 
     @classmethod
@@ -216,7 +217,7 @@ class Backend(BaseBackend):
             vtep = VxlanReconciler(ipr, self.device, vni=self.params['vni'], local=node.underlay_address,
                                    underlay_device=node.underlay.get('interface'), port=self.params['port'],
                                    learning=False, mac=self.params['mac'], mtu=node.mtu,
-                                   address='%s/%d' % (node.vtep_address, node.vtep_address.max_prefixlen),
+                                   address=['%s/%d' % (one, one.max_prefixlen) for one in (node.vtep_address, node.vtep_address6) if one],
                                    # at boot the device is ours to recreate if anything about it is off
                                    recreate=self.params['recreate'] or host.boot, recreate_moves=True)
             host.report.changeset(vtep.reconcile('present', check_mode=host.check_mode))
@@ -230,8 +231,12 @@ class Backend(BaseBackend):
         # the direct routes no peer wants any more go (also when direct routing is off).
         if direct:
             host_gw.reconcile_direct(node, host, direct, exclusive=False)
+        # a dual-stack overlay: every peer's IPv6 subnet behind the same VTEP (its MAC, one FDB entry);
+        # direct routing is for IPv4 subnets over an IPv4 underlay
         wanted = peers_engine.normalise_peers(
-            [{'subnet': p['subnet'], 'vtep_mac': p['vtep_mac'], 'underlay': p['underlay']} for p in tunnelled])
+            [{'subnet': p['subnet'], 'vtep_mac': p['vtep_mac'], 'underlay': p['underlay']} for p in tunnelled]
+            + [{'subnet': p['ipv6_subnet'], 'vtep_mac': p['vtep_mac'], 'underlay': p['underlay']}
+               for p in node.peers if node.ipv6_subnet and p.get('ipv6_subnet')])
         if link is None or link.get('kind') != 'vxlan':
             # check mode on a host where the VTEP is still to be created
             host.report.changeset(peers_engine.plan_without_vtep(self.device, wanted, node.route_protocol))

@@ -145,7 +145,8 @@ def test_every_backend_provides_the_interface(name):
 
 def test_an_ipv6_overlay_network_is_refused_before_anything():
     found = problems({'network': 'fd00:244::/48'}, partial=True)
-    assert found['network'] == 'fd00:244::/48 is IPv6: the overlay network must be IPv4 (IPv6 overlays are not supported yet)'
+    assert found['network'] == ('fd00:244::/48 is IPv6: the overlay network is IPv4; an IPv6 overlay goes beside it (ipv6_network, a'
+                                ' dual-stack overlay; an IPv6-only overlay is not supported)')
 
 
 def test_host_gw_needs_every_peer_on_link():

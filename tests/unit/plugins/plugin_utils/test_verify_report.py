@@ -67,3 +67,12 @@ def test_textfile_metrics_of_the_last_apply():
     assert 'overlay_mesh_last_apply_success{by="boot"} 0\n' in two
     # a host that never applied (or an older engine) has no last-apply metrics, not made-up ones
     assert 'last_apply' not in report_lib.textfile(report, 'node3', 2, None)
+
+
+def test_a_dual_stack_pair_is_ok_only_when_both_families_are():
+    both = dict(GOOD, gateway6=True, container6=True, mtu_fits6=True, mtu_too_big_refused6=True, loss_percent6=0.0, rtt_ms6=0.3)
+    assert report_lib.pair_state(both) == 'ok'
+    assert report_lib.pair_state(dict(both, container6=False)) == 'failed'
+    assert report_lib.pair_state(dict(both, mtu_fits6=False)) == 'degraded'
+    report = report_lib.build(['node1', 'node2'], {'node1': {'results': [dict(both, host='node2')]}}, 1430, 'now')
+    assert report['pairs'][0]['rtt_ms6'] == 0.3 and report['pairs'][0]['state'] == 'ok'
