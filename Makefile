@@ -61,12 +61,24 @@ $(ANSIBLE_TEST_CACHE)/.stamp: $(VENV)/.stamp tests/sanity/get_pip_offline.py
 	  cp tests/sanity/get_pip_offline.py $(ANSIBLE_TEST_CACHE)/get_pip_$${v//./_}.py
 	touch $@
 
+# etcd for the lease store's tests (Debian's etcd-server, 3.4 on Debian 12): unpacked, not installed, because the
+# package's postinst enables and starts a system etcd on port 2379. Tests start their own members (tests/unit/.../etcd_lab.py).
+ETCD_DIR := $(REPO)/.build/etcd
+export OVERLAY_MESH_ETCD := $(ETCD_DIR)/usr/bin/etcd
+$(OVERLAY_MESH_ETCD): $(APT_STAMP)
+	rm -rf $(ETCD_DIR) $(ETCD_DIR)-deb && mkdir -p $(ETCD_DIR)-deb
+	cd $(ETCD_DIR)-deb && apt-get download -qq -o APT::Sandbox::User=root etcd-server
+	dpkg-deb -x $(ETCD_DIR)-deb/etcd-server_*.deb $(ETCD_DIR)
+	rm -rf $(ETCD_DIR)-deb
+	$@ --version | head -1
+	touch $@
+
 $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn $(REPO) $@
 
 .PHONY: deps
-deps: $(APT_STAMP) $(VENV)/.stamp $(VENV072)/.stamp $(COLLECTION_LINK) ## install apt packages, the venv and link the collection
+deps: $(APT_STAMP) $(VENV)/.stamp $(VENV072)/.stamp $(OVERLAY_MESH_ETCD) $(COLLECTION_LINK) ## install apt packages, the venv, etcd for tests, and link the collection
 
 # ---- tests --------------------------------------------------------------------------------
 .PHONY: test

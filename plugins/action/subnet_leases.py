@@ -16,7 +16,7 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _etcd, _leases, _registry
 
 ARGUMENT_SPEC = {
     'hosts': {'type': 'list', 'elements': 'str', 'required': True},
@@ -34,7 +34,53 @@ ARGUMENT_SPEC = {
     'release': {'type': 'list', 'elements': 'str', 'default': []},
     'lease_file': {'type': 'path'},
     'lock_timeout': {'type': 'float', 'default': 60.0},
+    'registry': {'type': 'str', 'default': 'file', 'choices': ['file', 'etcd']},
+    'etcd_endpoints': {'type': 'list', 'elements': 'str', 'default': []},
+    'etcd_ca_file': {'type': 'path'},
+    'etcd_cert_file': {'type': 'path'},
+    'etcd_key_file': {'type': 'path'},
+    'etcd_user': {'type': 'str'},
+    'etcd_password': {'type': 'str', 'no_log': True},
+    'etcd_prefix': {'type': 'str', 'default': _registry.DEFAULT_PREFIX},
+    'etcd_timeout': {'type': 'float', 'default': 5.0},
+    'etcd_attempts': {'type': 'int', 'default': 10},
+    'backend': {'type': 'dict', 'default': {}},
+    'migrate': {'type': 'str', 'choices': ['import', 'export']},
 }
+
+# Problems name the option and the mesh_node role variable that sets it.
+ROLE_VARS = {'etcd_endpoints': 'mesh_node_etcd_endpoints', 'etcd_ca_file': 'mesh_node_etcd_ca_file',
+             'etcd_cert_file': 'mesh_node_etcd_cert_file', 'etcd_key_file': 'mesh_node_etcd_key_file',
+             'etcd_user': 'mesh_node_etcd_user', 'etcd_password': 'mesh_node_etcd_password',
+             'etcd_prefix': 'mesh_node_etcd_prefix', 'registry': 'mesh_node_registry'}
+
+
+def _named(option):
+    return '%s (role variable %s)' % (option, ROLE_VARS[option])
+
+
+def etcd_option_problems(args):
+    """Problems of the etcd options, all at once, before anything is read."""
+    problems = []
+    endpoints = args['etcd_endpoints']
+    if not endpoints:
+        problems.append('%s: required with registry etcd, e.g. [https://10.0.0.1:2379]' % _named('etcd_endpoints'))
+    for endpoint in endpoints:
+        if not endpoint.startswith(('http://', 'https://')):
+            problems.append('%s: %r is not a URL (http://host:port or https://host:port)' % (_named('etcd_endpoints'), endpoint))
+    for option in ('etcd_ca_file', 'etcd_cert_file', 'etcd_key_file'):
+        if args[option] and not os.path.isfile(args[option]):
+            problems.append('%s: %s does not exist' % (_named(option), args[option]))
+    if bool(args['etcd_cert_file']) != bool(args['etcd_key_file']):
+        problems.append('%s and %s: set both or neither' % (_named('etcd_cert_file'), _named('etcd_key_file')))
+    if args['etcd_password'] and not args['etcd_user']:
+        problems.append('%s: a password needs %s' % (_named('etcd_password'), _named('etcd_user')))
+    if not args['etcd_prefix'].startswith('/') or args['etcd_prefix'].rstrip('/') == '':
+        problems.append('%s: %r must start with / and name a directory such as /coreos.com/network'
+                        % (_named('etcd_prefix'), args['etcd_prefix']))
+    if args['etcd_timeout'] <= 0 or args['etcd_attempts'] < 1:
+        problems.append('etcd_timeout and etcd_attempts must be positive')
+    return problems
 
 
 def default_lease_file(task_vars):
@@ -59,15 +105,22 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
 
-        path = args['lease_file'] or default_lease_file(task_vars)
-        if not path:
+        etcd = args['registry'] == 'etcd'
+        if args['migrate'] and not etcd:
+            raise AnsibleActionFail('migrate: needs registry etcd (%s); it copies between the lease file and etcd' % _named('registry'))
+        uses_file = not etcd or bool(args['migrate'])
+        path = (args['lease_file'] or default_lease_file(task_vars)) if uses_file else None
+        if uses_file and not path:
             raise AnsibleActionFail('lease_file: not set, and this host has no inventory_dir to put the lease file beside '
                                     '(implicit localhost?); set lease_file')
-        path = os.path.abspath(path)
-        directory = os.path.dirname(path)
-        if not os.path.isdir(directory):
-            raise AnsibleActionFail('lease_file: directory %s of %s does not exist' % (directory, path))
+        if path:
+            path = os.path.abspath(path)
+            directory = os.path.dirname(path)
+            if not os.path.isdir(directory):
+                raise AnsibleActionFail('lease_file: directory %s of %s does not exist' % (directory, path))
         check_mode = bool(self._task.check_mode)
+        inputs = {'pinned': args['pinned'], 'host_records': args['host_records'], 'underlay': args['underlay'],
+                  'release': args['release']}
 
         try:
             config = _leases.make_config(
@@ -75,20 +128,31 @@ class ActionModule(ActionBase):
                 subnet_min=args['subnet_min'], subnet_max=args['subnet_max'],
                 ipv6_network=args['ipv6_network'], ipv6_subnet_len=args['ipv6_subnet_len'],
                 ipv6_subnet_min=args['ipv6_subnet_min'], ipv6_subnet_max=args['ipv6_subnet_max'])
-            alloc, old_text, new_text = _leases.update_lease_file(
-                path, config, args['hosts'], check_mode=check_mode, lock_timeout=args['lock_timeout'],
-                pinned=args['pinned'], host_records=args['host_records'], underlay=args['underlay'], release=args['release'])
+            if etcd:
+                where, alloc, old_text, new_text, changed = self._etcd(args, path, config, check_mode, inputs, result)
+            else:
+                where = path
+                alloc, old_text, new_text = _leases.update_lease_file(
+                    path, config, args['hosts'], check_mode=check_mode, lock_timeout=args['lock_timeout'], **inputs)
+                changed = new_text != old_text
         except _leases.LeaseError as exc:
             # Expected failures (bad inventory data): a plain failed result listing every problem.
             result.update(failed=True, msg=str(exc), problems=exc.problems)
             return result
+        except _etcd.EtcdError as exc:
+            # Raised by the first (check-mode) leases task of the role, before any host is changed.
+            hint = {'auth': '%s / %s and the TLS files' % (_named('etcd_user'), _named('etcd_password'))}.get(
+                exc.kind, '%s and the cluster\'s health' % _named('etcd_endpoints'))
+            result.update(failed=True, msg='subnet leases: registry etcd: %s (check %s); nothing was written' % (exc, hint),
+                          problems=[str(exc)], etcd_error=exc.kind)
+            return result
         except OSError as exc:
             raise AnsibleActionFail('lease_file %s: %s' % (path, exc)) from None
 
-        changed = new_text != old_text
+        if path:
+            result['lease_file'] = path
         result.update(
             changed=changed,
-            lease_file=path,
             leases=alloc.leases,
             added=alloc.added,
             released=alloc.released,
@@ -103,5 +167,30 @@ class ActionModule(ActionBase):
         if alloc.warnings:
             result['warnings'] = alloc.warnings
         if changed and self._task.diff:
-            result['diff'] = {'before': old_text, 'after': new_text, 'before_header': path, 'after_header': path}
+            result['diff'] = {'before': old_text, 'after': new_text, 'before_header': where, 'after_header': where}
         return result
+
+    def _etcd(self, args, path, config, check_mode, inputs, result):
+        """(where, allocation, before, after, changed) of the etcd store, or of a migration."""
+        problems = etcd_option_problems(args)
+        if problems:
+            raise _leases.LeaseError(problems)
+        try:
+            client = _etcd.EtcdClient(args['etcd_endpoints'], ca_file=args['etcd_ca_file'], cert_file=args['etcd_cert_file'],
+                                      key_file=args['etcd_key_file'], user=args['etcd_user'], password=args['etcd_password'],
+                                      timeout=args['etcd_timeout'])
+        except (OSError, ValueError) as exc:  # ssl: unreadable CA, certificate or key
+            raise _leases.LeaseError(['%s / %s / %s: %s' % (_named('etcd_ca_file'), _named('etcd_cert_file'),
+                                                            _named('etcd_key_file'), exc)]) from None
+        prefix = args['etcd_prefix'].rstrip('/')
+        where = 'etcd %s %s' % (','.join(args['etcd_endpoints']), prefix)
+        if args['migrate'] == 'export':
+            alloc, before, after = _registry.export_to_file(client, path, config, args['hosts'], prefix=prefix,
+                                                            check_mode=check_mode, lock_timeout=args['lock_timeout'], **inputs)
+            result['etcd_requests'] = client.requests
+            return path, alloc, before, after, before != after
+        imported = _leases.read_lease_file(os.path.realpath(path))[1] if args['migrate'] == 'import' else None
+        run = _registry.update_etcd(client, config, args['hosts'], prefix=prefix, backend=args['backend'],
+                                    check_mode=check_mode, attempts=args['etcd_attempts'], imported=imported, **inputs)
+        result.update(etcd_requests=run.requests, etcd_attempts=run.attempts)
+        return where, run.alloc, run.before, run.after, run.changed

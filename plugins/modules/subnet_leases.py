@@ -33,6 +33,7 @@ description:
     both; nothing is overwritten silently.
   - A lease is released only explicitly, through O(release). A host that merely leaves O(hosts) keeps its lease
     (reported in RV(orphaned)).
+  - Leases can live in etcd instead (O(registry=etcd)), shared by several controllers, in flannel's key schema.
   - Every input is validated before anything is written, and all problems are reported in one failure, each
     naming the host and the option; for example a network too small (with how many subnets fit and how many hosts
     ask), a subnet length out of range, a pinned subnet outside the network, misaligned or taken, or an overlay
@@ -55,10 +56,11 @@ attributes:
     details: Use C(run_once=true); the leases of all hosts come from O(hosts), not from the play.
   check_mode:
     support: full
-    details: Computes the leases and reports RV(ignore:changed) truthfully, but writes neither the lease file nor its lock file.
+    details: Computes the leases and reports RV(ignore:changed) truthfully, but writes neither the lease file nor its lock file
+      (nor anything to etcd, which is only read).
   diff_mode:
     support: full
-    details: Shows the lease file before and after.
+    details: Shows the lease file before and after (with O(registry=etcd), the leases in etcd, in the lease file's layout).
   platform:
     platforms: posix
     support: full
@@ -163,6 +165,70 @@ options:
       - Seconds to wait for another run holding the lease file's lock.
     type: float
     default: 60.0
+  registry:
+    description:
+      - Where the leases live. V(file) (the default) is the lease file O(lease_file), for one controller.
+      - V(etcd) keeps them in an etcd v3 cluster (O(etcd_endpoints)) in flannel's key schema, for several controllers
+        (laptops, CI runners, AWX) at once. The allocation rules are the same. Reading and writing are one range request
+        and one transaction comparing the revisions of every lease key, retried when another controller wrote in
+        between (O(etcd_attempts)), so two runs at once never hand out one subnet twice nor lose a lease. See
+        C(docs/leases.md).
+      - With V(etcd), the lease file is neither read nor written (except by O(migrate)).
+    type: str
+    choices: [file, etcd]
+    default: file
+  etcd_endpoints:
+    description:
+      - Client URLs of the etcd members (V(https://10.0.0.1:2379)), required with O(registry=etcd). They are tried in
+        order; a member that is down or has lost the cluster's leader is skipped.
+    type: list
+    elements: str
+    default: []
+  etcd_ca_file:
+    description: CA certificate (PEM) that signed the members' certificates; the system's CAs when unset.
+    type: path
+  etcd_cert_file:
+    description: Client certificate (PEM), for members run with C(--client-cert-auth). Needs O(etcd_key_file).
+    type: path
+  etcd_key_file:
+    description: Key of O(etcd_cert_file) (PEM, unencrypted).
+    type: path
+  etcd_user:
+    description: etcd user, when etcd's authentication is enabled. It needs read and write on O(etcd_prefix).
+    type: str
+  etcd_password:
+    description: Password of O(etcd_user).
+    type: str
+  etcd_prefix:
+    description:
+      - Key prefix of the network, as flannel's C(-etcd-prefix). C(<prefix>/config) holds flannel's network config and
+        C(<prefix>/subnets/10.244.1.0-24) each lease.
+    type: str
+    default: /coreos.com/network
+  etcd_timeout:
+    description:
+      - Seconds to wait for one member's answer. A cluster without quorum answers no read, so this bounds how long a
+        run waits before failing (once per live member).
+    type: float
+    default: 5.0
+  etcd_attempts:
+    description: Read-allocate-write cycles to try while other controllers keep writing in between, before failing.
+    type: int
+    default: 10
+  backend:
+    description:
+      - The overlay's backend as flannel's config and leases name it, with O(registry=etcd) - C(type) (V(vxlan) by
+        default), C(vni) and C(port). Written to C(<prefix>/config) and to each lease's C(BackendType) and C(BackendData).
+    type: dict
+    default: {}
+  migrate:
+    description:
+      - With O(registry=etcd), copy leases between the lease file and etcd, losing none; the allocation rules then run
+        on the union (a host with different subnets in the two is an error naming both).
+      - V(import) writes every lease of O(lease_file) into etcd (the file is only read).
+      - V(export) writes etcd's leases into O(lease_file) (etcd is only read); a later V(import) of that file changes nothing.
+    type: str
+    choices: [import, export]
 notes:
   - Lease file format, conflicts and recovery are described in C(docs/leases.md) of the collection.
 seealso:
@@ -198,6 +264,26 @@ EXAMPLES = r"""
   overlay.mesh.subnet_leases:
     hosts: "{{ groups['overlay'] }}"
     release: "{{ groups['overlay_absent'] | default([]) }}"
+  run_once: true
+
+- name: Keep the leases in etcd (three members, TLS client certificates), shared by every controller
+  overlay.mesh.subnet_leases:
+    hosts: "{{ groups['overlay'] }}"
+    registry: etcd
+    etcd_endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379, https://10.0.0.3:2379]
+    etcd_ca_file: /etc/overlay-mesh/etcd/ca.crt
+    etcd_cert_file: /etc/overlay-mesh/etcd/client.crt
+    etcd_key_file: /etc/overlay-mesh/etcd/client.key
+    backend: {type: vxlan, vni: 1, port: 8472}
+  run_once: true
+  register: overlay_leases
+
+- name: Move the leases of the lease file into etcd (once)
+  overlay.mesh.subnet_leases:
+    hosts: "{{ groups['overlay'] }}"
+    registry: etcd
+    etcd_endpoints: [https://10.0.0.1:2379]
+    migrate: import
   run_once: true
 
 - name: Write flannel's subnet.env from the lease
@@ -280,9 +366,20 @@ problems:
   sample: ["host node2: pinned: 10.245.0.0/24 lies outside network 10.244.0.0/16"]
 lease_file:
   description: Absolute path of the lease file.
-  returned: success
+  returned: with O(registry=file) or O(migrate)
   type: str
   sample: /home/ops/inventory/.overlay-mesh-leases.yml
+etcd_requests:
+  description: HTTP requests this run made to etcd (one range, plus one transaction when something changed, plus one to
+    authenticate with O(etcd_user)).
+  returned: with O(registry=etcd)
+  type: int
+  sample: 2
+etcd_attempts:
+  description: Read-allocate-write cycles this run needed (more than 1 when another controller wrote in between).
+  returned: with O(registry=etcd), without O(migrate=export)
+  type: int
+  sample: 1
 network:
   description: The overlay network, normalized.
   returned: success

@@ -480,19 +480,23 @@ def _host_dict(value, name, problems):
     return value
 
 
-def allocate(config, hosts, existing=None, pinned=None, host_records=None, underlay=None, release=None):
+def allocate(config, hosts, existing=None, pinned=None, host_records=None, underlay=None, release=None,
+             taken=None, existing_label='lease file'):
     """Compute every lease.
 
     ``existing``: host -> record from the lease file; ``pinned``: host -> subnet (or list of
     subnets, one per family); ``host_records``: host -> record the host reported (a dict, or
     its subnet.env text); ``underlay``: host -> {address, network, vtep_mac, public_key}; ``release``:
     hosts whose lease is to be freed.  Raises LeaseError listing every problem.
+    ``taken``: owner label -> record of subnets held by someone who is not a host of ours (a
+    flanneld's lease in etcd): never handed out, and a claim on one is a conflict.
+    ``existing_label`` names where ``existing`` comes from in problems (the lease file, etcd).
     """
     problems = _Problems()
     warnings = []
     hosts = _host_list(hosts, 'hosts', problems)
     release = set(_host_list(release, 'release', problems))
-    existing = _host_dict(existing, 'lease file leases', problems)
+    existing = _host_dict(existing, existing_label + ' leases', problems)
     pinned = _host_dict(pinned, 'pinned', problems)
     host_records = _host_dict(host_records, 'host_records', problems)
     under = _check_underlay(config, underlay if underlay is not None else {}, problems)
@@ -500,7 +504,7 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
     # Records as dicts, without released hosts.
     file_recs = {}
     for host, rec in existing.items():
-        rec = _check_record(host, rec, 'lease file', problems)
+        rec = _check_record(host, rec, existing_label, problems)
         if rec is not None and host not in release:
             file_recs[host] = rec
     host_recs = {}
@@ -540,12 +544,22 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
     sources = {}  # (field, host) -> where the claim comes from
     moved = set()
     recovered = set()
+    foreign = {}  # field -> {index: owner label}, subnets that are not ours to give
+    for label, rec in sorted((taken or {}).items()):
+        for pool in config.pools:
+            try:
+                idx = pool.index(rec[pool.field]) if rec.get(pool.field) is not None else None
+            except ValueError as exc:
+                problems.append('%s: %s' % (label, exc))
+                continue
+            if idx is not None:
+                foreign.setdefault(pool.field, {})[idx] = label
     for pool in config.pools:
         field = pool.field
-        owner = {}
+        owner = dict(foreign.get(field, {}))
         mine = {}
         for host in sorted(set(file_recs) | set(host_recs) | {h for (f, h) in pins if f == field}):
-            from_file = _claim_of(pool, host, file_recs[host], 'lease file', problems) if host in file_recs else None
+            from_file = _claim_of(pool, host, file_recs[host], existing_label, problems) if host in file_recs else None
             from_host = None
             if host in host_recs:
                 if _record_network_matches(pool, host_recs[host]):
@@ -559,10 +573,10 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
                 if (from_file is not None and from_file != pin) or (from_file is None and from_host is not None and from_host != pin):
                     moved.add(host)
             elif from_file is not None:
-                idx, src = from_file, 'lease file'
+                idx, src = from_file, existing_label
                 if from_host is not None and from_host != from_file:
-                    problems.host(host, field, 'the lease file has %s but the host reports %s; fix one of them '
-                                  '(or pin the subnet you want)' % (pool.subnet(from_file), pool.subnet(from_host)))
+                    problems.host(host, field, 'the %s has %s but the host reports %s; fix one of them '
+                                  '(or pin the subnet you want)' % (existing_label, pool.subnet(from_file), pool.subnet(from_host)))
             elif from_host is not None:
                 idx, src = from_host, 'host record'
                 recovered.add(host)
@@ -571,7 +585,7 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
             other = owner.get(idx)
             if other is not None:
                 problems.append('subnet %s claimed by two hosts: %s (%s) and %s (%s)'
-                                % (pool.subnet(idx), other, sources[(field, other)], host, src))
+                                % (pool.subnet(idx), other, sources.get((field, other), 'not ours'), host, src))
                 continue
             owner[idx] = host
             mine[host] = idx
@@ -594,7 +608,7 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
         new = [h for h in wanted if h not in mine]
         if not new:
             continue
-        used = set(mine.values())
+        used = set(mine.values()) | set(foreign.get(pool.field, ()))
         free, taken = _free_indexes(pool, used, len(new))
         if len(free) < len(new):
             fit = pool.max_idx - pool.min_idx + 1

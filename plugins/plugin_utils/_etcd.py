@@ -1,0 +1,180 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""A small etcd v3 client over etcd's JSON gateway (``/v3/...``), standard library only.
+
+Why not a client from PyPI (docs/leases.md, "Choice of client"): etcd3gw (pure Python, the
+same gateway) talks to one endpoint only and has no user/password authentication;
+python-etcd3 needs grpcio and has had no release since 2020. The lease store needs four
+calls (authenticate, range, txn, and a put for tests), all JSON over HTTP(S).
+
+Endpoints are tried in order, starting with the last one that answered: a member that is
+down (connection refused, timeout) or that answers "unavailable" (no leader, no quorum) is
+skipped, so one member of a three-member cluster down costs nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.request
+
+# gRPC status codes etcd returns in the gateway's error body.
+_UNAVAILABLE = 14
+_DEADLINE = 4
+_UNAUTHENTICATED = 16
+# Errors that one member gives while another may answer (leader lost, member starting or isolated).
+_RETRY_ELSEWHERE = ('no leader', 'request timed out', 'not capable', 'unhealthy cluster', 'stopped',
+                    'timed out', 'leader changed')
+_BAD_TOKEN = ('invalid auth token', 'token')
+_AUTH_ERRORS = ('permission denied', 'authentication failed', 'user name is empty', 'auth token')
+
+
+class EtcdError(Exception):
+    """etcd could not be used; ``kind`` is 'unreachable', 'unavailable' (no quorum), 'auth' or 'request'."""
+
+    def __init__(self, kind, message):
+        self.kind = kind
+        super().__init__(message)
+
+
+def b64(text):
+    return base64.b64encode(text.encode('utf-8')).decode('ascii')
+
+
+def unb64(text):
+    return base64.b64decode(text).decode('utf-8')
+
+
+def prefix_end(prefix):
+    """range_end covering every key that starts with ``prefix`` (its last byte plus one)."""
+    raw = bytearray(prefix.encode('utf-8'))
+    while raw and raw[-1] == 0xff:
+        raw.pop()
+    raw[-1] += 1
+    return base64.b64encode(bytes(raw)).decode('ascii')
+
+
+class EtcdClient:
+    """The v3 JSON gateway of one etcd cluster. ``requests`` counts the HTTP round trips made."""
+
+    def __init__(self, endpoints, ca_file=None, cert_file=None, key_file=None, user=None, password=None, timeout=5.0):
+        if isinstance(endpoints, str):
+            endpoints = [endpoints]
+        self.endpoints = [e.rstrip('/') for e in endpoints]
+        self.user = user
+        self.password = password
+        self.timeout = timeout
+        self.requests = 0
+        self._token = None
+        self._current = 0
+        self._context = None
+        if any(e.startswith('https://') for e in self.endpoints):
+            self._context = ssl.create_default_context(cafile=ca_file)
+            if cert_file:
+                self._context.load_cert_chain(cert_file, key_file)
+
+    # ---- transport -------------------------------------------------------------------------
+
+    def _once(self, endpoint, path, body):
+        headers = {'Content-Type': 'application/json'}
+        if self._token:
+            headers['Authorization'] = self._token
+        request = urllib.request.Request(endpoint + path, data=json.dumps(body).encode('utf-8'), headers=headers, method='POST')
+        self.requests += 1
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as response:  # nosec - endpoints are the user's
+                return json.loads(response.read().decode('utf-8'))
+        except urllib.error.HTTPError as exc:
+            try:
+                reply = json.loads(exc.read().decode('utf-8'))
+            except ValueError:
+                reply = {'code': -1, 'message': 'HTTP %d %s' % (exc.code, exc.reason)}
+            reply.setdefault('code', -1)
+            return reply
+
+    def call(self, path, body):
+        """POST ``body`` to ``path`` on the first endpoint that answers; the gateway's reply.
+
+        Authenticates first when a user is set, and once more when the token expired.
+        """
+        if self.user and self._token is None and path != '/v3/auth/authenticate':
+            self._authenticate()
+        reply = self._failover(path, body)
+        if reply.get('code') and self.user and path != '/v3/auth/authenticate' \
+                and any(word in reply.get('message', '') for word in _BAD_TOKEN):
+            self._token = None
+            self._authenticate()
+            reply = self._failover(path, body)
+        if reply.get('code'):
+            message = reply.get('message') or reply.get('error') or str(reply)
+            if reply['code'] == _UNAUTHENTICATED or any(w in message for w in _AUTH_ERRORS):
+                raise EtcdError('auth', 'etcd refused the request: %s' % message)
+            raise EtcdError('request', 'etcd: %s' % message)
+        return reply
+
+    def _failover(self, path, body):
+        failures = []
+        count = len(self.endpoints)
+        for step in range(count):
+            idx = (self._current + step) % count
+            endpoint = self.endpoints[idx]
+            try:
+                reply = self._once(endpoint, path, body)
+            except ssl.SSLError as exc:
+                failures.append('%s: TLS: %s' % (endpoint, exc))
+                continue
+            except (urllib.error.URLError, OSError, socket.timeout, ValueError) as exc:
+                reason = getattr(exc, 'reason', exc)
+                failures.append('%s: %s' % (endpoint, reason))
+                continue
+            message = str(reply.get('message', ''))
+            if reply.get('code') in (_UNAVAILABLE, _DEADLINE) or (reply.get('code') and any(w in message for w in _RETRY_ELSEWHERE)):
+                failures.append('%s: %s' % (endpoint, message))
+                continue
+            self._current = idx
+            return reply
+        unavailable = [f for f in failures if any(w in f for w in _RETRY_ELSEWHERE) or 'timed out' in f]
+        if unavailable:
+            raise EtcdError('unavailable', 'etcd answers but cannot serve the request (quorum lost? members down?) '
+                                           'within %ss: %s' % (self.timeout, '; '.join(failures)))
+        raise EtcdError('unreachable', 'no etcd endpoint answered: %s' % '; '.join(failures))
+
+    def _authenticate(self):
+        reply = self._failover('/v3/auth/authenticate', {'name': self.user, 'password': self.password or ''})
+        if reply.get('code') or not reply.get('token'):
+            raise EtcdError('auth', 'etcd authentication as user %s failed: %s'
+                            % (self.user, reply.get('message') or reply.get('error') or reply))
+        self._token = reply['token']
+
+    # ---- the calls the lease store makes ---------------------------------------------------
+
+    def range_prefix(self, prefix):
+        """(revision, [(key, value, mod_revision, lease id)]) of every key under ``prefix``, in one request.
+
+        Linearizable (the default): served through the leader, so a cluster without quorum
+        answers with an error instead of stale data.
+        """
+        reply = self.call('/v3/kv/range', {'key': b64(prefix), 'range_end': prefix_end(prefix)})
+        kvs = [(unb64(kv['key']), unb64(kv.get('value', '')), int(kv.get('mod_revision', 0)), int(kv.get('lease', 0)))
+               for kv in reply.get('kvs', ())]
+        return int(reply['header']['revision']), kvs
+
+    def txn(self, compare, success):
+        """Run one transaction; whether its comparisons held (and so its operations ran)."""
+        reply = self.call('/v3/kv/txn', {'compare': compare, 'success': success})
+        return bool(reply.get('succeeded'))
+
+    def put(self, key, value, lease=0):
+        body = {'key': b64(key), 'value': b64(value)}
+        if lease:
+            body['lease'] = str(lease)
+        self.call('/v3/kv/put', body)
+
+    def grant(self, ttl):
+        """A lease of ``ttl`` seconds (flanneld's leases; used by tests)."""
+        return int(self.call('/v3/lease/grant', {'TTL': str(ttl)})['ID'])

@@ -1,0 +1,305 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The etcd lease store (``registry: etcd``), in flannel's key schema. See docs/leases.md.
+
+``<prefix>/config`` holds flannel's network config; each lease is
+``<prefix>/subnets/10.244.1.0-24`` (dual stack ``10.244.1.0-24&fd00:244:0:1::-64``) with
+flannel's JSON value plus an ``OverlayMesh`` member (flannel ignores unknown members) naming
+the inventory host. Allocation is _leases.allocate() on what one range request read, written
+back by one transaction that holds only if no lease key changed since that read; on a
+conflict (another controller wrote first) the whole cycle runs again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import time
+
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
+from ansible_collections.overlay.mesh.plugins.plugin_utils._etcd import b64, prefix_end
+
+DEFAULT_PREFIX = '/coreos.com/network'
+OURS = 'OverlayMesh'
+# Fields of our record kept in the OverlayMesh member (the subnets are in the key).
+_OWN_FIELDS = ('underlay', 'vtep_mac', 'public_key')
+
+
+def _key_part(text):
+    """``10.244.1.0/24`` -> ``10.244.1.0-24``, as flannel names a subnet in a key."""
+    return text.replace('/', '-')
+
+
+def subnet_key(prefix, record):
+    """The key of a lease: its IPv4 subnet, ``&`` its IPv6 subnet in dual stack (flannel's MakeSubnetKey)."""
+    parts = [_key_part(record[f]) for f in (L.FIELD_V4, L.FIELD_V6) if record.get(f)]
+    return '%s/subnets/%s' % (prefix, '&'.join(parts))
+
+
+def parse_subnet_key(name):
+    """Record {subnet, ipv6_subnet} of a key's last part; ValueError when it is not one of flannel's."""
+    rec = {}
+    for part in name.split('&'):
+        addr, sep, plen = part.rpartition('-')
+        if not sep:
+            raise ValueError('%r is not a subnet key (address-length)' % name)
+        version = L._parse_cidr('%s/%s' % (addr, plen))[0]  # pylint: disable=protected-access
+        field = L.FIELD_V4 if version == 4 else L.FIELD_V6
+        if field in rec:
+            raise ValueError('%r names two IPv%d subnets' % (name, version))
+        rec[field] = '%s/%s' % (addr, plen)
+    return rec
+
+
+def _backend(backend):
+    backend = dict(backend or {})
+    return {'type': backend.get('type') or 'vxlan', 'vni': backend.get('vni'), 'port': backend.get('port')}
+
+
+def lease_value(host, record, backend):
+    """flannel's lease JSON for one of our hosts (PublicIP, BackendType, BackendData) plus OverlayMesh."""
+    value = {}
+    underlay = record.get('underlay')
+    if underlay:
+        value['PublicIP' if ':' not in underlay else 'PublicIPv6'] = underlay
+    value['BackendType'] = backend['type']
+    data = {}
+    if backend['type'] == 'vxlan':
+        data['VNI'] = backend['vni'] or 1
+        if record.get('vtep_mac'):
+            data['VtepMAC'] = record['vtep_mac']
+    if record.get('public_key'):
+        data['PublicKey'] = record['public_key']
+    value['BackendData'] = data or None
+    own = {'host': host}
+    own.update((k, record[k]) for k in _OWN_FIELDS if record.get(k))
+    value[OURS] = own
+    return json.dumps(value, sort_keys=False, separators=(',', ':'))
+
+
+def config_value(config, backend):
+    """flannel's network config (``<prefix>/config``) for our pools and backend."""
+    value = {}
+    for pool in config.pools:
+        if pool.version == 4:
+            value.update(Network=str(pool.network), SubnetLen=pool.subnet_len,
+                         SubnetMin=pool.subnet(pool.min_idx).split('/')[0], SubnetMax=pool.subnet(pool.max_idx).split('/')[0])
+        else:
+            value.update(EnableIPv6=True, IPv6Network=str(pool.network), IPv6SubnetLen=pool.subnet_len,
+                         IPv6SubnetMin=pool.subnet(pool.min_idx).split('/')[0], IPv6SubnetMax=pool.subnet(pool.max_idx).split('/')[0])
+    if config.pools and config.pools[0].version == 6:
+        value['EnableIPv4'] = False
+    back = {'Type': backend['type']}
+    if backend['vni'] is not None:
+        back['VNI'] = backend['vni']
+    if backend['port'] is not None:
+        back['Port'] = backend['port']
+    value['Backend'] = back
+    value[OURS] = {'format': L.FORMAT_VERSION}
+    return json.dumps(value, separators=(',', ':'))
+
+
+class State:
+    """What one range request read under the prefix."""
+
+    def __init__(self, prefix, revision, kvs):
+        self.prefix = prefix
+        self.revision = revision
+        self.leases = {}    # host -> record
+        self.keys = {}      # key -> (value, mod_revision) of our leases
+        self.host_key = {}  # host -> key
+        self.foreign = {}   # label -> record: leases that are not ours (flanneld's, with or without TTL)
+        self.config = None  # (value, mod_revision) of <prefix>/config
+        self.problems = []
+        subnets = prefix + '/subnets/'
+        for key, value, mod, lease in kvs:
+            if key == prefix + '/config':
+                self.config = (value, mod)
+                continue
+            if not key.startswith(subnets):
+                continue
+            try:
+                rec = parse_subnet_key(key[len(subnets):])
+            except ValueError as exc:
+                self.problems.append('etcd key %s: %s' % (key, exc))
+                continue
+            try:
+                data = json.loads(value)
+            except ValueError:
+                data = None
+            own = data.get(OURS) if isinstance(data, dict) else None
+            if not isinstance(own, dict) or not isinstance(own.get('host'), str):
+                self.foreign[self._foreign_label(key, data, lease)] = rec
+                continue
+            host = own['host']
+            if host in self.host_key:
+                self.problems.append('host %s: two leases in etcd: %s and %s; delete one' % (host, self.host_key[host], key))
+                continue
+            rec.update((k, own[k]) for k in _OWN_FIELDS if own.get(k))
+            self.leases[host] = rec
+            self.keys[key] = (value, mod)
+            self.host_key[host] = key
+
+    @staticmethod
+    def _foreign_label(key, data, lease):
+        public = data.get('PublicIP') if isinstance(data, dict) else None
+        what = 'a flanneld lease' + (' (TTL)' if lease else '') + (' of %s' % public if public else '')
+        return 'etcd key %s (%s, not an overlay.mesh host)' % (key, what)
+
+    def check_config(self, config, backend):
+        """A config written by someone else (flannel's own) must describe the same network; it is never overwritten."""
+        if self.config is None:
+            return
+        try:
+            theirs = json.loads(self.config[0])
+        except ValueError:
+            theirs = None
+        if not isinstance(theirs, dict):
+            self.problems.append('etcd key %s/config: not flannel JSON; fix or delete it' % self.prefix)
+            return
+        if isinstance(theirs.get(OURS), dict):
+            return
+        ours = json.loads(config_value(config, backend))
+        for name in ('Network', 'SubnetLen', 'IPv6Network', 'IPv6SubnetLen'):
+            if name in theirs and theirs[name] != ours.get(name):
+                self.problems.append('etcd key %s/config (flannel\'s, not ours): %s is %s but overlay.mesh has %s'
+                                     % (self.prefix, name, theirs[name], ours.get(name)))
+
+
+def _put(key, value):
+    return {'request_put': {'key': b64(key), 'value': b64(value)}}
+
+
+def plan(state, config, backend, leases):
+    """(compare, operations) of the transaction turning ``state`` into ``leases``; no operations when nothing changes."""
+    compare, ops = [], []
+    wanted = {subnet_key(state.prefix, rec): lease_value(host, rec, backend) for host, rec in leases.items()}
+    for key, (value, mod) in sorted(state.keys.items()):
+        if key not in wanted:
+            compare.append({'key': b64(key), 'target': 'MOD', 'result': 'EQUAL', 'mod_revision': str(mod)})
+            ops.append({'request_delete_range': {'key': b64(key)}})
+    for key, value in sorted(wanted.items()):
+        current = state.keys.get(key)
+        if current is None:
+            compare.append({'key': b64(key), 'target': 'CREATE', 'result': 'EQUAL', 'create_revision': '0'})
+            ops.append(_put(key, value))
+        elif current[0] != value:
+            compare.append({'key': b64(key), 'target': 'MOD', 'result': 'EQUAL', 'mod_revision': str(current[1])})
+            ops.append(_put(key, value))
+    config_key = state.prefix + '/config'
+    ours = config_value(config, backend)
+    if state.config is None:
+        compare.append({'key': b64(config_key), 'target': 'CREATE', 'result': 'EQUAL', 'create_revision': '0'})
+        ops.append(_put(config_key, ours))
+    elif state.config[0] != ours and _is_ours(state.config[0]):
+        compare.append({'key': b64(config_key), 'target': 'MOD', 'result': 'EQUAL', 'mod_revision': str(state.config[1])})
+        ops.append(_put(config_key, ours))
+    if ops:
+        # No lease key created or changed since the read: a host added by another controller
+        # meanwhile (on another subnet) would otherwise get a second lease from us.
+        subnets = state.prefix + '/subnets/'
+        compare.append({'key': b64(subnets), 'range_end': prefix_end(subnets), 'target': 'MOD', 'result': 'LESS',
+                        'mod_revision': str(state.revision + 1)})
+    return compare, ops
+
+
+def _is_ours(text):
+    try:
+        return isinstance(json.loads(text).get(OURS), dict)
+    except (ValueError, AttributeError):
+        return False
+
+
+def merge(primary, primary_label, secondary, secondary_label):
+    """Leases of both sources (migration); a host with different subnets in each is a problem."""
+    merged = dict(primary)
+    problems = []
+    for host, rec in sorted(secondary.items()):
+        mine = merged.get(host)
+        if mine is None:
+            merged[host] = rec
+            continue
+        if not isinstance(rec, dict) or not isinstance(mine, dict):
+            continue  # allocate() reports a malformed record
+        for field in (L.FIELD_V4, L.FIELD_V6):
+            if rec.get(field) and mine.get(field) and rec[field] != mine[field]:
+                problems.append('host %s: %s %s in %s but %s in %s; fix one of them first'
+                                % (host, field, mine[field], primary_label, rec[field], secondary_label))
+        filled = dict(rec)
+        filled.update((k, v) for k, v in mine.items() if v)
+        merged[host] = filled
+    return merged, problems
+
+
+class Result:
+    """An etcd run: the allocation, the leases before/after as lease-file text (for --diff), whether it wrote."""
+
+    def __init__(self, alloc, before, after, changed, attempts, requests):
+        self.alloc = alloc
+        self.before = before
+        self.after = after
+        self.changed = changed
+        self.attempts = attempts
+        self.requests = requests
+
+
+def _allocate(state, config, hosts, file_leases, inputs):
+    """allocate() on etcd's leases (and a lease file's, when migrating); the store's problems and allocate()'s in one error."""
+    problems = list(state.problems)
+    existing = state.leases
+    if file_leases:
+        existing, more = merge(state.leases, 'etcd', file_leases, 'the lease file')
+        problems.extend(more)
+    try:
+        alloc = L.allocate(config, hosts, existing=existing, taken=state.foreign, existing_label='etcd', **inputs)
+    except L.LeaseError as exc:
+        raise L.LeaseError(problems + exc.problems) from None
+    if problems:
+        raise L.LeaseError(problems)
+    return alloc
+
+
+def update_etcd(client, config, hosts, prefix=DEFAULT_PREFIX, backend=None, check_mode=False, attempts=10,
+                imported=None, **inputs):
+    """The etcd cycle: one range read, allocate(), one transaction; again on a conflict, at most ``attempts`` times.
+
+    ``imported``: leases of a lease file to add (migration); a host in both with other subnets is an error.
+    Check mode only reads. Raises LeaseError (bad inputs, conflicts exhausted) or _etcd.EtcdError.
+    """
+    backend = _backend(backend)
+    prefix = prefix.rstrip('/')
+    start = client.requests
+    for attempt in range(1, attempts + 1):
+        state = State(prefix, *client.range_prefix(prefix + '/'))
+        state.check_config(config, backend)
+        alloc = _allocate(state, config, hosts, imported, inputs)
+        compare, ops = plan(state, config, backend, alloc.leases)
+        before = L.render_lease_file(config, state.leases)
+        after = L.render_lease_file(config, alloc.leases)
+        if not ops or check_mode:
+            return Result(alloc, before, after, bool(ops), attempt, client.requests - start)
+        if client.txn(compare, ops):
+            return Result(alloc, before, after, True, attempt, client.requests - start)
+        # Another controller wrote in between: back off a little (randomised, so two do not collide again) and redo.
+        time.sleep(random.uniform(0.005, 0.05) * attempt)  # nosec - jitter, not cryptography
+    raise L.LeaseError(['etcd: the leases under %s changed during each of %d attempts (other controllers writing at '
+                        'the same time); nothing was written by this run, run it again' % (prefix, attempts)])
+
+
+def export_to_file(client, path, config, hosts, prefix=DEFAULT_PREFIX, check_mode=False, lock_timeout=60.0, **inputs):
+    """Write etcd's leases into the lease file (migration back), keeping the file's own; (allocation, before, after)."""
+    prefix = prefix.rstrip('/')
+    path = os.path.realpath(path)
+    guard = contextlib.nullcontext() if check_mode else L.locked(path, timeout=lock_timeout)
+    with guard:
+        old_text, file_leases = L.read_lease_file(path)
+        state = State(prefix, *client.range_prefix(prefix + '/'))
+        alloc = _allocate(state, config, hosts, file_leases, inputs)
+        new_text = L.render_lease_file(config, alloc.leases)
+        if new_text != old_text and not check_mode:
+            L.write_lease_file(path, new_text)
+    return alloc, old_text, new_text
