@@ -146,7 +146,7 @@ bench-netlink: deps ## engine vs iproute2 batch for 1000/5000 peers, in a throwa
 	$(PY) tests/benchmarks/bench_netlink.py
 
 .PHONY: bench-leases
-bench-leases: deps ## lease allocation for 10 000 hosts
+bench-leases: deps ## lease allocation for 10 000 hosts (lease file), 1 000 hosts in etcd beside the file
 	$(PY) tests/benchmarks/bench_leases.py
 
 .PHONY: bench-dataplane

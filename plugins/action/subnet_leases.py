@@ -44,6 +44,7 @@ ARGUMENT_SPEC = {
     'etcd_prefix': {'type': 'str', 'default': _registry.DEFAULT_PREFIX},
     'etcd_timeout': {'type': 'float', 'default': 5.0},
     'etcd_attempts': {'type': 'int', 'default': 10},
+    'etcd_max_txn_ops': {'type': 'int', 'default': 128},
     'backend': {'type': 'dict', 'default': {}},
     'migrate': {'type': 'str', 'choices': ['import', 'export']},
 }
@@ -78,8 +79,8 @@ def etcd_option_problems(args):
     if not args['etcd_prefix'].startswith('/') or args['etcd_prefix'].rstrip('/') == '':
         problems.append('%s: %r must start with / and name a directory such as /coreos.com/network'
                         % (_named('etcd_prefix'), args['etcd_prefix']))
-    if args['etcd_timeout'] <= 0 or args['etcd_attempts'] < 1:
-        problems.append('etcd_timeout and etcd_attempts must be positive')
+    if args['etcd_timeout'] <= 0 or args['etcd_attempts'] < 1 or args['etcd_max_txn_ops'] < 2:
+        problems.append('etcd_timeout and etcd_attempts must be positive, etcd_max_txn_ops at least 2')
     return problems
 
 
@@ -141,8 +142,10 @@ class ActionModule(ActionBase):
             return result
         except _etcd.EtcdError as exc:
             # Raised by the first (check-mode) leases task of the role, before any host is changed.
-            hint = {'auth': '%s / %s and the TLS files' % (_named('etcd_user'), _named('etcd_password'))}.get(
+            hint = {'auth': '%s / %s' % (_named('etcd_user'), _named('etcd_password'))}.get(
                 exc.kind, '%s and the cluster\'s health' % _named('etcd_endpoints'))
+            if 'TLS' in str(exc) or 'SSL' in str(exc) or 'certificate' in str(exc):
+                hint += ', %s, %s and %s' % (_named('etcd_ca_file'), _named('etcd_cert_file'), _named('etcd_key_file'))
             result.update(failed=True, msg='subnet leases: registry etcd: %s (check %s); nothing was written' % (exc, hint),
                           problems=[str(exc)], etcd_error=exc.kind)
             return result
@@ -175,13 +178,9 @@ class ActionModule(ActionBase):
         problems = etcd_option_problems(args)
         if problems:
             raise _leases.LeaseError(problems)
-        try:
-            client = _etcd.EtcdClient(args['etcd_endpoints'], ca_file=args['etcd_ca_file'], cert_file=args['etcd_cert_file'],
-                                      key_file=args['etcd_key_file'], user=args['etcd_user'], password=args['etcd_password'],
-                                      timeout=args['etcd_timeout'])
-        except (OSError, ValueError) as exc:  # ssl: unreadable CA, certificate or key
-            raise _leases.LeaseError(['%s / %s / %s: %s' % (_named('etcd_ca_file'), _named('etcd_cert_file'),
-                                                            _named('etcd_key_file'), exc)]) from None
+        client = _etcd.EtcdClient(args['etcd_endpoints'], ca_file=args['etcd_ca_file'], cert_file=args['etcd_cert_file'],
+                                  key_file=args['etcd_key_file'], user=args['etcd_user'], password=args['etcd_password'],
+                                  timeout=args['etcd_timeout'])
         prefix = args['etcd_prefix'].rstrip('/')
         where = 'etcd %s %s' % (','.join(args['etcd_endpoints']), prefix)
         if args['migrate'] == 'export':
@@ -191,6 +190,7 @@ class ActionModule(ActionBase):
             return path, alloc, before, after, before != after
         imported = _leases.read_lease_file(os.path.realpath(path))[1] if args['migrate'] == 'import' else None
         run = _registry.update_etcd(client, config, args['hosts'], prefix=prefix, backend=args['backend'],
-                                    check_mode=check_mode, attempts=args['etcd_attempts'], imported=imported, **inputs)
+                                    check_mode=check_mode, attempts=args['etcd_attempts'], imported=imported,
+                                    max_ops=args['etcd_max_txn_ops'], **inputs)
         result.update(etcd_requests=run.requests, etcd_attempts=run.attempts)
         return where, run.alloc, run.before, run.after, run.changed

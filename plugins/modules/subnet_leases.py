@@ -215,6 +215,13 @@ options:
     description: Read-allocate-write cycles to try while other controllers keep writing in between, before failing.
     type: int
     default: 10
+  etcd_max_txn_ops:
+    description:
+      - The members' C(--max-txn-ops) (etcd's default 128). A run changing more leases (a first run for hundreds of hosts)
+        writes them in several transactions, each holding only if no other controller wrote in between; raise both to
+        write such a run in one.
+    type: int
+    default: 128
   backend:
     description:
       - The overlay's backend as flannel's config and leases name it, with O(registry=etcd) - C(type) (V(vxlan) by

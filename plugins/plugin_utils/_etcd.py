@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""A small etcd v3 client over etcd's JSON gateway (``/v3/...``), standard library only.
+"""A small etcd v3 client over etcd's JSON gateway (``/v3/...``): standard library only (http.client, ssl).
 
 Why not a client from PyPI (docs/leases.md, "Choice of client"): etcd3gw (pure Python, the
 same gateway) talks to one endpoint only and has no user/password authentication;
@@ -17,11 +17,10 @@ skipped, so one member of a three-member cluster down costs nothing.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
-import socket
 import ssl
-import urllib.error
-import urllib.request
+import urllib.parse
 
 # gRPC status codes etcd returns in the gateway's error body.
 _UNAVAILABLE = 14
@@ -72,30 +71,64 @@ class EtcdClient:
         self.requests = 0
         self._token = None
         self._current = 0
+        self._connections = {}  # endpoint -> kept-alive connection: a run makes two or three requests
         self._context = None
         if any(e.startswith('https://') for e in self.endpoints):
+            # The members' certificates are checked against ca_file (the system's CAs when unset), names included.
             self._context = ssl.create_default_context(cafile=ca_file)
             if cert_file:
                 self._context.load_cert_chain(cert_file, key_file)
 
     # ---- transport -------------------------------------------------------------------------
 
+    def _connection(self, endpoint):
+        conn = self._connections.get(endpoint)
+        if conn is None:
+            url = urllib.parse.urlsplit(endpoint)
+            if url.scheme == 'https':
+                conn = http.client.HTTPSConnection(url.hostname, url.port or 2379, timeout=self.timeout, context=self._context)
+            elif url.scheme == 'http':
+                conn = http.client.HTTPConnection(url.hostname, url.port or 2379, timeout=self.timeout)
+            else:
+                raise ValueError('%r is not an http:// or https:// URL' % endpoint)
+            self._connections[endpoint] = conn
+        return conn
+
     def _once(self, endpoint, path, body):
+        """One POST; the reply's JSON (an error reply has a ``code``). OSError when the member cannot be reached."""
         headers = {'Content-Type': 'application/json'}
         if self._token:
             headers['Authorization'] = self._token
-        request = urllib.request.Request(endpoint + path, data=json.dumps(body).encode('utf-8'), headers=headers, method='POST')
-        self.requests += 1
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as response:  # nosec - endpoints are the user's
-                return json.loads(response.read().decode('utf-8'))
-        except urllib.error.HTTPError as exc:
+        data = json.dumps(body).encode('utf-8')
+        for reused in (endpoint in self._connections, False):
+            conn = self._connection(endpoint)
+            self.requests += 1
             try:
-                reply = json.loads(exc.read().decode('utf-8'))
-            except ValueError:
-                reply = {'code': -1, 'message': 'HTTP %d %s' % (exc.code, exc.reason)}
+                conn.request('POST', path, body=data, headers=headers)
+                response = conn.getresponse()
+                text = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                del self._connections[endpoint]
+                if isinstance(exc, ssl.SSLError):
+                    raise
+                # A kept-alive connection the member closed meanwhile: once more on a new one.
+                if not reused or isinstance(exc, TimeoutError):
+                    raise OSError(str(exc) or type(exc).__name__) from None
+        try:
+            reply = json.loads(text.decode('utf-8')) if text else {}
+        except ValueError:
+            reply = {}
+        if response.status != 200:
             reply.setdefault('code', -1)
-            return reply
+            reply.setdefault('message', 'HTTP %d %s' % (response.status, response.reason))
+        return reply
+
+    def close(self):
+        for conn in self._connections.values():
+            conn.close()
+        self._connections.clear()
 
     def call(self, path, body):
         """POST ``body`` to ``path`` on the first endpoint that answers; the gateway's reply.
@@ -128,9 +161,8 @@ class EtcdClient:
             except ssl.SSLError as exc:
                 failures.append('%s: TLS: %s' % (endpoint, exc))
                 continue
-            except (urllib.error.URLError, OSError, socket.timeout, ValueError) as exc:
-                reason = getattr(exc, 'reason', exc)
-                failures.append('%s: %s' % (endpoint, reason))
+            except (OSError, ValueError) as exc:
+                failures.append('%s: %s' % (endpoint, exc))
                 continue
             message = str(reply.get('message', ''))
             if reply.get('code') in (_UNAVAILABLE, _DEADLINE) or (reply.get('code') and any(w in message for w in _RETRY_ELSEWHERE)):
@@ -165,9 +197,9 @@ class EtcdClient:
         return int(reply['header']['revision']), kvs
 
     def txn(self, compare, success):
-        """Run one transaction; whether its comparisons held (and so its operations ran)."""
+        """Run one transaction; (whether its comparisons held and so its operations ran, the store's revision after it)."""
         reply = self.call('/v3/kv/txn', {'compare': compare, 'success': success})
-        return bool(reply.get('succeeded'))
+        return bool(reply.get('succeeded')), int(reply['header']['revision'])
 
     def put(self, key, value, lease=0):
         body = {'key': b64(key), 'value': b64(value)}

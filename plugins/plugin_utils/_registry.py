@@ -175,36 +175,50 @@ def _put(key, value):
 
 
 def plan(state, config, backend, leases):
-    """(compare, operations) of the transaction turning ``state`` into ``leases``; no operations when nothing changes."""
-    compare, ops = [], []
+    """(comparison, operation) pairs turning ``state`` into ``leases``: each operation holds only if its key is as read."""
+    steps = []
     wanted = {subnet_key(state.prefix, rec): lease_value(host, rec, backend) for host, rec in leases.items()}
     for key, (value, mod) in sorted(state.keys.items()):
         if key not in wanted:
-            compare.append({'key': b64(key), 'target': 'MOD', 'result': 'EQUAL', 'mod_revision': str(mod)})
-            ops.append({'request_delete_range': {'key': b64(key)}})
+            steps.append((_same(key, mod), {'request_delete_range': {'key': b64(key)}}))
     for key, value in sorted(wanted.items()):
         current = state.keys.get(key)
-        if current is None:
-            compare.append({'key': b64(key), 'target': 'CREATE', 'result': 'EQUAL', 'create_revision': '0'})
-            ops.append(_put(key, value))
-        elif current[0] != value:
-            compare.append({'key': b64(key), 'target': 'MOD', 'result': 'EQUAL', 'mod_revision': str(current[1])})
-            ops.append(_put(key, value))
+        if current is None or current[0] != value:
+            steps.append((_same(key, current and current[1]), _put(key, value)))
     config_key = state.prefix + '/config'
     ours = config_value(config, backend)
-    if state.config is None:
-        compare.append({'key': b64(config_key), 'target': 'CREATE', 'result': 'EQUAL', 'create_revision': '0'})
-        ops.append(_put(config_key, ours))
-    elif state.config[0] != ours and _is_ours(state.config[0]):
-        compare.append({'key': b64(config_key), 'target': 'MOD', 'result': 'EQUAL', 'mod_revision': str(state.config[1])})
-        ops.append(_put(config_key, ours))
-    if ops:
-        # No lease key created or changed since the read: a host added by another controller
-        # meanwhile (on another subnet) would otherwise get a second lease from us.
-        subnets = state.prefix + '/subnets/'
-        compare.append({'key': b64(subnets), 'range_end': prefix_end(subnets), 'target': 'MOD', 'result': 'LESS',
-                        'mod_revision': str(state.revision + 1)})
-    return compare, ops
+    if state.config is None or (state.config[0] != ours and _is_ours(state.config[0])):
+        steps.insert(0, (_same(config_key, state.config and state.config[1]), _put(config_key, ours)))
+    return steps
+
+
+def _same(key, mod_revision):
+    """Comparison: ``key`` unchanged since the read (absent: never created)."""
+    if not mod_revision:
+        return {'key': b64(key), 'target': 'CREATE', 'result': 'EQUAL', 'create_revision': '0'}
+    return {'key': b64(key), 'target': 'MOD', 'result': 'EQUAL', 'mod_revision': str(mod_revision)}
+
+
+def commit(client, state, steps, max_ops):
+    """Write ``steps`` in transactions of at most ``max_ops`` comparisons and operations (etcd's --max-txn-ops,
+    128 by default); whether all were written.
+
+    Each transaction also holds only if no lease key changed since the read or since our previous
+    transaction: a host added by another controller meanwhile, on another subnet, would otherwise get
+    a second lease from us. When a later transaction fails, the earlier ones stand: they wrote leases of
+    free subnets with nobody writing in between, a valid state that the retry reads and keeps.
+    """
+    subnets = state.prefix + '/subnets/'
+    revision = state.revision
+    size = max(1, max_ops - 1)
+    for start in range(0, len(steps), size):
+        chunk = steps[start:start + size]
+        guard = {'key': b64(subnets), 'range_end': prefix_end(subnets), 'target': 'MOD', 'result': 'LESS',
+                 'mod_revision': str(revision + 1)}
+        succeeded, revision = client.txn([c for c, dummy in chunk] + [guard], [op for dummy, op in chunk])
+        if not succeeded:
+            return False
+    return True
 
 
 def _is_ours(text):
@@ -264,8 +278,9 @@ def _allocate(state, config, hosts, file_leases, inputs):
 
 
 def update_etcd(client, config, hosts, prefix=DEFAULT_PREFIX, backend=None, check_mode=False, attempts=10,
-                imported=None, **inputs):
-    """The etcd cycle: one range read, allocate(), one transaction; again on a conflict, at most ``attempts`` times.
+                imported=None, max_ops=128, **inputs):
+    """The etcd cycle: one range read, allocate(), one transaction (one per ``max_ops`` changes); again on a
+    conflict, at most ``attempts`` times.
 
     ``imported``: leases of a lease file to add (migration); a host in both with other subnets is an error.
     Check mode only reads. Raises LeaseError (bad inputs, conflicts exhausted) or _etcd.EtcdError.
@@ -277,17 +292,17 @@ def update_etcd(client, config, hosts, prefix=DEFAULT_PREFIX, backend=None, chec
         state = State(prefix, *client.range_prefix(prefix + '/'))
         state.check_config(config, backend)
         alloc = _allocate(state, config, hosts, imported, inputs)
-        compare, ops = plan(state, config, backend, alloc.leases)
+        steps = plan(state, config, backend, alloc.leases)
         before = L.render_lease_file(config, state.leases)
         after = L.render_lease_file(config, alloc.leases)
-        if not ops or check_mode:
-            return Result(alloc, before, after, bool(ops), attempt, client.requests - start)
-        if client.txn(compare, ops):
+        if not steps or check_mode:
+            return Result(alloc, before, after, bool(steps), attempt, client.requests - start)
+        if commit(client, state, steps, max_ops):
             return Result(alloc, before, after, True, attempt, client.requests - start)
         # Another controller wrote in between: back off a little (randomised, so two do not collide again) and redo.
         time.sleep(random.uniform(0.005, 0.05) * attempt)  # nosec - jitter, not cryptography
     raise L.LeaseError(['etcd: the leases under %s changed during each of %d attempts (other controllers writing at '
-                        'the same time); nothing was written by this run, run it again' % (prefix, attempts)])
+                        'the same time); run it again' % (prefix, attempts)])
 
 
 def export_to_file(client, path, config, hosts, prefix=DEFAULT_PREFIX, check_mode=False, lock_timeout=60.0, **inputs):

@@ -9,8 +9,16 @@ render the lease file and write it atomically (fsync, rename).
   grow:   a lease file with 9 999 leases, plus 1 new host.
 Network 10.0.0.0/8 with /24 subnets (65 535 usable). Each case runs --repeat times; the best and
 the median wall-clock times are printed against the 1 s target (with the CPU time, which a busy
-machine does not inflate). The last line summarises both; exit status 1
-when a median misses the target.
+machine does not inflate).
+
+Then the etcd store (registry etcd) against a local etcd 3.4 member (started here, on 127.0.0.1,
+stopped by PID), beside the file store measured in the same run on the same cases:
+  fresh:  --etcd-hosts (1 000) hosts, an empty prefix;
+  grow:   999 leases in etcd, plus 1 new host;
+  rerun:  1 000 leases, nothing new (must be one request: nothing written).
+Each with its number of HTTP round trips to etcd. The last line summarises; exit status 1 when a
+median misses its target (1 s for the file store and for etcd's grow and rerun; fresh etcd writes
+in transactions of 127 changes, etcd's default --max-txn-ops, and is reported only).
 """
 
 from __future__ import annotations
@@ -31,6 +39,10 @@ else:
     sys.path.insert(0, str(REPO / '.collections'))
 
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _registry as R  # noqa: E402  pylint: disable=wrong-import-position
+
+sys.path.insert(0, str(REPO / 'tests/unit/plugins/plugin_utils'))
+import etcd_lab  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
 
 TARGET = 1.0
 NETWORK = '10.0.0.0/8'
@@ -76,6 +88,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--hosts', type=int, default=10000)
     parser.add_argument('--repeat', type=int, default=5)
+    parser.add_argument('--etcd-hosts', type=int, default=1000, help='hosts of the etcd cases (0: skip them)')
     args = parser.parse_args()
 
     hosts = [host_name(i) for i in range(args.hosts)]
@@ -99,7 +112,76 @@ def main():
     ok = fresh <= TARGET and grow <= TARGET
     print('bench-leases: fresh %d hosts %.3f s, %d existing + 1 new %.3f s (median of %d, target <= %.1f s each): %s'
           % (args.hosts, fresh, len(older), grow, args.repeat, TARGET, 'PASS' if ok else 'FAIL'))
+    if args.etcd_hosts:
+        ok = bench_etcd(args.etcd_hosts, args.repeat) and ok
     return 0 if ok else 1
+
+
+def bench_etcd(count, repeat):
+    """The etcd store against one local member, beside the file store on the same cases."""
+    hosts = [host_name(i) for i in range(count)]
+    underlay = underlay_of(hosts)
+    config = L.make_config(NETWORK)
+    newcomer = hosts[len(hosts) // 2]
+    older = [h for h in hosts if h != newcomer]
+    print()
+    print('etcd lease store, %d hosts in %s: one range read + allocate + transactions (etcd 3.4, one local member, '
+          'no TLS), against the lease file on the same cases' % (count, NETWORK))
+    figures = {}
+    with tempfile.TemporaryDirectory(prefix='bench-leases-etcd-') as tmp:
+        cluster = etcd_lab.Cluster(tmp).start()
+        try:
+            client = cluster.client(timeout=30)
+            serial = iter(range(10 ** 6))
+
+            def etcd_case(name, seed, run_hosts, expect_added):
+                times, requests = [], set()
+                for dummy in range(repeat):
+                    prefix = '/bench/%d' % next(serial)
+                    if seed:
+                        R.update_etcd(client, config, seed, prefix=prefix, underlay=underlay)
+                    start = time.perf_counter()
+                    run = R.update_etcd(client, config, run_hosts, prefix=prefix, underlay=underlay)
+                    times.append(time.perf_counter() - start)
+                    assert len(run.alloc.added) == expect_added, (name, len(run.alloc.added))
+                    requests.add(run.requests)
+                figures[name] = (statistics.median(times), min(times), sorted(requests))
+                print('%-34s best %.3f s  median %.3f s  round trips %s  (%d runs)'
+                      % (name, min(times), statistics.median(times), '/'.join(map(str, sorted(requests))), repeat))
+
+            def file_case(name, seed, run_hosts, expect_added):
+                text = L.render_lease_file(config, L.allocate(config, seed, underlay=underlay).leases) if seed else None
+                prepare = (lambda path: Path(path).write_text(text, encoding='utf-8')) if text else (lambda path: None)
+                times = []
+                for dummy in range(repeat):
+                    with tempfile.TemporaryDirectory(prefix='bench-leases-') as sub:
+                        path = os.path.join(sub, L.LEASE_FILE_NAME)
+                        prepare(path)
+                        start = time.perf_counter()
+                        alloc = L.update_lease_file(path, config, run_hosts, underlay=underlay)[0]
+                        times.append(time.perf_counter() - start)
+                        assert len(alloc.added) == expect_added
+                figures[name] = (statistics.median(times), min(times), [])
+                print('%-34s best %.3f s  median %.3f s' % (name, min(times), statistics.median(times)))
+
+            etcd_case('etcd fresh: %d hosts' % count, [], hosts, count)
+            file_case('file fresh: %d hosts' % count, [], hosts, count)
+            etcd_case('etcd grow: %d + 1 new' % len(older), older, hosts, 1)
+            file_case('file grow: %d + 1 new' % len(older), older, hosts, 1)
+            etcd_case('etcd rerun: %d, nothing new' % count, hosts, hosts, 0)
+            file_case('file rerun: %d, nothing new' % count, hosts, hosts, 0)
+        finally:
+            cluster.stop()
+    med = {name.split(':')[0]: value for name, value in figures.items()}
+    ok = (med['etcd grow'][0] <= TARGET and med['etcd rerun'][0] <= TARGET and med['etcd rerun'][2] == [1]
+          and med['etcd grow'][2] == [2])
+    print('bench-leases etcd: fresh %d hosts %.3f s (%s round trips; file %.3f s), %d + 1 new %.3f s (%s; file %.3f s), '
+          'rerun %.3f s (%s; file %.3f s), median of %d: %s'
+          % (count, med['etcd fresh'][0], '/'.join(map(str, med['etcd fresh'][2])), med['file fresh'][0],
+             len(older), med['etcd grow'][0], '/'.join(map(str, med['etcd grow'][2])), med['file grow'][0],
+             med['etcd rerun'][0], '/'.join(map(str, med['etcd rerun'][2])), med['file rerun'][0], repeat,
+             'PASS' if ok else 'FAIL'))
+    return ok
 
 
 if __name__ == '__main__':

@@ -105,6 +105,15 @@ def test_keep_pin_release_lowest_free_and_reregistration(store):
     assert 'subnets/10.244.200.0-24' not in keys(client, prefix)
 
 
+def test_more_changes_than_max_txn_ops(store):
+    client, prefix = store
+    hosts = ['h%03d' % i for i in range(200)]
+    run = R.update_etcd(client, CONFIG, hosts, prefix=prefix)
+    assert run.requests == 1 + 2  # 201 puts (config included), 127 per transaction
+    assert len(R.State(prefix, *client.range_prefix(prefix + '/')).leases) == 200
+    assert R.update_etcd(client, CONFIG, hosts, prefix=prefix).requests == 1
+
+
 def test_check_mode_reads_only(store):
     client, prefix = store
     R.update_etcd(client, CONFIG, ['a'], prefix=prefix)
@@ -189,7 +198,7 @@ def test_import_export_round_trip(store, tmp_path):
 WORKER = r'''
 import json, sys, time
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _etcd, _leases as L, _registry as R
-endpoint, prefix, me, count, start, low = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+endpoint, prefix, me, count, start, low, max_ops = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6], int(sys.argv[7])
 client = _etcd.EtcdClient([endpoint])
 config = L.make_config('10.0.0.0/16', subnet_len=28, subnet_min=low)
 while time.time() < start:
@@ -200,24 +209,27 @@ for i in range(count):
     hosts.append('%s%03d' % (me, i))
     if i % 2:
         hosts.append('shared%03d' % i)
-    run = R.update_etcd(client, config, hosts, prefix=prefix, attempts=50)
+    run = R.update_etcd(client, config, hosts, prefix=prefix, attempts=50, max_ops=max_ops)
     attempts += run.attempts - 1
     handed.update((h, run.alloc.leases[h]['subnet']) for h in hosts[-2:])
 print(json.dumps({'handed': handed, 'retries': attempts, 'requests': client.requests}))
 '''
 
 
-@pytest.mark.parametrize('lows', [('10.0.0.16', '10.0.0.16'), ('10.0.0.16', '10.0.128.0')], ids=['same-range', 'other-subnet-min'])
-def test_two_controllers_at_once_never_share_or_lose_a_subnet(single, lows):
+@pytest.mark.parametrize('lows, max_ops', [(('10.0.0.16', '10.0.0.16'), 128), (('10.0.0.16', '10.0.128.0'), 128),
+                                           (('10.0.0.16', '10.0.128.0'), 2)],
+                         ids=['same-range', 'other-subnet-min', 'one-change-per-txn'])
+def test_two_controllers_at_once_never_share_or_lose_a_subnet(single, lows, max_ops):
     """Both hand out the same lowest free subnets (the per-key comparisons catch it), or, with another
     subnet_min, disjoint ones, where only the comparison over every lease key stops a host added by both
-    from getting two leases."""
-    prefix = '/test/two-controllers-%s' % lows[1]
+    from getting two leases; also with a run's changes split over several transactions."""
+    prefix = '/test/two-controllers-%s-%d' % (lows[1], max_ops)
     root = sys.modules['ansible_collections'].__path__[0]
     env = dict(os.environ, PYTHONPATH=os.path.dirname(root))
     start = time.time() + 1.0
     count = 60
-    procs = [subprocess.Popen([sys.executable, '-c', WORKER, single.endpoints[0], prefix, me, str(count), str(start), low],
+    procs = [subprocess.Popen([sys.executable, '-c', WORKER, single.endpoints[0], prefix, me, str(count), str(start), low,
+                               str(max_ops)],
                               stdout=subprocess.PIPE, env=env, text=True)
              for me, low in zip(('a', 'b'), lows)]
     outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
