@@ -70,7 +70,7 @@ $(OVERLAY_MESH_ETCD): $(APT_STAMP)
 	cd $(ETCD_DIR)-deb && apt-get download -qq -o APT::Sandbox::User=root etcd-server
 	dpkg-deb -x $(ETCD_DIR)-deb/etcd-server_*.deb $(ETCD_DIR)
 	rm -rf $(ETCD_DIR)-deb
-	$@ --version | head -1
+	$@ --version | sed -n 1p
 	touch $@
 
 $(COLLECTION_LINK):

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import yaml
 
-import etcd_lab
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _registry as R
+
+import etcd_lab  # pylint: disable=wrong-import-order
 
 PLAYBOOK = """
 - name: Leases in etcd, then a change on every host
@@ -120,5 +123,44 @@ def test_playbook_with_etcd(tmp_path):
         assert '-  n3: {subnet: "10.244.3.0/24"}' in proc.stdout
         state = [k for k, v, m, lease in cluster.client().range_prefix('/test/playbook/')[1]]
         assert '/test/playbook/subnets/10.244.3.0-24' in state
+    finally:
+        cluster.stop()
+
+
+def test_registry_playbook_import_export_round_trip(tmp_path):
+    """playbooks/registry.yml: the lease file into etcd and back, nothing lost, a second import changes nothing."""
+    lease_file = tmp_path / 'leases.yml'
+    config = L.make_config('10.244.0.0/16')
+    L.update_lease_file(str(lease_file), config, ['n1', 'n2', 'n3', 'gone'],
+                        underlay={'n1': {'address': '192.168.64.3', 'vtep_mac': 'c6:d2:32:6f:8f:44'}})
+    L.update_lease_file(str(lease_file), config, ['n1', 'n2', 'n3'], pinned={'n3': '10.244.9.0/24'})
+    original = L.read_lease_file(str(lease_file))[1]
+    cluster = etcd_lab.Cluster(tmp_path / 'etcd').start()
+    try:
+        group_vars = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                      'mesh_node_etcd_endpoints': cluster.endpoints, 'mesh_node_lease_file': str(lease_file)}
+        (tmp_path / 'hosts.yml').write_text(yaml.safe_dump({'overlay': {'hosts': {'n1': None, 'n2': None, 'n3': None},
+                                                                        'vars': group_vars}}))
+        playbook = Path(sys.modules['ansible_collections'].__path__[0]) / 'overlay/mesh/playbooks/registry.yml'
+        collections = Path(sys.modules['ansible_collections'].__path__[0]).parent
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR='1',
+                   ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'), ANSIBLE_DEPRECATION_WARNINGS='0', ANSIBLE_RETRY_FILES_ENABLED='0')
+
+        def migrate(direction, *args):
+            proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', str(tmp_path / 'hosts.yml'), str(playbook),
+                                   '-e', 'registry_migrate=' + direction] + list(args),
+                                  cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            return proc.stdout
+
+        assert '4 leases in etcd (changed)' in migrate('import')
+        assert R.State('/coreos.com/network', *cluster.client().range_prefix('/coreos.com/network/')).leases == original
+        assert '4 leases in etcd (already there)' in migrate('import')
+        lease_file.unlink()
+        assert '(changed)' in migrate('export')
+        assert L.read_lease_file(str(lease_file))[1] == original
+        before = lease_file.read_text()
+        assert '(already there)' in migrate('export')
+        assert lease_file.read_text() == before
     finally:
         cluster.stop()
