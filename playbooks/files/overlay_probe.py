@@ -15,6 +15,7 @@ says the pair's path - "direct" (routed to the peer's underlay address, no encap
 backend's - and, with tcpdump on the host, proves it from a capture of the underlay.
 """
 
+import ipaddress
 import json
 import os
 import re
@@ -90,10 +91,11 @@ def largest_df(address, mtu, smallest=576):
 
 
 def route(destination):
-    """(device, gateway) of the host's route to destination."""
+    """(device, gateway) of the host's route to destination; an IPv4 route via an IPv6 next hop has it in "via"."""
     proc = subprocess.run(['ip', '-j', 'route', 'get', destination], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     found = (json.loads(proc.stdout or b'[]') or [{}])[0] if proc.returncode == 0 else {}
-    return found.get('dev'), found.get('gateway')
+    gateway = found.get('gateway') or (found.get('via') or {}).get('host')
+    return found.get('dev'), str(ipaddress.ip_address(gateway)) if gateway else None
 
 
 class Capture(object):
@@ -145,23 +147,28 @@ def probe(spec):
             results.append({'host': target['host'], 'gateway': gateway_ok, 'container': container_ok,
                             'mtu_fits': fits_ok, 'mtu_too_big_refused': too_big_refused,
                             'too_big_output': too_big_out.splitlines()[0] if too_big_out else '',
-                            'path': 'direct' if gateway == target['underlay'] else spec['backend'],
+                            'path': 'direct' if gateway == str(ipaddress.ip_address(target['underlay'])) else spec['backend'],
                             'loss_percent': loss, 'rtt_ms': rtt,
                             'path_mtu': mtu if fits_ok else (largest_df(target['container'], mtu) if container_ok else None)})
             if target.get('container6'):
                 results[-1].update(probe6(target, mtu))
+                gateway6 = route(target['container6'])[1]
+                results[-1]['path6'] = 'direct' if gateway6 == str(ipaddress.ip_address(target['underlay'])) else spec['backend']
     finally:
         capture.stop()
     for target, result in zip(spec['targets'], results):
         encapsulated = capture.count('udp and dst host %s and dst port %s' % (target['underlay'], spec['port'])) if spec.get('port') else 0
-        clear = capture.count('icmp and dst host %s' % target['container'])
-        if clear is not None and target.get('container6'):
-            clear += capture.count('icmp6 and dst host %s' % target['container6']) or 0
-        if clear is None:
+        # per family: a direct path shows the overlay's packets in the clear, a tunnelled one never does
+        # (vxlan's direct routing over an IPv4 underlay routes IPv4 directly and IPv6 through the VTEP)
+        clear = {'path': capture.count('icmp and dst host %s' % target['container'])}
+        if target.get('container6'):
+            clear['path6'] = capture.count('icmp6 and dst host %s' % target['container6'])
+        if clear['path'] is None:
             result['path_proven'] = None
-        else:
-            result['encapsulated_packets'], result['clear_packets'] = encapsulated, clear
-            result['path_proven'] = (encapsulated == 0 and clear > 0) if result['path'] == 'direct' else (encapsulated > 0 and clear == 0)
+            continue
+        tunnelled = [key for key in clear if result[key] != 'direct']
+        result['encapsulated_packets'], result['clear_packets'] = encapsulated, sum(clear.values())
+        result['path_proven'] = all((clear[key] == 0) == (key in tunnelled) for key in clear) and (encapsulated > 0) == bool(tunnelled)
     capture.remove()
     checks = (('gateway', 'gateway of'), ('container', 'container on'), ('mtu_fits', 'MTU-sized DF packet lost to'),
               ('mtu_too_big_refused', 'oversize DF packet not refused to'), ('path_proven', 'path not as routed to'),

@@ -9,8 +9,10 @@ routes the peers on its own L2 segment this way (flannel's DirectRouting, Calico
 Ownership, as for the VXLAN peers: a route carries the collection's route protocol. Any route of
 that protocol on a peer's subnet is ours and is replaced in place (a pair switching between
 VXLAN and direct), one of another protocol is foreign and an error naming it. Purging removes
-routes of our protocol, on the given devices, to destinations inside the overlay network (within),
-that no peer wants any more: a route of the same number to anywhere else is left alone.
+routes of our protocol, on the given devices, to destinations inside the overlay networks (within:
+IPv4 and, for a dual-stack overlay, IPv6) that no peer wants any more: a route of the same number to
+anywhere else is left alone. An IPv4 subnet routed via an IPv6 underlay address (host-gw on an
+IPv6 underlay) has its next hop in RTA_VIA (_netlink_wire).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class DirectRoute(object):
 
 
 class DirectRoutes(object):
-    """Plan and apply the direct routes of one host. devices: {ifindex: name} of the underlay."""
+    """Plan and apply the direct routes of one host. devices: {ifindex: name} of the underlay;
+    within: the overlay networks our routes go into (None: anywhere)."""
 
     def __init__(self, nl, protocol, devices, devnames=None, within=None):
         self.nl = nl
@@ -69,9 +72,9 @@ class DirectRoutes(object):
             return False
         if self.within is None:
             return True
-        if rec.family != _FAMILY[self.within.version] or rec.dst_len < self.within.prefixlen:
-            return False
-        return ipaddress.ip_network((rec.dst, rec.dst_len), strict=False).subnet_of(self.within)
+        return any(rec.family == _FAMILY[network.version] and rec.dst_len >= network.prefixlen
+                   and ipaddress.ip_network((rec.dst, rec.dst_len), strict=False).subnet_of(network)
+                   for network in self.within)
 
     def _obj(self, rec):
         return peers.route_obj(self.devnames.get(rec.oif, 'if%s' % rec.oif), rec.family, rec.dst, rec.dst_len, rec.gateway,

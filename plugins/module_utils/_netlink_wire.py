@@ -63,6 +63,7 @@ RTA_OIF = 4
 RTA_GATEWAY = 5
 RTA_PRIORITY = 6
 RTA_TABLE = 15
+RTA_VIA = 18  # a next hop of the other family (an IPv4 route via an IPv6 address, RFC 5549)
 
 RTNH_F_ONLINK = 0x4
 RTM_F_FIB_MATCH = 0x2000
@@ -76,6 +77,7 @@ _NDMSG = struct.Struct('=BxxxiHBB')   # ndmsg: family, ifindex, state, flags, ty
 _RTMSG = struct.Struct('=BBBBBBBBI')  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _RTA = struct.Struct('=HH')           # rtattr: len, type
 _U32 = struct.Struct('=I')
+_WIDTH = {socket.AF_INET: 4, socket.AF_INET6: 16}  # address bytes by family
 _I32 = struct.Struct('=i')
 
 # How many messages go into one send(), and the byte ceiling of one send (well under
@@ -126,13 +128,17 @@ def neigh_body(family, ifindex, state, flags, dst=None, lladdr=None):
 
 def route_body(family, dst, dst_len, protocol, table=RT_TABLE_MAIN, scope=RT_SCOPE_UNIVERSE,
                rtype=RTN_UNICAST, flags=0, gateway=None, oif=None, priority=None):
-    """An rtmsg with RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PRIORITY and RTA_TABLE as given."""
+    """An rtmsg with RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PRIORITY and RTA_TABLE as given.
+
+    A gateway of the other family (16 bytes for an IPv4 route) goes in RTA_VIA, with its family."""
     body = _RTMSG.pack(family, dst_len, 0, 0, table if table < 256 else 252, protocol, scope, rtype, flags)
     body += attr_u32(RTA_TABLE, table)
     if dst_len:
         body += attr(RTA_DST, dst)
-    if gateway is not None:
+    if gateway is not None and len(gateway) == _WIDTH[family]:
         body += attr(RTA_GATEWAY, gateway)
+    elif gateway is not None:
+        body += attr(RTA_VIA, struct.pack('=H', socket.AF_INET6 if len(gateway) == 16 else socket.AF_INET) + gateway)
     if oif is not None:
         body += attr_u32(RTA_OIF, oif)
     if priority is not None:
@@ -200,6 +206,8 @@ def parse_route(data, offset, end):
             dst = bytes(data[start:stop])
         elif atype == RTA_GATEWAY:
             gateway = bytes(data[start:stop])
+        elif atype == RTA_VIA:
+            gateway = bytes(data[start + 2:stop])  # after rtvia_family: the address, its width tells the family
         elif atype == RTA_OIF:
             oif = _U32.unpack_from(data, start)[0]
         elif atype == RTA_TABLE:

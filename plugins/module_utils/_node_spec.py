@@ -316,8 +316,10 @@ def _check_addresses(checker, data, backend, peer_paths):
             checker.problem(path + '.subnet', '%s overlaps this host\'s subnet %s' % (peer_subnet, subnet))
         peer_underlay = ipaddress.ip_address(peer['underlay'])
         if peer_underlay.version != underlay.version:
-            checker.problem(path + '.underlay', '%s is IPv%d but this host\'s underlay %s is IPv%d'
-                            % (peer_underlay, peer_underlay.version, underlay, underlay.version))
+            checker.problem(path + '.underlay', '%s%s is IPv%d but this host\'s underlay %s is IPv%d: a group has one'
+                            ' underlay family, switch every host at once (mesh_node_underlay_family)'
+                            % ('%s: ' % peer['name'] if peer.get('name') else '', peer_underlay, peer_underlay.version,
+                               underlay, underlay.version))
         if peer.get('ipv6_subnet') and data.get('ipv6_network'):
             peer_subnet6 = ipaddress.ip_network(peer['ipv6_subnet'])
             if not peer_subnet6.subnet_of(ipaddress.ip_network(data['ipv6_network'])):
@@ -350,7 +352,9 @@ def _check_ipv6(checker, data, backend, subnet):
             checker.problem('ipv6_subnet', '%s given without ipv6_network' % subnet6)
         return
     if not backend.DUAL_STACK:
-        checker.problem('ipv6_network', 'the %s backend carries IPv4 only; a dual-stack overlay needs the vxlan backend' % backend.name)
+        capable = [name for name in registry.names() if registry.get(name).DUAL_STACK]
+        checker.problem('ipv6_network', 'the %s backend carries IPv4 only; a dual-stack overlay needs %s or %s'
+                        % (backend.name, ', '.join(capable[:-1]), capable[-1]))
     if subnet6 is None:
         if subnet is not None:  # the lease is known: it must have both families
             checker.problem('ipv6_subnet', 'missing: the lease has no IPv6 subnet of %s' % network6)
@@ -386,14 +390,15 @@ def saved_backend(data):
     """The Backend instance a saved contract describes, or None (unknown or damaged record)."""
     params = (data or {}).get('backend') or {}
     backend = registry.get(params.get('type'))
-    if backend is None or not params.get('device'):
+    # host-gw has no device of its own: its routes are what it leaves behind
+    if backend is None or ('device' in backend.OPTIONS and not params.get('device')):
         return None
     return backend(params)
 
 
 def removal_record(raw):
     """What a (partial) contract names that a node makes: bridge, backend device, file paths."""
-    keys = ('bridge', 'backend', 'subnet_env', 'cni', 'route_protocol', 'network')
+    keys = ('bridge', 'backend', 'subnet_env', 'cni', 'route_protocol', 'network', 'ipv6_network')
     checker = _spec.Validator()
     data = checker.mapping(dict((key, raw[key]) for key in keys if raw.get(key) is not None),
                            dict((key, dict(OPTIONS[key], required=False)) for key in keys))

@@ -89,9 +89,10 @@ options:
   ipv6_network:
     description:
       - A dual-stack overlay (flannel's C(IPv6Network)) - the IPv6 overlay network beside the IPv4 O(network), for example
-        V(fd00:244::/48). The vxlan backend carries it (other backends refuse it); every peer with an C(ipv6_subnet) is
-        reached through the same VTEP (the IPv6 subnet's network address is the VTEP's IPv6 address and the next hop of
-        the peers' IPv6 routes, one FDB entry per peer for both families).
+        V(fd00:244::/48). vxlan reaches every peer with an C(ipv6_subnet) through the same VTEP (the IPv6 subnet's network
+        address is the VTEP's IPv6 address and the next hop of the peers' IPv6 routes, one FDB entry per peer for both
+        families); host-gw routes it via the peers' IPv6 underlay addresses (an IPv6 underlay only); wireguard puts both
+        subnets in each peer's allowed-ips. udp refuses it.
     type: str
   ipv6_subnet:
     description:

@@ -39,7 +39,7 @@ def build(hosts, probes, mtu, generated, epoch=0, last_apply=None):
             for key in ('path', 'rtt_ms', 'loss_percent', 'path_mtu', 'gateway', 'container', 'mtu_fits',
                         'mtu_too_big_refused', 'path_proven'):
                 pair[key] = result.get(key)
-            for key in ('rtt_ms6', 'loss_percent6', 'gateway6', 'container6', 'mtu_fits6', 'mtu_too_big_refused6'):
+            for key in ('path6', 'rtt_ms6', 'loss_percent6', 'gateway6', 'container6', 'mtu_fits6', 'mtu_too_big_refused6'):
                 if key in result:  # a dual-stack overlay
                     pair[key] = result[key]
             pairs.append(pair)

@@ -3,6 +3,12 @@
 
 """The host-gw backend: no encapsulation, per peer `subnet via <peer underlay> dev <underlay>`.
 
+On an IPv6 underlay an IPv4 subnet goes via the peer's IPv6 address (`via inet6`, RFC 5549: the
+kernel resolves the next hop's MAC by neighbour discovery), and a dual-stack overlay routes each
+peer's IPv6 subnet via the same address. An IPv6 subnet cannot go via an IPv4 next hop, so a
+dual-stack overlay with host-gw needs an IPv6 underlay; vxlan's direct routing sends such IPv6
+subnets through the VTEP instead.
+
 flannel's host-gw. Every peer must be on-link (on this host's underlay L2 segment): a peer behind
 a router is refused before any change, naming it (flannel's host-gw only fails at runtime);
 across routers use vxlan, with direct_routing for the peers that are on-link. The node's MTU is
@@ -52,9 +58,22 @@ def _other_links(ipr):
                 if compat.nested(msg, 'IFLA_LINKINFO', 'IFLA_INFO_KIND') != 'vxlan')
 
 
+def direct_subnets(node, peer):
+    """The subnets of this peer that go directly via its underlay address: the IPv4 one, and the IPv6 one of
+    a dual-stack overlay when that address is IPv6 (the kernel has no IPv6 route via an IPv4 next hop)."""
+    subnets = [peer['subnet']]
+    if node.ipv6_subnet and peer.get('ipv6_subnet') and ipaddress.ip_address(peer['underlay']).version == 6:
+        subnets.append(peer['ipv6_subnet'])
+    return subnets
+
+
+def overlay_networks(network, ipv6_network):
+    return [ipaddress.ip_network(one) for one in (network, ipv6_network) if one]
+
+
 def reconcile_direct(node, host, peers, exclusive):
     """Program the direct routes of these peers (via their underlay address on the underlay interface);
-    exclusive: also remove our other direct routes into the overlay network, on any device."""
+    exclusive: also remove our other direct routes into the overlay networks, on any device."""
     ipr = compat.open_iproute()
     try:
         devices = _other_links(ipr)
@@ -66,18 +85,20 @@ def reconcile_direct(node, host, peers, exclusive):
                 if gateway not in network:
                     raise EngineError('peer %s: %s is not on-link from this host (underlay network %s); routing it'
                                       ' directly needs one L2 segment' % (peer.get('name') or peer['subnet'], gateway, network))
-                wanted.append(routes.DirectRoute(ipaddress.ip_network(peer['subnet']), gateway, index, name))
+                wanted += [routes.DirectRoute(ipaddress.ip_network(subnet), gateway, index, name)
+                           for subnet in direct_subnets(node, peer)]
         names = links.link_names(ipr)
     finally:
         ipr.close()
     with wire.NetlinkRoute() as nl:
-        changes = routes.DirectRoutes(nl, node.route_protocol, devices, names, within=node.network).reconcile(
+        changes = routes.DirectRoutes(nl, node.route_protocol, devices, names,
+                                      within=overlay_networks(node.network, node.ipv6_network)).reconcile(
             wanted, exclusive=exclusive, check_mode=host.check_mode)
     host.report.changeset(changes)
 
 
 def purge_direct(host, record):
-    """Remove every direct route of ours: our protocol, not on a VTEP, into the recorded overlay network."""
+    """Remove every direct route of ours: our protocol, not on a VTEP, into the recorded overlay networks."""
     record = record or {}
     if not record.get('network'):
         return  # a record without its network (release 0.1): no direct route was ever made
@@ -88,7 +109,8 @@ def purge_direct(host, record):
         ipr.close()
     protocol = record.get('route_protocol') or validate.ROUTE_PROTOCOL
     with wire.NetlinkRoute() as nl:
-        changes = routes.DirectRoutes(nl, protocol, devices, within=ipaddress.ip_network(record['network'])).reconcile(
+        within = overlay_networks(record['network'], record.get('ipv6_network'))
+        changes = routes.DirectRoutes(nl, protocol, devices, within=within).reconcile(
             [], exclusive=True, check_mode=host.check_mode)
     host.report.changeset(changes)
 
@@ -97,12 +119,13 @@ class Backend(BaseBackend):
     name = NAME
     OPTIONS = {}
     OVERHEAD = {4: 0, 6: 0}
+    DUAL_STACK = True
 
     def check(self, data, problem):
-        if ipaddress.ip_address(data['underlay']['address']).version != 4:
-            problem('backend.type', 'host-gw needs an IPv4 underlay (an IPv4 overlay routed via IPv6 next hops is not'
-                                    ' supported)')
-            return
+        if data.get('ipv6_network') and ipaddress.ip_address(data['underlay']['address']).version != 6:
+            problem('ipv6_network', 'host-gw routes IPv6 subnets via the peers\' IPv6 underlay addresses: a dual-stack'
+                                    ' overlay with host-gw needs an IPv6 underlay (mesh_node_underlay_family: ipv6 on'
+                                    ' dual-stack hosts), or the vxlan backend')
         network = data['underlay'].get('network')
         if not network:
             return  # checked on the host, against its own addresses, before any route is changed

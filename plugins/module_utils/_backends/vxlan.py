@@ -225,18 +225,19 @@ class Backend(BaseBackend):
             names = links.link_names(ipr)
         finally:
             ipr.close()
-        direct, tunnelled = self.split(node, host)
+        direct = self.direct_peers(node, host)
         # Direct routes first: a pair that stops going through the VTEP has its route replaced in
         # place (no moment without one); the VTEP's peers then drop its neighbour and FDB entry; last,
         # the direct routes no peer wants any more go (also when direct routing is off).
         if direct:
             host_gw.reconcile_direct(node, host, direct, exclusive=False)
-        # a dual-stack overlay: every peer's IPv6 subnet behind the same VTEP (its MAC, one FDB entry);
-        # direct routing is for IPv4 subnets over an IPv4 underlay
+        # a dual-stack overlay: a peer's IPv6 subnet behind the same VTEP (its MAC, one FDB entry), unless
+        # it goes direct (an IPv6 underlay); over an IPv4 underlay it has no direct route and stays here
+        routed_directly = set(subnet for peer in direct for subnet in host_gw.direct_subnets(node, peer))
         wanted = peers_engine.normalise_peers(
-            [{'subnet': p['subnet'], 'vtep_mac': p['vtep_mac'], 'underlay': p['underlay']} for p in tunnelled]
-            + [{'subnet': p['ipv6_subnet'], 'vtep_mac': p['vtep_mac'], 'underlay': p['underlay']}
-               for p in node.peers if node.ipv6_subnet and p.get('ipv6_subnet')])
+            [{'subnet': subnet, 'vtep_mac': p['vtep_mac'], 'underlay': p['underlay']}
+             for p in node.peers for subnet in (p['subnet'], p.get('ipv6_subnet') if node.ipv6_subnet else None)
+             if subnet and subnet not in routed_directly])
         if link is None or link.get('kind') != 'vxlan':
             # check mode on a host where the VTEP is still to be created
             host.report.changeset(peers_engine.plan_without_vtep(self.device, wanted, node.route_protocol))
@@ -247,10 +248,10 @@ class Backend(BaseBackend):
                                                            with_current=True))
         host_gw.reconcile_direct(node, host, direct, exclusive=True)
 
-    def split(self, node, host):
-        """(peers routed directly, peers through the VTEP): with direct_routing, the on-link ones go direct."""
+    def direct_peers(self, node, host):
+        """The peers routed directly: with direct_routing, those on this host's underlay segment."""
         if not self.params.get('direct_routing'):
-            return [], list(node.peers)
+            return []
         try:
             network = host_gw.underlay_network(node)
         except EngineError as exc:
@@ -258,14 +259,8 @@ class Backend(BaseBackend):
                 raise
             # at boot the underlay address may never come (the host moved): everything through the VTEP
             host.report.warnings.append('direct routing off for now, every peer through the VTEP: %s' % exc)
-            return [], list(node.peers)
-        direct = [peer for peer in node.peers if ipaddress.ip_address(peer['underlay']) in network]
-        return direct, [peer for peer in node.peers if peer not in direct]
-
-    def check(self, data, problem):
-        if self.params.get('direct_routing') and ipaddress.ip_address(data['underlay']['address']).version != 4:
-            problem('backend.direct_routing', 'needs an IPv4 underlay (an IPv4 overlay routed via IPv6 next hops is not'
-                                              ' supported)')
+            return []
+        return [peer for peer in node.peers if ipaddress.ip_address(peer['underlay']) in network]
 
     def teardown(self, host, record, strict=False):
         """Delete the VTEP (its neighbours, FDB entries and routes go with it) and the direct routes of

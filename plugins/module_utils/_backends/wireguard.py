@@ -5,8 +5,9 @@
 
 One device (mesh-wg), UDP port 51820, MTU = underlay - 60 (IPv4 underlay) / - 80 (IPv6). One
 WireGuard peer per host: its public key, endpoint = its underlay address and the port,
-allowed-ips = its subnet. One route for the overlay network into the device (with the
-collection's route protocol); WireGuard's cryptokey routing picks the peer.
+allowed-ips = its subnet (both subnets in a dual-stack overlay: one device and one port carry both
+families, where flannel runs a second device on port 51821). One route per overlay network into
+the device (with the collection's route protocol); WireGuard's cryptokey routing picks the peer.
 
 Keys: a host's private key is generated on the host (ensure_key: the node_keys module, or the
 node module when the contract names no key) into /etc/overlay-mesh/wireguard/<device>.key (0600)
@@ -189,20 +190,21 @@ def kernel_has_wireguard():
 
 
 class KernelDevice(links.LinkReconciler):
-    """The kernel's WireGuard device: no MAC, the node's address as a host route, up."""
+    """The kernel's WireGuard device: no MAC, the node's addresses (one per family) as host routes, up."""
 
     kind = 'wireguard'
+    nodad = True  # nothing else on a point-to-point device can hold the address
 
-    def __init__(self, ipr, name, mtu=None, address=None, state='present'):
+    def __init__(self, ipr, name, mtu=None, addresses=(), state='present'):
         super(KernelDevice, self).__init__(ipr, name)
         self.mtu = mtu
-        self.address = address
+        self.addresses = [one for one in addresses if one]
 
     def desired_link(self):
         return {'name': self.name, 'kind': self.kind, 'mtu': self.mtu, 'mac': None, 'up': True}
 
     def desired_addresses(self):
-        return [ipaddress.ip_interface('%s/%d' % (self.address, self.address.max_prefixlen))] if self.address else []
+        return [ipaddress.ip_interface('%s/%d' % (one, one.max_prefixlen)) for one in self.addresses]
 
     def create(self):
         links.call('creating WireGuard device %s' % self.name, self.ipr.link, 'add', ifname=self.name, kind='wireguard',
@@ -300,9 +302,15 @@ def greet(subnets):
         sock.close()
 
 
-def reconcile_route(node, host, device, index):
-    """One route for the overlay network into the device, with our route protocol (scope link)."""
-    network = node.network
+def reconcile_routes(node, host, device, index):
+    """One route per overlay network (IPv4, and IPv6 in a dual-stack overlay) into the device."""
+    for network in (node.network, node.ipv6_network):
+        if network:
+            reconcile_route(node, host, device, index, network)
+
+
+def reconcile_route(node, host, device, index, network):
+    """One route for an overlay network into the device, with our route protocol (scope link)."""
     family = _FAMILY[network.version]
     dst = network.network_address.packed
     with nlwire.NetlinkRoute() as nl:
@@ -349,6 +357,7 @@ class Backend(BaseBackend):
     # Options filled in from the host, not from the role's variables.
     HOST_OPTIONS = ('public_key',)
     KEYED = True
+    DUAL_STACK = True
 
     def ports(self):
         return [('udp', self.params['port'])]
@@ -420,7 +429,7 @@ class Backend(BaseBackend):
             if link is None and host.check_mode:
                 host.report.object('added', links.link_obj(cls(ipr, self.device, mtu=node.mtu).desired_link()))
             else:
-                device = cls(ipr, self.device, mtu=node.mtu, address=node.vtep_address)
+                device = cls(ipr, self.device, mtu=node.mtu, addresses=(node.vtep_address, node.vtep_address6))
                 host.report.changeset(device.reconcile('present', check_mode=host.check_mode))
             link = links.read_link(ipr, self.device)
         finally:
@@ -428,14 +437,15 @@ class Backend(BaseBackend):
         client = wire.GenlClient(self.device) if implementation == 'kernel' else wire.UapiClient(self.device)
         current = client.get() if link is not None else {}
         wanted = dict((wire.key_from_text(peer['public_key'], 'peer %s public key' % peer.get('name')),
-                       {'endpoint': (peer['underlay'], self.params['port']), 'allowed_ips': [peer['subnet']],
+                       {'endpoint': (peer['underlay'], self.params['port']),
+                        'allowed_ips': [peer['subnet']] + ([peer['ipv6_subnet']] if node.ipv6_subnet and peer.get('ipv6_subnet') else []),
                         'keepalive': self.params['keepalive']}) for peer in node.peers)
         change = plan_config(self.device, current, private, self.params, wanted, host.report)
         if change is not None and not host.check_mode:
             client.set(change)
-        reconcile_route(node, host, self.device, link['index'] if link is not None else None)
+        reconcile_routes(node, host, self.device, link['index'] if link is not None else None)
         if change is not None and not host.check_mode:
-            # the peers just added or changed: their address is in allowed-ips, one per peer
+            # the peers just added or changed: their IPv4 subnet is first in allowed-ips, one handshake serves both
             greet([item['allowed_ips'][0] for item in change['peers'] if not item['remove']])
 
     def _switch_implementation(self, host, link):

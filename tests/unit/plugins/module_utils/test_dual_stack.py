@@ -56,7 +56,13 @@ def test_dual_stack_problems_name_the_setting():
     assert 'not inside the IPv6 overlay network' in problems(ipv6_subnet='fd00:999::/64')['ipv6_subnet']
     assert 'missing' in problems(ipv6_subnet=None)['ipv6_subnet']
     assert 'not an IPv6 network' in problems(ipv6_network='10.99.0.0/16')['ipv6_network']
-    assert 'carries IPv4 only' in problems(backend={'type': 'udp'})['ipv6_network']
+    assert problems(backend={'type': 'udp'})['ipv6_network'] == (
+        'the udp backend carries IPv4 only; a dual-stack overlay needs host-gw, vxlan or wireguard')
+    # host-gw: an IPv6 subnet cannot go via an IPv4 next hop
+    assert dual(backend={'type': 'host-gw'}).backend.name == 'host-gw'  # over an IPv6 underlay
+    found = problems(backend={'type': 'host-gw'}, underlay={'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500},
+                     peers=[])
+    assert 'needs an IPv6 underlay' in found['ipv6_network']
     found = problems(peers=[{'name': 'node2', 'subnet': '10.244.2.0/24', 'ipv6_subnet': 'fd00:244:0:1::/64', 'underlay': '2001:db8:1::c',
                              'vtep_mac': '02:00:00:00:00:02'}])
     assert 'overlaps this host\'s IPv6 subnet' in found['peers[0].ipv6_subnet']

@@ -29,7 +29,7 @@ def direct(n):
 
 
 def engine(kernel):
-    return routes.DirectRoutes(kernel, PROTO, {ETH0: 'eth0', ETH1: 'eth1'}, {VTEP: 'mesh.1'}, within=OVERLAY)
+    return routes.DirectRoutes(kernel, PROTO, {ETH0: 'eth0', ETH1: 'eth1'}, {VTEP: 'mesh.1'}, within=[OVERLAY])
 
 
 def ours(kernel):
@@ -72,3 +72,14 @@ def test_another_protocol_on_a_peer_subnet_is_refused_before_anything_is_sent():
     with pytest.raises(EngineError, match='10.244.2.0/24 via 198.18.0.254 dev eth0 proto static'):
         engine(kernel).reconcile([direct(2), direct(3)])
     assert kernel.sent == []
+
+
+def test_an_ipv4_subnet_via_an_ipv6_next_hop_round_trips_through_rta_via():
+    kernel = FakeKernel()
+    wanted = [routes.DirectRoute(ipaddress.ip_network('10.244.2.0/24'), ipaddress.ip_address('2001:db8::2'), ETH0, 'eth0')]
+    changes = engine(kernel).reconcile(wanted)
+    assert [(c.action, c.obj['dst'], c.obj['gateway']) for c in changes.changes] == [('added', '10.244.2.0/24', '2001:db8::2')]
+    body = kernel.sent[0][2]
+    assert body.family == socket.AF_INET and body.gateway == ipaddress.ip_address('2001:db8::2').packed
+    assert not engine(kernel).reconcile(wanted).changed  # read back as the same next hop: nothing to do
+    assert engine(kernel).reconcile([direct(2)]).changes[0].action == 'updated'  # back to an IPv4 next hop

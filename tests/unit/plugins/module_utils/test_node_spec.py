@@ -129,6 +129,9 @@ def test_removal_record_names_what_a_node_makes():
     assert record['backend']['device'] == 'mesh.4' and record['bridge']['name'] == 'br9'
     assert spec.saved_backend(record).device == 'mesh.4'
     assert spec.saved_backend({'backend': {'type': 'nope', 'device': 'x'}}) is None
+    assert spec.saved_backend({'backend': {'type': 'vxlan'}}) is None  # a damaged record names no device
+    # host-gw has no device, and its direct routes must still go when the node leaves or switches backend
+    assert spec.saved_backend({'backend': {'type': 'host-gw'}}).name == 'host-gw'
 
 
 @pytest.mark.parametrize('name', registry.names())
@@ -161,11 +164,14 @@ def test_host_gw_needs_every_peer_on_link():
     # vxlan with direct routing takes any peer: the on-link ones go direct
     raw = contract(backend={'type': 'vxlan', 'direct_routing': True})
     assert spec.normalize(raw, machine_id=MACHINE_ID).mtu == 1450
-    # routes via IPv6 next hops are not made: both refused on an IPv6 underlay, before any change
-    ipv6 = {'underlay': {'address': '2001:db8::11', 'mtu': 1500}, 'peers': []}
-    assert 'needs an IPv4 underlay' in problems(contract(backend={'type': 'host-gw'}, **ipv6))['backend.type']
-    assert 'needs an IPv4 underlay' in problems(contract(backend={'type': 'vxlan', 'direct_routing': True},
-                                                         **ipv6))['backend.direct_routing']
+    # an IPv6 underlay: IPv4 subnets via IPv6 next hops (RFC 5549), the on-link check in IPv6
+    ipv6 = {'underlay': {'address': '2001:db8::11', 'network': '2001:db8::/64', 'mtu': 1500},
+            'peers': [{'name': 'node2', 'subnet': '10.244.2.0/24', 'underlay': '2001:db8::12'}]}
+    assert spec.normalize(contract(backend={'type': 'host-gw'}, **ipv6), machine_id=MACHINE_ID).mtu == 1500
+    ipv6['peers'][0]['underlay'] = '2001:db8:1::12'
+    assert 'is not on-link' in problems(contract(backend={'type': 'host-gw'}, **ipv6))['backend.type']
+    ipv6['peers'] = []
+    assert spec.normalize(contract(backend={'type': 'vxlan', 'direct_routing': True}, **ipv6), machine_id=MACHINE_ID).mtu == 1430
 
 
 def test_wireguard_contract():
