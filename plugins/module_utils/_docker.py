@@ -34,8 +34,7 @@ DOCKER_UNITS = ('/etc/systemd/system/docker.service', '/lib/systemd/system/docke
 
 def halves(subnet):
     """(the node bridge's part, docker0's part) of the host's subnet."""
-    lower, upper = subnet.subnets(prefixlen_diff=1)
-    return lower, upper
+    return tuple(subnet.subnets(prefixlen_diff=1))
 
 
 def settings(node):
@@ -96,6 +95,12 @@ def _describe(rule):
     return {'type': 'iptables', 'name': '%s %s' % (CHAIN, rule.replace(' -m comment --comment %s' % COMMENT, ''))}
 
 
+def _delete(iptables, host, rule):
+    host.report.object('removed', _describe(rule), _describe(rule))
+    if not host.check_mode:
+        host.run([iptables, '-w', '5', '-D', CHAIN] + rule.split())
+
+
 def ensure_rules(node, host):
     """Our DOCKER-USER rules where Docker is installed (or enabled in the contract); else none of ours."""
     iptables = _iptables()
@@ -117,9 +122,7 @@ def ensure_rules(node, host):
     kept = set()
     for rule in current:
         if rule not in wanted or rule in kept:  # another network's, or a second copy
-            host.report.object('removed', _describe(rule), _describe(rule))
-            if not host.check_mode:
-                host.run([iptables, '-w', '5', '-D', CHAIN] + rule.split())
+            _delete(iptables, host, rule)
         kept.add(rule)
     for position, rule in enumerate(wanted, 1):
         if rule in current:
@@ -136,6 +139,4 @@ def remove_rules(host):
     if iptables is None:
         return
     for rule in _ours(iptables, host) or []:
-        host.report.object('removed', _describe(rule), _describe(rule))
-        if not host.check_mode:
-            host.run([iptables, '-w', '5', '-D', CHAIN] + rule.split())
+        _delete(iptables, host, rule)

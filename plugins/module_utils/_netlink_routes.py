@@ -27,6 +27,7 @@ from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes impo
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _ADD = wire.NLM_F_CREATE | wire.NLM_F_EXCL
 _REPLACE = wire.NLM_F_CREATE | wire.NLM_F_REPLACE
+_RT_SCOPE_LINK = 253
 
 
 class DirectRoute(object):
@@ -145,3 +146,30 @@ class DirectRoutes(object):
             raise EngineError('reading back, the kernel did not keep %d direct route change(s), for example %s'
                               % (len(left), left.changes[0].obj['dst']))
         return changes
+
+
+def reconcile_device_route(nl, network, device, index, protocol, check_mode=False):
+    """One route for a whole overlay network into a device (WireGuard's: the device's cryptokey routing picks the
+    peer), with our route protocol, scope link; a route of another protocol there is an error. index None: the
+    device is still to be made (check mode), the route is only planned."""
+    family = _FAMILY[network.version]
+    dst = network.network_address.packed
+    found = [rec for rec in nl.dump_routes(family) if rec.table == wire.RT_TABLE_MAIN and rec.dst == dst
+             and rec.dst_len == network.prefixlen]
+    wanted = peers.route_obj(device, family, dst, network.prefixlen, None, protocol, onlink=False)
+    foreign = [rec for rec in found if rec.protocol != protocol]
+    if foreign:
+        raise EngineError('a route for the overlay network %s not owned by overlay.mesh (protocol %s) exists: %s;'
+                          ' remove it' % (network, foreign[0].protocol, peers.describe_route(foreign[0], {})))
+    changes = ChangeSet()
+    if any(rec.oif == index for rec in found):
+        changes.current[('route', network)] = wanted
+        return changes
+    changes.add('updated' if found else 'added', ('route', network), wanted, None, None)
+    if check_mode or index is None:
+        return changes
+    body = wire.route_body(family, dst, network.prefixlen, protocol, scope=_RT_SCOPE_LINK, oif=index)
+    failures = nl.execute([('route', wire.RTM_NEWROUTE, _REPLACE, body)])
+    if failures:
+        raise EngineError('route %s dev %s: errno %d (%s)' % (network, device, failures[0][1], failures[0][2]))
+    return changes

@@ -29,12 +29,12 @@ import time
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
-from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as peers_engine
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_routes as routes
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as nlwire
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_wire as wire
 from ansible_collections.overlay.mesh.plugins.module_utils._backends.base import Backend as BaseBackend
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import ChangeSet, EngineError
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import open_iproute
 
 NAME = 'wireguard'
@@ -46,8 +46,6 @@ KEY_DIR = os.path.join(_host.STATE_DIR, 'wireguard')
 UNIT = 'overlay-mesh-wireguard.service'
 WIREGUARD_GO_PATHS = ('/usr/bin/wireguard-go', '/usr/sbin/wireguard-go', '/usr/local/bin/wireguard-go')
 SOCKET_WAIT = 15  # seconds for wireguard-go to open its socket once started
-RT_SCOPE_LINK = 253
-_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 UNIT_TEXT = '''# Written by overlay.mesh (wireguard backend, userspace): wireguard-go runs %(device)s. Its keys
 # and peers are set over its socket by overlay.mesh.node, and by ExecStartPost whenever the daemon
@@ -304,38 +302,11 @@ def greet(subnets):
 
 def reconcile_routes(node, host, device, index):
     """One route per overlay network (IPv4, and IPv6 in a dual-stack overlay) into the device."""
-    for network in (node.network, node.ipv6_network):
-        if network:
-            reconcile_route(node, host, device, index, network)
-
-
-def reconcile_route(node, host, device, index, network):
-    """One route for an overlay network into the device, with our route protocol (scope link)."""
-    family = _FAMILY[network.version]
-    dst = network.network_address.packed
     with nlwire.NetlinkRoute() as nl:
-        found = [rec for rec in nl.dump_routes(family) if rec.table == nlwire.RT_TABLE_MAIN and rec.dst == dst
-                 and rec.dst_len == network.prefixlen]
-        wanted = peers_engine.route_obj(device, family, dst, network.prefixlen, None, node.route_protocol, onlink=False)
-        foreign = [rec for rec in found if rec.protocol != node.route_protocol]
-        if foreign:
-            raise EngineError('a route for the overlay network %s not owned by overlay.mesh (protocol %s) exists: %s;'
-                              ' remove it' % (network, foreign[0].protocol, peers_engine.describe_route(foreign[0], {})))
-        ours = [rec for rec in found if rec.oif == index]
-        changes = ChangeSet()
-        if ours:
-            changes.current[('route', network)] = wanted
-            host.report.changeset(changes)
-            return
-        action = 'updated' if found else 'added'
-        changes.add(action, ('route', network), wanted, None, None)
-        host.report.changeset(changes)
-        if host.check_mode or index is None:
-            return
-        body = nlwire.route_body(family, dst, network.prefixlen, node.route_protocol, scope=RT_SCOPE_LINK, oif=index)
-        failures = nl.execute([('route', nlwire.RTM_NEWROUTE, nlwire.NLM_F_CREATE | nlwire.NLM_F_REPLACE, body)])
-        if failures:
-            raise EngineError('route %s dev %s: errno %d (%s)' % (network, device, failures[0][1], failures[0][2]))
+        for network in (node.network, node.ipv6_network):
+            if network:
+                host.report.changeset(routes.reconcile_device_route(nl, network, device, index, node.route_protocol,
+                                                                    check_mode=host.check_mode))
 
 
 # ---- the backend of the node contract ----------------------------------------------------------
