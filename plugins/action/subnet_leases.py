@@ -45,6 +45,7 @@ ARGUMENT_SPEC = {
     'etcd_timeout': {'type': 'float', 'default': 5.0},
     'etcd_attempts': {'type': 'int', 'default': 10},
     'etcd_max_txn_ops': {'type': 'int', 'default': 128},
+    'etcd_flannel_peers': {'type': 'bool', 'default': False},
     'backend': {'type': 'dict', 'default': {}},
     'migrate': {'type': 'str', 'choices': ['import', 'export']},
 }
@@ -191,6 +192,8 @@ class ActionModule(ActionBase):
         imported = _leases.read_lease_file(os.path.realpath(path))[1] if args['migrate'] == 'import' else None
         run = _registry.update_etcd(client, config, args['hosts'], prefix=prefix, backend=args['backend'],
                                     check_mode=check_mode, attempts=args['etcd_attempts'], imported=imported,
-                                    max_ops=args['etcd_max_txn_ops'], **inputs)
+                                    max_ops=args['etcd_max_txn_ops'], flannel_peers=args['etcd_flannel_peers'], **inputs)
         result.update(etcd_requests=run.requests, etcd_attempts=run.attempts)
+        if args['etcd_flannel_peers']:
+            result['flannel_peers'] = run.flannel_peers
         return where, run.alloc, run.before, run.after, run.changed

@@ -222,6 +222,16 @@ options:
         write such a run in one.
     type: int
     default: 128
+  etcd_flannel_peers:
+    description:
+      - With O(registry=etcd), return the hosts of a fleet running flanneld's vxlan backend under O(etcd_prefix) as
+        RV(flannel_peers) (the role makes them peers of the mesh). A flanneld lease that cannot be a peer (another backend
+        than O(backend), another VNI, no C(VtepMAC)) or a flannel config with another vxlan port fails the task before
+        anything is written. Their IPv4 subnets only.
+      - Without it a flanneld lease is only a taken subnet.
+    type: bool
+    default: false
+    version_added: 0.2.0
   backend:
     description:
       - The overlay's backend as flannel's config and leases name it, with O(registry=etcd) - C(type) (V(vxlan) by
@@ -382,6 +392,12 @@ etcd_requests:
   returned: with O(registry=etcd)
   type: int
   sample: 2
+flannel_peers:
+  description: The flanneld hosts under O(etcd_prefix) as peers, named C(flanneld@<PublicIP>), with C(subnet), C(underlay) (their
+    C(PublicIP)) and C(vtep_mac).
+  returned: with O(etcd_flannel_peers)
+  type: dict
+  sample: {"flanneld@198.18.0.19": {"subnet": "10.244.9.0/24", "underlay": "198.18.0.19", "vtep_mac": "7a:1b:2c:3d:4e:5f"}}
 etcd_attempts:
   description: Read-allocate-write cycles this run needed (more than 1 when another controller wrote in between).
   returned: with O(registry=etcd), without O(migrate=export)

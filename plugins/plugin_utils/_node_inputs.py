@@ -46,7 +46,9 @@ CONTRACT_VARIABLES = {
 ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mesh_node_rotate_keys', 'mesh_node_install_packages',
                   'mesh_node_subnet_len', 'mesh_node_subnet_min', 'mesh_node_subnet_max', 'mesh_node_subnet', 'mesh_node_lease_file',
                   'mesh_node_underlay_address', 'mesh_node_underlay_interface', 'mesh_node_underlay_reach', 'mesh_node_underlay_family',
-                  'mesh_node_ipv6_subnet_len')
+                  'mesh_node_ipv6_subnet_len', 'mesh_node_registry') + tuple(
+                      'mesh_node_etcd_' + name for name in ('endpoints', 'ca_file', 'cert_file', 'key_file', 'user', 'password',
+                                                            'prefix', 'timeout', 'max_txn_ops', 'flannel_peers'))
 # Where contract values that no single role variable gives come from, for messages.
 SOURCES = {
     'subnet': 'the lease (lease file, mesh_node_subnet)',
@@ -186,6 +188,8 @@ def node_contract(variables, host, info=None, leases=None, members=None):
         backend = registry.get(kind)
         if backend is not None:
             contract['peers'] = peers_of(host, leases.get('leases') or {}, members or [], backend)
+            # hosts of a fleet running flanneld, from the etcd registry (mesh_node_etcd_flannel_peers)
+            contract['peers'] += [dict(record, name=name) for name, record in sorted((leases.get('flannel_peers') or {}).items())]
     try:
         node = _node_spec.normalize(contract, partial=not leases)
     except ValidationError as exc:

@@ -20,6 +20,7 @@ import os
 import random
 import time
 
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _flannel_interop
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
 from ansible_collections.overlay.mesh.plugins.plugin_utils._etcd import b64, prefix_end
 
@@ -113,6 +114,7 @@ class State:
         self.keys = {}      # key -> (value, mod_revision) of our leases
         self.host_key = {}  # host -> key
         self.foreign = {}   # label -> record: leases that are not ours (flanneld's, with or without TTL)
+        self.flanneld = []  # (key, record, value) of those leases: flanneld hosts that may join the mesh
         self.config = None  # (value, mod_revision) of <prefix>/config
         self.problems = []
         subnets = prefix + '/subnets/'
@@ -134,6 +136,7 @@ class State:
             own = data.get(OURS) if isinstance(data, dict) else None
             if not isinstance(own, dict) or not isinstance(own.get('host'), str):
                 self.foreign[self._foreign_label(key, data, lease)] = rec
+                self.flanneld.append((key, rec, data))
                 continue
             host = own['host']
             if host in self.host_key:
@@ -149,6 +152,20 @@ class State:
         public = data.get('PublicIP') if isinstance(data, dict) else None
         what = 'a flanneld lease' + (' (TTL)' if lease else '') + (' of %s' % public if public else '')
         return 'etcd key %s (%s, not an overlay.mesh host)' % (key, what)
+
+    def flannel_peers(self, backend):
+        """({name: record}, problems) of the flanneld hosts as peers: their leases and a flannel config that agree with ours."""
+        found, problems = _flannel_interop.peers(self.flanneld, backend['vni'] or 1, backend['type'])
+        try:
+            theirs = json.loads(self.config[0]) if self.config else {}
+        except ValueError:
+            theirs = {}  # check_config reports it
+        if isinstance(theirs, dict) and not isinstance(theirs.get(OURS), dict) and found:
+            port = (theirs.get('Backend') or {}).get('Port') or 8472  # flanneld's vxlan: the kernel's default port
+            if port != (backend['port'] or 8472):
+                problems.append('etcd key %s/config (flannel\'s): vxlan port %s, but the mesh uses %s (mesh_node_vxlan_port);'
+                                ' flanneld hosts cannot join the mesh (%s)' % (self.prefix, port, backend['port'], _flannel_interop.SETTING))
+        return found, problems
 
     def check_config(self, config, backend):
         """A config written by someone else (flannel's own) must describe the same network; it is never overwritten."""
@@ -252,7 +269,8 @@ def merge(primary, primary_label, secondary, secondary_label):
 class Result:
     """An etcd run: the allocation, the leases before/after as lease-file text (for --diff), whether it wrote."""
 
-    def __init__(self, alloc, before, after, changed, attempts, requests):
+    def __init__(self, alloc, before, after, changed, attempts, requests, flannel_peers=None):
+        self.flannel_peers = flannel_peers or {}
         self.alloc = alloc
         self.before = before
         self.after = after
@@ -278,11 +296,12 @@ def _allocate(state, config, hosts, file_leases, inputs):
 
 
 def update_etcd(client, config, hosts, prefix=DEFAULT_PREFIX, backend=None, check_mode=False, attempts=10,
-                imported=None, max_ops=128, **inputs):
+                imported=None, max_ops=128, flannel_peers=False, **inputs):
     """The etcd cycle: one range read, allocate(), one transaction (one per ``max_ops`` changes); again on a
     conflict, at most ``attempts`` times.
 
     ``imported``: leases of a lease file to add (migration); a host in both with other subnets is an error.
+    ``flannel_peers``: the flanneld hosts' leases become peers (Result.flannel_peers); one that cannot is an error.
     Check mode only reads. Raises LeaseError (bad inputs, conflicts exhausted) or _etcd.EtcdError.
     """
     backend = _backend(backend)
@@ -291,14 +310,18 @@ def update_etcd(client, config, hosts, prefix=DEFAULT_PREFIX, backend=None, chec
     for attempt in range(1, attempts + 1):
         state = State(prefix, *client.range_prefix(prefix + '/'))
         state.check_config(config, backend)
+        peers = {}
+        if flannel_peers:
+            peers, problems = state.flannel_peers(backend)
+            state.problems.extend(problems)
         alloc = _allocate(state, config, hosts, imported, inputs)
         steps = plan(state, config, backend, alloc.leases)
         before = L.render_lease_file(config, state.leases)
         after = L.render_lease_file(config, alloc.leases)
         if not steps or check_mode:
-            return Result(alloc, before, after, bool(steps), attempt, client.requests - start)
+            return Result(alloc, before, after, bool(steps), attempt, client.requests - start, peers)
         if commit(client, state, steps, max_ops):
-            return Result(alloc, before, after, True, attempt, client.requests - start)
+            return Result(alloc, before, after, True, attempt, client.requests - start, peers)
         # Another controller wrote in between: back off a little (randomised, so two do not collide again) and redo.
         time.sleep(random.uniform(0.005, 0.05) * attempt)  # nosec - jitter, not cryptography
     raise L.LeaseError(['etcd: the leases under %s changed during each of %d attempts (other controllers writing at '

@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
+import yaml
 
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_inputs as inputs
 
@@ -118,3 +121,12 @@ def test_wireguard_public_keys_come_from_the_hosts_never_from_role_variables():
     assert contract['peers'] == [{'name': 'node2', 'subnet': '10.244.2.0/24', 'underlay': '198.18.0.12', 'public_key': peer}]
     assert inputs.unknown_variables(['mesh_node_wireguard_public_key', 'mesh_node_wireguard_keepalive',
                                      'mesh_node_rotate_keys']) == ['mesh_node_wireguard_public_key']
+
+
+def test_every_variable_of_the_argument_spec_is_known():
+    # a variable the role documents must never be warned about as unknown (the registry's came without it)
+    spec = yaml.safe_load((pathlib.Path(__file__).resolve().parents[4] / 'roles/mesh_node/meta/argument_specs.yml').read_text())
+    options = spec['argument_specs']['main']['options']
+    assert 'mesh_node_etcd_endpoints' in options
+    assert inputs.unknown_variables(options) == []
+    assert inputs.unknown_variables(['mesh_node_etcd_endpont']) == ['mesh_node_etcd_endpont']
