@@ -182,6 +182,13 @@ class ActionModule(ActionBase):
         client = _etcd.EtcdClient(args['etcd_endpoints'], ca_file=args['etcd_ca_file'], cert_file=args['etcd_cert_file'],
                                   key_file=args['etcd_key_file'], user=args['etcd_user'], password=args['etcd_password'],
                                   timeout=args['etcd_timeout'])
+        try:
+            return self._etcd_run(client, args, path, config, check_mode, inputs, result)
+        finally:
+            client.close()  # the kept-alive connections to the members
+
+    @staticmethod
+    def _etcd_run(client, args, path, config, check_mode, inputs, result):
         prefix = args['etcd_prefix'].rstrip('/')
         where = 'etcd %s %s' % (','.join(args['etcd_endpoints']), prefix)
         if args['migrate'] == 'export':
