@@ -51,6 +51,25 @@ def sh(command, check=True):
     return proc.stdout
 
 
+LAB_TOOL = REPO / 'tests' / 'lab' / 'overlay_lab.py'
+
+
+def lab(*args, check=True):
+    """Run the lab tool (tests/lab/overlay_lab.py); its CompletedProcess, an AssertionError with its output when it fails."""
+    proc = subprocess.run([sys.executable, str(LAB_TOOL)] + list(args), capture_output=True, text=True, check=False)
+    if check and proc.returncode:
+        raise AssertionError('overlay_lab.py %s failed: %s %s' % (' '.join(args), proc.stdout, proc.stderr))
+    return proc
+
+
+def lab_shell(name, host, command, check=True):
+    """Run a shell command on a host of lab ``name``; its CompletedProcess."""
+    proc = lab('exec', '--name', name, host, 'sh', '-c', command, check=False)
+    if check and proc.returncode:
+        raise AssertionError('%s on %s failed (%d): %s %s' % (command, host, proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
 def collections_path():
     if REPO.parent.name == 'overlay' and REPO.parent.parent.name == 'ansible_collections':
         return str(REPO.parents[2])

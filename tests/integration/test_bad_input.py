@@ -22,10 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import HOST_SNAPSHOT, SETTLE, collections_path
+from conftest import HOST_SNAPSHOT, SETTLE, collections_path, lab, lab_shell
 
 REPO = Path(__file__).resolve().parents[2]
-LAB_TOOL = REPO / 'tests' / 'lab' / 'overlay_lab.py'
 LAB = 'ovln-bad'
 HOSTS = ('node1', 'node2', 'node3')
 EXTRA_ADDRESS = 250  # a second underlay address some cases put on two hosts
@@ -122,15 +121,8 @@ CASES = [
 ]
 
 
-def lab(*args, check=True):
-    proc = subprocess.run([sys.executable, str(LAB_TOOL)] + list(args), capture_output=True, text=True, check=False)
-    if check and proc.returncode:
-        raise AssertionError('overlay_lab.py %s failed: %s %s' % (' '.join(args), proc.stdout, proc.stderr))
-    return proc
-
-
 def on(host, command):
-    return lab('exec', '--name', LAB, host, 'sh', '-c', command, check=False).stdout
+    return lab_shell(LAB, host, command, check=False).stdout
 
 
 @pytest.fixture(scope='module')

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOST_SNAPSHOT, SETTLE, collections_path
+from conftest import HOST_SNAPSHOT, SETTLE, collections_path, lab, lab_shell
 
 REPO = Path(__file__).resolve().parents[2]
-LAB_TOOL = REPO / 'tests' / 'lab' / 'overlay_lab.py'
 LAB = 'ovln-node'
 
 pytestmark = [
@@ -32,18 +31,8 @@ pytestmark = [
 ]
 
 
-def lab(*args, check=True):
-    proc = subprocess.run([sys.executable, str(LAB_TOOL)] + list(args), capture_output=True, text=True, check=False)
-    if check and proc.returncode:
-        raise AssertionError('overlay_lab.py %s failed: %s %s' % (' '.join(args), proc.stdout, proc.stderr))
-    return proc
-
-
 def on(host, command, check=True):
-    proc = lab('exec', '--name', LAB, host, 'sh', '-c', command, check=False)
-    if check and proc.returncode:
-        raise AssertionError('%s on %s failed (%d): %s %s' % (command, host, proc.returncode, proc.stdout, proc.stderr))
-    return proc.stdout
+    return lab_shell(LAB, host, command, check).stdout
 
 
 @pytest.fixture(scope='module')
