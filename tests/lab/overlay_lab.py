@@ -139,7 +139,7 @@ def is_same_process(pid: int | None, start: str | None) -> bool:
 def children_of(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # the task exited meanwhile
             found += [int(child) for child in (task / "children").read_text().split()]
     return found
 
@@ -656,7 +656,7 @@ class Lab:
         if not is_same_process(host.get("nspawn_pid"), host.get("nspawn_start")):
             return None
         for child in children_of(host["nspawn_pid"]):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # the child exited meanwhile
                 if Path(f"/proc/{child}/comm").read_text().strip() == "systemd":
                     return child
         return None
