@@ -147,7 +147,8 @@ class ActionModule(ActionBase):
                 exc.kind, '%s and the cluster\'s health' % _named('etcd_endpoints'))
             if 'TLS' in str(exc) or 'SSL' in str(exc) or 'certificate' in str(exc):
                 hint += ', %s, %s and %s' % (_named('etcd_ca_file'), _named('etcd_cert_file'), _named('etcd_key_file'))
-            result.update(failed=True, msg='subnet leases: registry etcd: %s (check %s); nothing was written' % (exc, hint),
+            written = 'nothing was written' if not exc.written else 'the leases written stand, the next run completes them'
+            result.update(failed=True, msg='subnet leases: registry etcd: %s (check %s); %s' % (exc, hint, written),
                           problems=[str(exc)], etcd_error=exc.kind)
             return result
         except OSError as exc:

@@ -36,8 +36,9 @@ _AUTH_ERRORS = ('permission denied', 'authentication failed', 'user name is empt
 class EtcdError(Exception):
     """etcd could not be used; ``kind`` is 'unreachable', 'unavailable' (no quorum), 'auth' or 'request'."""
 
-    def __init__(self, kind, message):
+    def __init__(self, kind, message, written=0):
         self.kind = kind
+        self.written = written  # transactions of this run that were written before the failure
         super().__init__(message)
 
 
@@ -75,9 +76,13 @@ class EtcdClient:
         self._context = None
         if any(e.startswith('https://') for e in self.endpoints):
             # The members' certificates are checked against ca_file (the system's CAs when unset), names included.
-            self._context = ssl.create_default_context(cafile=ca_file)
-            if cert_file:
-                self._context.load_cert_chain(cert_file, key_file)
+            try:
+                self._context = ssl.create_default_context(cafile=ca_file)
+                if cert_file:
+                    self._context.load_cert_chain(cert_file, key_file)
+            except (OSError, ValueError) as exc:  # not PEM, a key that does not match its certificate
+                raise EtcdError('auth', 'TLS files (CA %s, certificate %s, key %s): %s'
+                                % (ca_file or 'the system\'s', cert_file, key_file, exc)) from None
 
     # ---- transport -------------------------------------------------------------------------
 

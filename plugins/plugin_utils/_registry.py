@@ -22,7 +22,7 @@ import time
 
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _flannel_interop
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
-from ansible_collections.overlay.mesh.plugins.plugin_utils._etcd import b64, prefix_end
+from ansible_collections.overlay.mesh.plugins.plugin_utils._etcd import EtcdError, b64, prefix_end
 
 DEFAULT_PREFIX = '/coreos.com/network'
 OURS = 'OverlayMesh'
@@ -56,9 +56,14 @@ def parse_subnet_key(name):
     return rec
 
 
+def _number(value):
+    # -e mesh_node_vxlan_vni=42 arrives as a string; flannel reads numbers
+    return None if value in (None, '') else int(value)
+
+
 def _backend(backend):
     backend = dict(backend or {})
-    return {'type': backend.get('type') or 'vxlan', 'vni': backend.get('vni'), 'port': backend.get('port')}
+    return {'type': backend.get('type') or 'vxlan', 'vni': _number(backend.get('vni')), 'port': _number(backend.get('port'))}
 
 
 def lease_value(host, record, backend):
@@ -192,21 +197,49 @@ def _put(key, value):
 
 
 def plan(state, config, backend, leases):
-    """(comparison, operation) pairs turning ``state`` into ``leases``: each operation holds only if its key is as read."""
-    steps = []
-    wanted = {subnet_key(state.prefix, rec): lease_value(host, rec, backend) for host, rec in leases.items()}
-    for key, (value, mod) in sorted(state.keys.items()):
-        if key not in wanted:
-            steps.append((_same(key, mod), {'request_delete_range': {'key': b64(key)}}))
-    for key, value in sorted(wanted.items()):
-        current = state.keys.get(key)
-        if current is None or current[0] != value:
-            steps.append((_same(key, current and current[1]), _put(key, value)))
+    """The writes turning ``state`` into ``leases``, as units of (comparison, operation) pairs: each operation holds
+    only if its key is as read, and a unit is never split across transactions - a host whose key changes (dual stack
+    turned on, a new pin) has its old key deleted and its new one written together, never left without a lease."""
+    units = []
     config_key = state.prefix + '/config'
     ours = config_value(config, backend)
     if state.config is None or (state.config[0] != ours and _is_ours(state.config[0])):
-        steps.insert(0, (_same(config_key, state.config and state.config[1]), _put(config_key, ours)))
-    return steps
+        units.append([(_same(config_key, state.config and state.config[1]), _put(config_key, ours))])
+    keys = dict((host, subnet_key(state.prefix, rec)) for host, rec in leases.items())
+    wanted = dict((keys[host], lease_value(host, rec, backend)) for host, rec in leases.items())
+    # A host taking the old key of a host that moved is written with it: neither is ever left with two or no lease.
+    group = dict((host, host) for host in leases)
+    owner = dict((key, host) for host, key in state.host_key.items() if host in leases)
+
+    def root(host):
+        while group[host] != host:
+            host = group[host]
+        return host
+
+    for host, key in keys.items():
+        if owner.get(key, host) != host:
+            group[root(host)] = root(owner[key])
+    steps = {}
+    for host in sorted(leases):
+        key, value = keys[host], wanted[keys[host]]
+        unit = steps.setdefault(root(host), [])
+        old = state.host_key.get(host)
+        # the old key goes unless another host's lease now takes it (one put: etcd refuses two ops on a key in a txn)
+        if old is not None and old != key and old not in wanted:
+            unit.append((_same(old, state.keys[old][1]), _delete(old)))
+        current = state.keys.get(key)
+        if current is None or current[0] != value:
+            unit.append((_same(key, current and current[1]), _put(key, value)))
+    units += [unit for dummy, unit in sorted(steps.items()) if unit]
+    moved_from = set(state.host_key.get(host) for host in leases)
+    for key, (dummy, mod) in sorted(state.keys.items()):
+        if key not in wanted and key not in moved_from:  # a released host's lease
+            units.append([(_same(key, mod), _delete(key))])
+    return units
+
+
+def _delete(key):
+    return {'request_delete_range': {'key': b64(key)}}
 
 
 def _same(key, mod_revision):
@@ -216,23 +249,39 @@ def _same(key, mod_revision):
     return {'key': b64(key), 'target': 'MOD', 'result': 'EQUAL', 'mod_revision': str(mod_revision)}
 
 
-def commit(client, state, steps, max_ops):
-    """Write ``steps`` in transactions of at most ``max_ops`` comparisons and operations (etcd's --max-txn-ops,
+def _transactions(units, size):
+    """The units packed in order into lists of at most ``size`` steps (a unit larger than that alone in one)."""
+    chunks = [[]]
+    for unit in units:
+        if chunks[-1] and len(chunks[-1]) + len(unit) > size:
+            chunks.append([])
+        chunks[-1].extend(unit)
+    return [chunk for chunk in chunks if chunk]
+
+
+def commit(client, state, units, max_ops):
+    """Write ``units`` in transactions of at most ``max_ops`` comparisons and operations (etcd's --max-txn-ops,
     128 by default); whether all were written.
 
     Each transaction also holds only if no lease key changed since the read or since our previous
     transaction: a host added by another controller meanwhile, on another subnet, would otherwise get
-    a second lease from us. When a later transaction fails, the earlier ones stand: they wrote leases of
-    free subnets with nobody writing in between, a valid state that the retry reads and keeps.
+    a second lease from us. When a later transaction fails, the earlier ones stand: each wrote whole
+    units (a host's new lease with its old one's removal) of free subnets with nobody writing in
+    between, a valid state that the retry reads and keeps.
     """
     subnets = state.prefix + '/subnets/'
     revision = state.revision
-    size = max(1, max_ops - 1)
-    for start in range(0, len(steps), size):
-        chunk = steps[start:start + size]
+    chunks = _transactions(units, max(2, max_ops - 1))
+    for written, chunk in enumerate(chunks):
         guard = {'key': b64(subnets), 'range_end': prefix_end(subnets), 'target': 'MOD', 'result': 'LESS',
                  'mod_revision': str(revision + 1)}
-        succeeded, revision = client.txn([c for c, dummy in chunk] + [guard], [op for dummy, op in chunk])
+        try:
+            succeeded, revision = client.txn([c for c, dummy in chunk] + [guard], [op for dummy, op in chunk])
+        except EtcdError as exc:
+            if not written:
+                raise
+            raise EtcdError(exc.kind, '%s (after %d of %d transactions of this run were written: whole leases, which'
+                                      ' the next run keeps)' % (exc, written, len(chunks)), written) from None
         if not succeeded:
             return False
     return True
@@ -315,12 +364,12 @@ def update_etcd(client, config, hosts, prefix=DEFAULT_PREFIX, backend=None, chec
             peers, problems = state.flannel_peers(backend)
             state.problems.extend(problems)
         alloc = _allocate(state, config, hosts, imported, inputs)
-        steps = plan(state, config, backend, alloc.leases)
+        units = plan(state, config, backend, alloc.leases)
         before = L.render_lease_file(config, state.leases)
         after = L.render_lease_file(config, alloc.leases)
-        if not steps or check_mode:
-            return Result(alloc, before, after, bool(steps), attempt, client.requests - start, peers)
-        if commit(client, state, steps, max_ops):
+        if not units or check_mode:
+            return Result(alloc, before, after, bool(units), attempt, client.requests - start, peers)
+        if commit(client, state, units, max_ops):
             return Result(alloc, before, after, True, attempt, client.requests - start, peers)
         # Another controller wrote in between: back off a little (randomised, so two do not collide again) and redo.
         time.sleep(random.uniform(0.005, 0.05) * attempt)  # nosec - jitter, not cryptography

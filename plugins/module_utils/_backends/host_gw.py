@@ -115,6 +115,20 @@ def purge_direct(host, record):
     host.report.changeset(changes)
 
 
+def purge_network(host, protocol, network):
+    """Every route of ours into ``network``, on any device: what a dual-stack overlay turned off (or moved to
+    another IPv6 network) leaves behind, whichever backend made it (host-gw's, the VTEP's, WireGuard's)."""
+    ipr = compat.open_iproute()
+    try:
+        devices = links.link_names(ipr)
+    finally:
+        ipr.close()
+    with wire.NetlinkRoute() as nl:
+        changes = routes.DirectRoutes(nl, protocol, devices, within=[ipaddress.ip_network(network)]).reconcile(
+            [], exclusive=True, check_mode=host.check_mode)
+    host.report.changeset(changes)
+
+
 class Backend(BaseBackend):
     name = NAME
     OPTIONS = {}

@@ -5,6 +5,7 @@ rules, check mode, round trips, flanneld's leases, migration, two controllers at
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -296,3 +297,56 @@ def test_three_members_tls_one_down_works_two_down_fails_clearly(tmp_path):
         assert sorted(R.update_etcd(cluster.client(timeout=2), CONFIG, ['a', 'b', 'c']).alloc.leases) == ['a', 'b', 'c']
     finally:
         cluster.stop()
+
+
+def _read(prefix, leases, config=CONFIG, backend=None):
+    """A State as one range read would give it, for these leases (host -> record), without a server."""
+    backend = R._backend(backend)  # pylint: disable=protected-access
+    kvs = [(R.subnet_key(prefix, rec), R.lease_value(host, rec, backend), 10 + i, 0) for i, (host, rec) in enumerate(sorted(leases.items()))]
+    return R.State(prefix, 99, kvs)
+
+
+def _keys_of(chunk, operation):
+    return set(base64.b64decode(op[operation]['key']).decode() for dummy, op in chunk if operation in op)
+
+
+def test_a_host_whose_key_changes_is_deleted_and_written_in_one_transaction():
+    # dual stack turned on: every key changes; with room for 2 operations per transaction each host's pair stays together
+    old = dict(('h%d' % i, {'subnet': '10.244.%d.0/24' % i, 'underlay': '192.168.1.%d' % i}) for i in range(1, 6))
+    new = dict((h, dict(rec, ipv6_subnet='fd00:244:0:%s::/64' % h[1:])) for h, rec in old.items())
+    units = R.plan(_read('/p', old), L.make_config('10.244.0.0/16', ipv6_network='fd00:244::/48'), R._backend(None), new)  # pylint: disable=protected-access
+    chunks = R._transactions(units, 2)  # pylint: disable=protected-access
+    assert len(chunks) == 6  # the config, then one host each
+    moved = 0
+    for chunk in chunks:
+        for key in _keys_of(chunk, 'request_delete_range'):
+            host = 'h%s' % key.split('.')[2]
+            assert R.subnet_key('/p', new[host]) in _keys_of(chunk, 'request_put')
+            moved += 1
+    assert moved == 5
+
+
+def test_a_host_taking_the_key_another_host_left_is_written_with_it():
+    state = _read('/p', {'a': {'subnet': '10.244.1.0/24'}})
+    units = R.plan(state, CONFIG, R._backend(None),  # pylint: disable=protected-access
+                   {'a': {'subnet': '10.244.2.0/24'}, 'c': {'subnet': '10.244.1.0/24'}})
+    leases = [unit for unit in units if not any(b'/config' in base64.b64decode(op.get('request_put', {}).get('key', '')) for dummy, op in unit)]
+    assert len(leases) == 1  # one unit: a's new key and c's put on a's old key, and no delete of that key
+    keys = sorted(base64.b64decode(op['request_put']['key']).decode() for dummy, op in leases[0])
+    assert keys == ['/p/subnets/10.244.1.0-24', '/p/subnets/10.244.2.0-24']
+
+
+def test_vni_and_port_given_as_strings_are_written_as_numbers(store):
+    client, prefix = store
+    R.update_etcd(client, CONFIG, ['a'], prefix=prefix, underlay=under('a'), backend={'type': 'vxlan', 'vni': '42', 'port': '4789'})
+    got = keys(client, prefix)
+    assert got['config'][0]['Backend'] == {'Type': 'vxlan', 'VNI': 42, 'Port': 4789}
+    assert got['subnets/10.244.1.0-24'][0]['BackendData']['VNI'] == 42
+
+
+def test_tls_files_that_cannot_be_loaded_are_a_clear_error(tmp_path):
+    bad = tmp_path / 'ca.pem'
+    bad.write_text('not a certificate')
+    with pytest.raises(_etcd.EtcdError) as err:
+        _etcd.EtcdClient(['https://127.0.0.1:1'], ca_file=str(bad))
+    assert err.value.kind == 'auth' and 'TLS files (CA %s' % bad in str(err.value)
