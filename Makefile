@@ -30,13 +30,19 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
 
 # ---- dependencies -------------------------------------------------------------------------
-$(APT_STAMP): Makefile
-	@if [ "$$(id -u)" != 0 ]; then echo "run as root: the lab needs namespaces and systemd-nspawn" >&2; exit 1; fi
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null
-	echo "$(APT_PACKAGES)" > $@
+# apt runs when the package list changes (the stamp holds the list), not whenever the Makefile does;
+# what needs the packages waits for them without being rebuilt when the stamp is rewritten.
+.PHONY: apt-packages
+apt-packages:
+	@if [ "$$(cat $(APT_STAMP) 2>/dev/null)" != "$(APT_PACKAGES)" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "run as root: the lab needs namespaces and systemd-nspawn" >&2; exit 1; fi; \
+	  echo "apt-get install $(APT_PACKAGES)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null && \
+	  echo "$(APT_PACKAGES)" > $(APT_STAMP); \
+	fi
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt $(APT_STAMP)
+$(VENV)/.stamp: requirements.txt requirements-dev.txt | apt-packages
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
@@ -45,7 +51,7 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt $(APT_STAMP)
 # pyroute2 0.7.2 (Debian 12's) beside the controller's 0.9.x: the engine's namespace tests run on both.
 VENV072 := $(REPO)/.venv072
 export OVERLAY_MESH_PY072 := $(VENV072)/bin/python
-$(VENV072)/.stamp: $(APT_STAMP)
+$(VENV072)/.stamp: | apt-packages
 	python3 -m venv $(VENV072)
 	$(VENV072)/bin/python -m pip install -q pyroute2==0.7.2
 	touch $@
@@ -65,7 +71,7 @@ $(ANSIBLE_TEST_CACHE)/.stamp: $(VENV)/.stamp tests/sanity/get_pip_offline.py
 # package's postinst enables and starts a system etcd on port 2379. Tests start their own members (tests/unit/.../etcd_lab.py).
 ETCD_DIR := $(REPO)/.build/etcd
 export OVERLAY_MESH_ETCD := $(ETCD_DIR)/usr/bin/etcd
-$(OVERLAY_MESH_ETCD): $(APT_STAMP)
+$(OVERLAY_MESH_ETCD): | apt-packages
 	rm -rf $(ETCD_DIR) $(ETCD_DIR)-deb && mkdir -p $(ETCD_DIR)-deb
 	cd $(ETCD_DIR)-deb && apt-get download -qq -o APT::Sandbox::User=root etcd-server
 	dpkg-deb -x $(ETCD_DIR)-deb/etcd-server_*.deb $(ETCD_DIR)
@@ -78,7 +84,7 @@ $(COLLECTION_LINK):
 	ln -sfn $(REPO) $@
 
 .PHONY: deps
-deps: $(APT_STAMP) $(VENV)/.stamp $(VENV072)/.stamp $(OVERLAY_MESH_ETCD) $(COLLECTION_LINK) ## install apt packages, the venv, etcd for tests, and link the collection
+deps: apt-packages $(VENV)/.stamp $(VENV072)/.stamp $(OVERLAY_MESH_ETCD) $(COLLECTION_LINK) ## install apt packages, the venv, etcd for tests, and link the collection
 
 # ---- tests --------------------------------------------------------------------------------
 .PHONY: test
