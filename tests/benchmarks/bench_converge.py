@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.join(REPO, 'tests', 'lab'))
 
 from overlay_lab import Lab, LabError  # noqa: E402  pylint: disable=wrong-import-position
 
-LAB_NAME = 'bench-conv'
+LAB_NAME = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'bench-conv'  # a prefix lets two checkouts run at once
 BASELINE = os.path.join(REPO, 'tests', 'benchmarks', 'converge_baseline.yml')
 BASELINE_CLEAN = os.path.join(REPO, 'tests', 'benchmarks', 'converge_baseline_clean.yml')
 SITE = 'overlay.mesh.site'

@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.join(REPO, 'tests', 'lab'))
 from overlay_lab import Lab  # noqa: E402  pylint: disable=wrong-import-position
 
 DAEMON = os.path.join(REPO, 'plugins', 'module_utils', '_backends', 'udp_daemon.py')  # runs as a script too
-LAB_NAME = 'udpbench'
+LAB_NAME = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'udpbench'  # a prefix lets two checkouts run at once
 CONTAINER = 'ovlu-c'
 UDP_MTU_OVERHEAD = 28
 

@@ -25,7 +25,7 @@ import yaml
 from conftest import HOST_SNAPSHOT, SETTLE, collections_path, lab, lab_shell
 
 REPO = Path(__file__).resolve().parents[2]
-LAB = 'ovln-bad'
+LAB = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'ovln-bad'  # a prefix lets two checkouts test at once
 HOSTS = ('node1', 'node2', 'node3')
 EXTRA_ADDRESS = 250  # a second underlay address some cases put on two hosts
 

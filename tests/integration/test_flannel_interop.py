@@ -26,7 +26,7 @@ import pytest
 from conftest import collections_path, lab, lab_shell
 
 REPO = Path(__file__).resolve().parents[2]
-LAB = 'ovln-flannel'
+LAB = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'ovln-flannel'  # a prefix lets two checkouts test at once
 PREFIX = '/coreos.com/network'
 FLANNEL_MAC = '7a:0f:1a:00:00:03'
 FLANNEL_SUBNET = '10.244.100.0/24'

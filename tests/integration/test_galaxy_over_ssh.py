@@ -22,7 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_TOOL = REPO / 'tests' / 'lab' / 'overlay_lab.py'
-LAB = 'ovlgal'
+LAB = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'ovlgal'  # a prefix lets two checkouts test at once
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason='needs root: boots systemd-nspawn lab hosts'),

@@ -20,7 +20,7 @@ from conftest import collections_path
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_TOOL = REPO / 'tests' / 'lab' / 'overlay_lab.py'
-LAB = 'ovln'
+LAB = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'ovln'  # a prefix lets two checkouts test at once
 
 PLAYBOOK = r'''
 - name: Build a two-host VXLAN mesh with overlay.mesh modules

@@ -24,7 +24,7 @@ import pytest
 from conftest import HOST_SNAPSHOT, SETTLE, collections_path, lab, lab_shell
 
 REPO = Path(__file__).resolve().parents[2]
-LAB = 'ovln-node'
+LAB = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'ovln-node'  # a prefix lets two checkouts test at once
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason='needs root: boots systemd-nspawn lab hosts'),

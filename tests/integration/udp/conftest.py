@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO / 'tests' / 'lab'))
 from overlay_lab import Lab  # noqa: E402  pylint: disable=wrong-import-position
 
 DAEMON = REPO / 'plugins' / 'module_utils' / '_backends' / 'udp_daemon.py'  # runs as a script too
-LAB_NAME = 'udpit'
+LAB_NAME = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'udpit'  # a prefix lets two checkouts test at once
 DEVICE = 'mesh-udp'
 CONFIG = '/etc/overlay-mesh/udp.json'
 STATS = '/run/overlay-mesh/udp-stats.json'
