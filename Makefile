@@ -88,9 +88,9 @@ deps: apt-packages $(VENV)/.stamp $(VENV072)/.stamp $(OVERLAY_MESH_ETCD) $(COLLE
 
 # ---- tests --------------------------------------------------------------------------------
 .PHONY: test
-test: deps ## run every test: unit, lint, sanity, integration, molecule, root-namespace check
+test: deps ## run every test: unit, lint, sanity, integration, every bench in smoke mode, molecule, root-namespace check
 	$(PY) tests/lab/rootns.py snapshot $(REPO)/.build/rootns-before.json
-	$(MAKE) --no-print-directory unit lint sanity integration molecule
+	$(MAKE) --no-print-directory unit lint sanity integration bench-smoke molecule
 	$(PY) tests/lab/rootns.py compare $(REPO)/.build/rootns-before.json
 
 .PHONY: unit
@@ -147,21 +147,34 @@ demo-down: deps ## remove the demo lab
 	$(LAB_TOOL) down --name demo
 
 # ---- benchmarks (figures and ratios against a reference measured in the same run) ----------
+# Each bench-<name> runs one bench at full size; `make bench` runs them all and prints one table
+# (tests/benchmarks/run_all.py); `make bench-smoke` (part of `make test`) checks that each still runs
+# to its summary line at its smallest size, never its figures.  ARGS passes options to one bench.
+ARGS ?=
+BENCH := $(PY) $(REPO)/tests/benchmarks
+.PHONY: bench
+bench: deps ## every benchmark at full size, then one table: figure, reference, ratio, target, PASS/MISS, load average
+	$(BENCH)/run_all.py
+
+.PHONY: bench-smoke
+bench-smoke: deps ## every benchmark at its smallest size: does each still run to its summary line (no figure checked)
+	$(PY) -m pytest -q -p no:cacheprovider tests/benchmarks
+
 .PHONY: bench-netlink
 bench-netlink: deps ## engine vs iproute2 batch for 1000/5000 peers, in a throwaway namespace
-	$(PY) tests/benchmarks/bench_netlink.py
+	$(BENCH)/bench_netlink.py $(ARGS)
 
 .PHONY: bench-leases
 bench-leases: deps ## lease allocation for 10 000 hosts (lease file), 1 000 hosts in etcd beside the file
-	$(PY) tests/benchmarks/bench_leases.py
+	$(BENCH)/bench_leases.py $(ARGS)
 
 .PHONY: bench-dataplane
 bench-dataplane: deps ## iperf3 between containers on two lab hosts: underlay, vxlan, udp, host-gw, direct, wireguard; vxlan over IPv6
-	$(PY) tests/benchmarks/bench_dataplane.py
+	$(BENCH)/bench_dataplane.py $(ARGS)
 
 .PHONY: bench-converge
 bench-converge: deps ## site vs a hand-written ip/bridge playbook, cold and rerun, on 8- and 16-host labs
-	$(PY) tests/benchmarks/bench_converge.py
+	$(BENCH)/bench_converge.py $(ARGS)
 
 .PHONY: clean
 clean: ## remove build output (not the venv, not the image cache)
