@@ -13,33 +13,18 @@ Only the standard library is used: this file also runs outside Ansible (boot-tim
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import struct
 
-# ---- constants (linux/netlink.h, linux/rtnetlink.h, linux/neighbour.h) -------------------
-NETLINK_ROUTE = 0
-SOL_NETLINK = 270
-NETLINK_CAP_ACK = 10
-NETLINK_EXT_ACK = 11
-SO_RCVBUFFORCE = 33
-SO_SNDBUFFORCE = 32
+# Framing, attributes and the socket are the netlink core's; names other modules take from here stay here.
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_core import (  # noqa: F401 pylint: disable=unused-import
+    NETLINK_ROUTE, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_MULTI,
+    NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSGERR_ATTR_MSG, NetlinkFailure, NetlinkSocket,
+    attr, attr_u32, error_code, error_text, iter_attrs,
+)
 
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-
-NLM_F_REQUEST = 0x1
-NLM_F_MULTI = 0x2
-NLM_F_ACK = 0x4
-NLM_F_DUMP_INTR = 0x10
-NLM_F_DUMP = 0x300
-NLM_F_REPLACE = 0x100
-NLM_F_EXCL = 0x200
-NLM_F_CREATE = 0x400
-NLM_F_ACK_TLVS = 0x200
-NLMSGERR_ATTR_MSG = 1
-
+# ---- constants (linux/rtnetlink.h, linux/neighbour.h) ---------------------------------------
 RTM_NEWROUTE = 24
 RTM_DELROUTE = 25
 RTM_GETROUTE = 26
@@ -72,47 +57,15 @@ RTN_UNICAST = 1
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_NOWHERE = 255
 
-_HDR = struct.Struct('=IHHII')        # nlmsghdr: len, type, flags, seq, pid
 _NDMSG = struct.Struct('=BxxxiHBB')   # ndmsg: family, ifindex, state, flags, type
 _RTMSG = struct.Struct('=BBBBBBBBI')  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
-_RTA = struct.Struct('=HH')           # rtattr: len, type
 _U32 = struct.Struct('=I')
 _WIDTH = {socket.AF_INET: 4, socket.AF_INET6: 16}  # address bytes by family
-_I32 = struct.Struct('=i')
 
 # How many messages go into one send(), and the byte ceiling of one send (well under
 # the default socket send buffer); acks of one chunk are drained before the next.
 CHUNK_MESSAGES = 512
 CHUNK_BYTES = 96 * 1024
-
-
-class NetlinkFailure(Exception):
-    """A netlink request or dump failed as a whole (not per item)."""
-
-    def __init__(self, code, message):
-        super(NetlinkFailure, self).__init__(message)
-        self.code = code
-
-
-def attr(atype, payload):
-    """One rtattr: header, payload and padding to 4 bytes."""
-    length = 4 + len(payload)
-    return _RTA.pack(length, atype) + payload + b'\0' * ((4 - length % 4) % 4)
-
-
-def attr_u32(atype, value):
-    return attr(atype, _U32.pack(value))
-
-
-def iter_attrs(data, offset, end):
-    """Yield (type, payload_start, payload_end) for the rtattrs in data[offset:end]."""
-    unpack = _RTA.unpack_from
-    while offset + 4 <= end:
-        length, atype = unpack(data, offset)
-        if length < 4:
-            break
-        yield atype & 0x3fff, offset + 4, offset + length
-        offset += (length + 3) & ~3
 
 
 # ---- message bodies (everything after the nlmsghdr) --------------------------------------
@@ -217,101 +170,27 @@ def parse_route(data, offset, end):
     return RouteRecord(family, dst, dst_len, table, protocol, scope, rtype, flags, gateway, oif, priority)
 
 
-def _error_text(data, offset, end, hdr_flags):
-    """The kernel's extended-ack message after an NLMSG_ERROR (capped ack), if any."""
-    if not hdr_flags & NLM_F_ACK_TLVS:
-        return None
-    inner_len = _HDR.unpack_from(data, offset + 4)[0]
-    tlv_start = offset + 4 + (16 if hdr_flags & 0x100 else inner_len)  # NLM_F_CAPPED
-    for atype, start, stop in iter_attrs(data, tlv_start, end):
-        if atype == NLMSGERR_ATTR_MSG:
-            return bytes(data[start:stop]).rstrip(b'\0').decode('utf-8', 'replace')
-    return None
-
-
-class NetlinkRoute(object):
+class NetlinkRoute(NetlinkSocket):
     """A NETLINK_ROUTE socket in the current network namespace: dumps and batched requests."""
 
     def __init__(self, rcvbuf=16 * 1024 * 1024):
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, force, rcvbuf)
-            except OSError:
-                self.sock.setsockopt(socket.SOL_SOCKET, plain, rcvbuf)
-        for option in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
-            try:
-                self.sock.setsockopt(SOL_NETLINK, option, 1)
-            except OSError:
-                pass
-        self.sock.settimeout(60)
-        self.sock.bind((0, 0))
-        self.pid = self.sock.getsockname()[0]
-        self.seq = (os.getpid() & 0xffff) << 12
-
-    def close(self):
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _next_seq(self):
-        self.seq = (self.seq + 1) & 0xffffffff
-        return self.seq
+        super(NetlinkRoute, self).__init__(NETLINK_ROUTE, buffer_size=rcvbuf)
 
     # ---- dumps -------------------------------------------------------------------------
-    def dump(self, msg_type, body, parse, attempts=3):
-        """Dump and parse every reply message; restarts when the kernel flags the dump as interrupted."""
-        for _attempt in range(attempts):
-            seq = self._next_seq()
-            self.sock.send(_HDR.pack(16 + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
-            records, interrupted = self._read_dump(seq, parse)
-            if not interrupted:
-                return records
-        raise NetlinkFailure(errno.EINTR, 'netlink dump kept being interrupted by concurrent changes')
-
-    def _read_dump(self, seq, parse):
-        records = []
-        interrupted = False
-        for data, offset, length, mtype, flags, mseq in self._replies():
-            if mseq != seq:
-                continue
-            if flags & NLM_F_DUMP_INTR:
-                interrupted = True
-            if mtype == NLMSG_DONE:
-                return records, interrupted
-            if mtype == NLMSG_ERROR:
-                code = -_I32.unpack_from(data, offset + 16)[0]
-                if code:
-                    raise NetlinkFailure(code, 'netlink dump failed: %s' % os.strerror(code))
-            else:
-                records.append(parse(data, offset + 16, offset + length))
-        return records, interrupted
-
-    def _replies(self):
-        """Yield (data, offset, length, type, flags, seq) for each message received; the caller stops."""
-        unpack = _HDR.unpack_from
-        while True:
-            data = self.sock.recv(1024 * 1024)
-            offset = 0
-            size = len(data)
-            while offset + 16 <= size:
-                length, mtype, flags, mseq, _pid = unpack(data, offset)
-                if length < 16:
-                    break
-                yield data, offset, length, mtype, flags, mseq
-                offset += (length + 3) & ~3
+    def dump_records(self, msg_type, body, parse):
+        """Dump and parse every reply message (restarted when the kernel flags it as interrupted)."""
+        try:
+            return self.dump(lambda: self.message(msg_type, NLM_F_DUMP, body), parse)
+        except NetlinkFailure as failure:
+            raise NetlinkFailure(failure.code, 'netlink dump failed: %s' % failure)
 
     def dump_neighbours(self, family):
         """Every neighbour (AF_INET, AF_INET6) or FDB entry (AF_BRIDGE) of the namespace."""
-        return self.dump(RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0), parse_neigh)
+        return self.dump_records(RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0), parse_neigh)
 
     def dump_routes(self, family):
         """Every route of one family, all tables."""
-        return self.dump(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), parse_route)
+        return self.dump_records(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), parse_route)
 
     # ---- batched requests ----------------------------------------------------------------
     def _send_chunk(self, chunk, flags_of, tag_of):
@@ -319,10 +198,8 @@ class NetlinkRoute(object):
         pending = {}
         messages = []
         for request in chunk:
-            seq = self._next_seq()
-            body = request[-1]
-            messages.append(_HDR.pack(16 + len(body), request[1], flags_of(request) | NLM_F_REQUEST, seq, 0) + body)
-            pending[seq] = tag_of(request)
+            messages.append(self.message(request[1], flags_of(request), request[-1]))
+            pending[self.seq] = tag_of(request)
         self.sock.send(b''.join(messages))
         return pending
 
@@ -335,13 +212,13 @@ class NetlinkRoute(object):
         failures = []
         for chunk in _chunks(requests):
             pending = self._send_chunk(chunk, lambda r: r[2] | NLM_F_ACK, lambda r: r[0])
-            for data, offset, length, mtype, flags, mseq in self._replies():
+            for data, offset, length, mtype, flags, mseq in self.replies():
                 if mtype != NLMSG_ERROR or mseq not in pending:
                     continue
                 tag = pending.pop(mseq)
-                code = -_I32.unpack_from(data, offset + 16)[0]
+                code = error_code(data, offset)
                 if code:
-                    text = _error_text(data, offset + 16, offset + length, flags)
+                    text = error_text(data, offset, offset + length, flags)
                     failures.append((tag, code, text or os.strerror(code)))
                 if not pending:
                     break
@@ -355,12 +232,12 @@ class NetlinkRoute(object):
         answers = {}
         for chunk in _chunks(requests):
             pending = self._send_chunk(chunk, lambda r: 0, lambda r: (r[0], r[2]))
-            for data, offset, length, mtype, _flags, mseq in self._replies():
+            for data, offset, length, mtype, _flags, mseq in self.replies():
                 if mseq not in pending:
                     continue
                 tag, parse = pending.pop(mseq)
                 if mtype == NLMSG_ERROR:
-                    answers[tag] = -_I32.unpack_from(data, offset + 16)[0]
+                    answers[tag] = error_code(data, offset)
                 else:
                     answers[tag] = parse(data, offset + 16, offset + length)
                 if not pending:

@@ -38,9 +38,10 @@ PACKAGE = 'ansible_collections.overlay.mesh.plugins.module_utils'
 # daemon: everything these two import (a unit test runs the installed copy without Ansible).
 ENGINE_MODULES = (
     '_spec', '_identity', '_host', '_docker', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply', '_node_boot',
-    '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_peers', '_netlink_validate', '_netlink_wire',
+    '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_peers', '_netlink_validate', '_netlink_core', '_netlink_wire',
     '_netlink_routes', '_backends', '_backends.base', '_backends.registry', '_backends.vxlan', '_backends.udp',
-    '_backends.udp_daemon', '_backends.host_gw', '_backends.wireguard', '_backends.wireguard_wire',
+    '_backends.udp_daemon', '_backends.host_gw', '_backends.wireguard', '_backends.wireguard_model', '_backends.wireguard_keys',
+    '_backends.wireguard_uapi', '_backends.wireguard_genl',
 )
 ENGINE_ROOT = os.path.join(_host.LIB_DIR, 'ansible_collections')
 STEP_ERRORS = (EngineError, ValidationError, NetlinkError, NetlinkFailure, OSError)

@@ -119,7 +119,7 @@ def main():
     report.figure('leases', 'file %d + 1 new host' % len(older), grow, 's', TARGET, absolute=True)
     ok = fresh <= TARGET and grow <= TARGET
     summary = ('bench-leases: fresh %d hosts %.3f s, %d existing + 1 new %.3f s (median of %d, target <= %.1f s each): %s'
-          % (args.hosts, fresh, len(older), grow, args.repeat, TARGET, 'PASS' if ok else 'MISS'))
+               % (args.hosts, fresh, len(older), grow, args.repeat, TARGET, 'PASS' if ok else 'MISS'))
     if args.etcd_hosts:
         summary += ' | ' + bench_etcd(args.etcd_hosts, args.repeat)
     print('SUMMARY ' + summary)
@@ -191,11 +191,11 @@ def bench_etcd(count, repeat):
     ok = (med['etcd grow'][0] <= TARGET and med['etcd rerun'][0] <= TARGET and med['etcd rerun'][2] == [1]
           and med['etcd grow'][2] == [2])
     return ('etcd: fresh %d hosts %.3f s (%s round trips; file %.3f s), %d + 1 new %.3f s (%s; file %.3f s), '
-          'rerun %.3f s (%s; file %.3f s), median of %d: %s'
-          % (count, med['etcd fresh'][0], '/'.join(map(str, med['etcd fresh'][2])), med['file fresh'][0],
-             len(older), med['etcd grow'][0], '/'.join(map(str, med['etcd grow'][2])), med['file grow'][0],
-             med['etcd rerun'][0], '/'.join(map(str, med['etcd rerun'][2])), med['file rerun'][0], repeat,
-             'PASS' if ok else 'MISS'))
+            'rerun %.3f s (%s; file %.3f s), median of %d: %s'
+            % (count, med['etcd fresh'][0], '/'.join(map(str, med['etcd fresh'][2])), med['file fresh'][0],
+               len(older), med['etcd grow'][0], '/'.join(map(str, med['etcd grow'][2])), med['file grow'][0],
+               med['etcd rerun'][0], '/'.join(map(str, med['etcd rerun'][2])), med['file rerun'][0], repeat,
+               'PASS' if ok else 'MISS'))
 
 
 if __name__ == '__main__':

@@ -15,7 +15,8 @@ and never leaves it. Contracts, lease records, reports and diffs carry the publi
 
 The device is the kernel's (generic netlink) when the kernel has the wireguard module, else
 wireguard-go's (userspace, the same configuration over its UAPI socket), run by
-overlay-mesh-wireguard.service. One reconcile configures both (wireguard_wire speaks both).
+overlay-mesh-wireguard.service. One reconcile configures both (wireguard_genl and wireguard_uapi speak
+the one model of wireguard_model; keys are wireguard_keys).
 Every peer of the device is ours: the device, its name and its key are the collection's.
 """
 
@@ -32,7 +33,10 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_routes as routes
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as nlwire
-from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_wire as wire
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_genl as genl
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_keys as keys
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_uapi as uapi
+from ansible_collections.overlay.mesh.plugins.module_utils._backends.wireguard_model import WireGuardError
 from ansible_collections.overlay.mesh.plugins.module_utils._backends.base import Backend as BaseBackend
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import open_iproute
@@ -82,8 +86,8 @@ def starting_marker(device):
 
 def _key_option(value, what):
     try:
-        return wire.key_to_text(wire.key_from_text(str(value), what))
-    except wire.WireGuardError as exc:
+        return keys.key_to_text(keys.key_from_text(str(value), what))
+    except WireGuardError as exc:
         raise validate.ValidationError(str(exc))
 
 
@@ -95,13 +99,13 @@ def read_private_key(device, staged=False):
     if text is None:
         return None
     try:
-        return wire.clamp(wire.key_from_text(text.strip(), 'private key in %s' % path))
-    except wire.WireGuardError as exc:
+        return keys.clamp(keys.key_from_text(text.strip(), 'private key in %s' % path))
+    except WireGuardError as exc:
         raise EngineError('%s: move it away to get a new key (the peers learn it in the same run)' % exc)
 
 
 def _public(private):
-    return wire.key_to_text(wire.public_key(private))
+    return keys.key_to_text(keys.public_key(private))
 
 
 def host_public_key(device):
@@ -125,7 +129,7 @@ def ensure_key(host, device, rotate=False):
     host.report.object('updated' if current is not None else 'added',
                        {'type': 'file', 'name': path, 'detail': 'private key %s, mode 0600' %
                         ('rotated: in use from this run\'s apply' if current is not None else 'generated')})
-    private = wire.generate_private_key()
+    private = keys.generate_private_key()
     if not host.check_mode:
         _write_key(path, private)
     return _public(private)
@@ -135,7 +139,7 @@ def _write_key(path, private):
     if not os.path.isdir(KEY_DIR):
         os.makedirs(KEY_DIR, 0o700)
     os.chmod(KEY_DIR, 0o700)
-    _host.write_atomic(path, wire.key_to_text(private) + '\n', mode=0o600)
+    _host.write_atomic(path, keys.key_to_text(private) + '\n', mode=0o600)
 
 
 def key_for(host, device, wanted_public):
@@ -182,8 +186,8 @@ def wireguard_go():
 def kernel_has_wireguard():
     """The kernel has WireGuard: its generic netlink family resolves (asking for it loads the module)."""
     try:
-        return wire.GenlClient.family_id() is not None
-    except wire.WireGuardError:
+        return genl.GenlClient.family_id() is not None
+    except WireGuardError:
         return False  # generic netlink refused to us (a sandbox): no kernel path
 
 
@@ -222,7 +226,7 @@ class UserspaceDevice(KernelDevice):
 
 def _describe_peer(device, key, peer):
     endpoint = peer.get('endpoint')
-    return {'type': 'wireguard-peer', 'dev': device, 'public_key': wire.key_to_text(key),
+    return {'type': 'wireguard-peer', 'dev': device, 'public_key': keys.key_to_text(key),
             'endpoint': _endpoint_text(endpoint) if endpoint else None,
             'allowed_ips': ','.join(peer.get('allowed_ips') or []) or None, 'keepalive': peer.get('keepalive') or 0}
 
@@ -243,8 +247,8 @@ def plan_config(device, current, private, params, wanted_peers, report):
     None; every difference goes to report. Peers not wanted are removed: the device is ours."""
     change = {'private_key': None, 'listen_port': None, 'fwmark': None, 'replace_peers': False, 'peers': []}
     current_private = current.get('private_key')
-    current_public = wire.key_to_text(wire.public_key(current_private)) if current_private else None
-    public = wire.key_to_text(wire.public_key(private)) if private is not None else '(generated at apply)'
+    current_public = keys.key_to_text(keys.public_key(current_private)) if current_private else None
+    public = keys.key_to_text(keys.public_key(private)) if private is not None else '(generated at apply)'
     after = {'type': 'wireguard', 'name': device, 'listen_port': params['port'], 'fwmark': params['fwmark'],
              'public_key': public}
     before = {'type': 'wireguard', 'name': device, 'listen_port': current.get('listen_port'),
@@ -405,9 +409,9 @@ class Backend(BaseBackend):
             link = links.read_link(ipr, self.device)
         finally:
             ipr.close()
-        client = wire.GenlClient(self.device) if implementation == 'kernel' else wire.UapiClient(self.device)
+        client = genl.GenlClient(self.device) if implementation == 'kernel' else uapi.UapiClient(self.device)
         current = client.get() if link is not None else {}
-        wanted = dict((wire.key_from_text(peer['public_key'], 'peer %s public key' % peer.get('name')),
+        wanted = dict((keys.key_from_text(peer['public_key'], 'peer %s public key' % peer.get('name')),
                        {'endpoint': (peer['underlay'], self.params['port']),
                         'allowed_ips': [peer['subnet']] + ([peer['ipv6_subnet']] if node.ipv6_subnet and peer.get('ipv6_subnet') else []),
                         'keepalive': self.params['keepalive']}) for peer in node.peers)
@@ -446,7 +450,7 @@ class Backend(BaseBackend):
                             'state': _host.NODE_FILE, 'marker': starting_marker(self.device)}
         unit_changed = host.ensure_unit(UNIT, text)
         state = self._unit_state(host)
-        client = wire.UapiClient(self.device)
+        client = uapi.UapiClient(self.device)
         if host.boot:
             if state not in ('activating', 'active', 'reloading'):
                 return False
@@ -507,6 +511,6 @@ class Backend(BaseBackend):
 def _holds_our_key(device):
     private = read_private_key(device)
     try:
-        return private is not None and wire.GenlClient(device).get().get('private_key') == private
-    except wire.WireGuardError:
+        return private is not None and genl.GenlClient(device).get().get('private_key') == private
+    except WireGuardError:
         return False

@@ -10,7 +10,7 @@ import stat
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard
-from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_wire as wire
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_keys as keys
 
 PARAMS = {'type': 'wireguard', 'port': 51820, 'device': 'mesh-wg', 'keepalive': 0, 'fwmark': 0, 'implementation': 'auto'}
 
@@ -21,8 +21,8 @@ class FakeIPRoute(object):
 
 
 def keypair():
-    private = wire.generate_private_key()
-    return private, wire.public_key(private)
+    private = keys.generate_private_key()
+    return private, keys.public_key(private)
 
 
 def report_text(host):
@@ -33,16 +33,16 @@ def test_the_key_is_made_once_0600_in_a_0700_directory_and_a_rotation_is_staged_
     monkeypatch.setattr(wireguard, 'KEY_DIR', str(tmp_path / 'wireguard'))
     check = _host.Host(check_mode=True)
     throwaway = wireguard.ensure_key(check, 'mesh-wg')
-    assert len(wire.key_from_text(throwaway)) == 32  # what the peers' check-mode plans show
+    assert len(keys.key_from_text(throwaway)) == 32  # what the peers' check-mode plans show
     assert check.report.changes == ['added file %s/wireguard/mesh-wg.key (private key generated, mode 0600)' % tmp_path]
     assert not (tmp_path / 'wireguard').exists()
     host = _host.Host()
     public = wireguard.ensure_key(host, 'mesh-wg')
     path = tmp_path / 'wireguard' / 'mesh-wg.key'
-    private = wire.key_from_text(path.read_text().strip())
+    private = keys.key_from_text(path.read_text().strip())
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
-    assert public == wire.key_to_text(wire.public_key(private)) != throwaway
-    assert wire.key_to_text(private) not in report_text(host)
+    assert public == keys.key_to_text(keys.public_key(private)) != throwaway
+    assert keys.key_to_text(private) not in report_text(host)
     again = _host.Host()
     assert wireguard.ensure_key(again, 'mesh-wg') == public and not again.report.changed
     assert wireguard.Backend.host_identity(dict(PARAMS)) == {'public_key': public}
@@ -50,8 +50,8 @@ def test_the_key_is_made_once_0600_in_a_0700_directory_and_a_rotation_is_staged_
     rotated = _host.Host()
     new_public = wireguard.ensure_key(rotated, 'mesh-wg', rotate=True)
     staged = tmp_path / 'wireguard' / 'mesh-wg.key.new'
-    assert staged.exists() and new_public != public and wire.key_from_text(path.read_text().strip()) == private
-    assert wire.key_to_text(wire.key_from_text(staged.read_text().strip())) not in report_text(rotated)
+    assert staged.exists() and new_public != public and keys.key_from_text(path.read_text().strip()) == private
+    assert keys.key_to_text(keys.key_from_text(staged.read_text().strip())) not in report_text(rotated)
     assert wireguard.Backend.host_identity(dict(PARAMS)) == {'public_key': new_public}
     # the boot path, with the contract saved before the rotation, keeps the key in use
     boot = _host.Host(boot=True)
@@ -59,14 +59,14 @@ def test_the_key_is_made_once_0600_in_a_0700_directory_and_a_rotation_is_staged_
     # the node apply with the new contract puts the staged key in use
     apply = _host.Host()
     new_private = wireguard.key_for(apply, 'mesh-wg', new_public)
-    assert wire.key_to_text(wire.public_key(new_private)) == new_public and not staged.exists()
+    assert keys.key_to_text(keys.public_key(new_private)) == new_public and not staged.exists()
     assert apply.report.changes == ['updated file %s (rotated key put in use)' % path]
     # a contract matching no key of the host: refused, at boot too
     for other in (_host.Host(), _host.Host(boot=True)):
         try:
             wireguard.key_for(other, 'mesh-wg', public)
         except wireguard.EngineError as exc:
-            assert wire.key_to_text(new_private) not in str(exc)
+            assert keys.key_to_text(new_private) not in str(exc)
         else:
             raise AssertionError('an outdated contract was applied')
     wireguard.remove_key(_host.Host(), 'mesh-wg')
@@ -103,8 +103,8 @@ def test_the_plan_adds_updates_and_removes_peers_and_never_reports_the_private_k
     assert all(peer['replace_allowed_ips'] for peer in change['peers'] if not peer['remove'])
     assert sorted(line.split(' ')[0] for line in host.report.changes) == ['added', 'removed', 'updated']
     assert 'updated wireguard-peer %s endpoint 198.18.1.13:51820 allowed-ips 10.244.3.0/24 keepalive 0 dev mesh-wg' \
-        % wire.key_to_text(move) in host.report.changes
-    assert wire.key_to_text(private) not in report_text(host) and private.hex() not in report_text(host)
+        % keys.key_to_text(move) in host.report.changes
+    assert keys.key_to_text(private) not in report_text(host) and private.hex() not in report_text(host)
     # nothing to do: no change, nothing reported as changed
     current['peers'] = dict((key, peer) for key, peer in wanted.items())
     same = _host.Host()
@@ -119,14 +119,14 @@ def test_a_new_device_gets_the_key_port_and_peers_and_a_changed_key_is_set():
     host = _host.Host()
     change = wireguard.plan_config('mesh-wg', {'listen_port': 41544, 'peers': {}}, private, PARAMS, wanted, host.report)
     assert change['private_key'] == private and change['listen_port'] == 51820
-    assert host.report.changes[0] == 'added wireguard mesh-wg listen-port 51820 fwmark 0 public-key %s' % wire.key_to_text(public)
+    assert host.report.changes[0] == 'added wireguard mesh-wg listen-port 51820 fwmark 0 public-key %s' % keys.key_to_text(public)
     other = keypair()[0]
     rotated = _host.Host()
     change = wireguard.plan_config('mesh-wg', {'private_key': other, 'listen_port': 51820, 'peers': {}}, private, PARAMS, {},
                                    rotated.report)
     assert change['private_key'] == private
-    assert rotated.report.changes == ['updated wireguard mesh-wg listen-port 51820 fwmark 0 public-key %s' % wire.key_to_text(public)]
-    assert wire.key_to_text(other) not in report_text(rotated)
+    assert rotated.report.changes == ['updated wireguard mesh-wg listen-port 51820 fwmark 0 public-key %s' % keys.key_to_text(public)]
+    assert keys.key_to_text(other) not in report_text(rotated)
 
 
 def test_the_device_is_chosen_by_what_is_there_then_the_kernel_then_wireguard_go(monkeypatch, tmp_path):

@@ -1,6 +1,7 @@
 # Copyright (c) 2026 overlay.mesh contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""WireGuard keys, the UAPI text protocol and the generic netlink messages (no root, no device).
+"""WireGuard keys (both X25519 implementations), the UAPI text protocol and the generic netlink messages
+(no root, no device).
 
 The netlink messages are read back with a small parser of this file, not the module's, and the
 fake kernel answers are built with this file's encoder.
@@ -9,6 +10,7 @@ fake kernel answers are built with this file's encoder.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import struct
@@ -17,7 +19,10 @@ import threading
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_wire as wg
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_genl as genl
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_keys as keys
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_model as model
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_uapi as uapi
 
 H = bytes.fromhex
 
@@ -95,7 +100,19 @@ def dump_peer(key, ips, extra=b''):
     return nla(0, nla(1, key) + extra + nla(9, b''.join(ips), True), True)
 
 
-# ---- X25519 and keys -------------------------------------------------------------------------
+# ---- X25519 and keys: each implementation on RFC 7748's vectors -----------------------------
+IMPLEMENTATIONS = [pytest.param(keys.x25519_python, id='python'),
+                   pytest.param(keys.x25519_cryptography, id='cryptography',
+                                marks=pytest.mark.skipif(keys._x25519 is None, reason='cryptography does not import here')),
+                   pytest.param(keys.x25519, id='chosen')]
+
+
+def test_cryptography_is_used_where_it_imports():
+    # The controller's venv has it (ansible-core needs it): the chosen X25519 is OpenSSL's there.
+    assert keys._x25519 is not None
+
+
+@pytest.mark.parametrize('x25519', IMPLEMENTATIONS)
 @pytest.mark.parametrize('scalar, u, out', [
     ('a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4',
      'e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c',
@@ -104,50 +121,59 @@ def dump_peer(key, ips, extra=b''):
      'e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493',
      '95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957'),
 ])
-def test_x25519_rfc7748_section_5_2(scalar, u, out):
-    assert wg.x25519(H(scalar), H(u)) == H(out)
+def test_x25519_rfc7748_section_5_2(x25519, scalar, u, out):
+    assert x25519(H(scalar), H(u)) == H(out)
 
 
-def test_x25519_rfc7748_iterated():
+@pytest.mark.parametrize('x25519', IMPLEMENTATIONS)
+def test_x25519_rfc7748_iterated(x25519):
     k = u = BASE
     for iteration in range(1, 1001):
-        k, u = wg.x25519(k, u), k
+        k, u = x25519(k, u), k
         if iteration == 1:
             assert k == H('422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079')
     assert k == H('684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51')
 
 
-def test_x25519_rfc7748_section_6_1():
-    assert wg.public_key(ALICE_PRIVATE) == ALICE_PUBLIC
-    assert wg.public_key(BOB_PRIVATE) == BOB_PUBLIC
-    assert wg.x25519(ALICE_PRIVATE, BOB_PUBLIC) == wg.x25519(BOB_PRIVATE, ALICE_PUBLIC) == SHARED
+@pytest.mark.parametrize('x25519', IMPLEMENTATIONS)
+def test_x25519_rfc7748_section_6_1(x25519):
+    assert x25519(ALICE_PRIVATE, BASE) == ALICE_PUBLIC
+    assert x25519(BOB_PRIVATE, BASE) == BOB_PUBLIC
+    assert x25519(ALICE_PRIVATE, BOB_PUBLIC) == x25519(BOB_PRIVATE, ALICE_PUBLIC) == SHARED
+    assert keys.public_key(ALICE_PRIVATE) == ALICE_PUBLIC
 
 
-def test_x25519_ignores_the_top_bit_of_u():
+@pytest.mark.parametrize('x25519', IMPLEMENTATIONS)
+def test_x25519_ignores_the_top_bit_of_u(x25519):
     u = bytearray(BOB_PUBLIC)
     u[31] |= 0x80
-    assert wg.x25519(ALICE_PRIVATE, bytes(u)) == SHARED
+    assert x25519(ALICE_PRIVATE, bytes(u)) == SHARED
+
+
+def test_x25519_of_a_low_order_point_falls_back_to_the_ladder():
+    # OpenSSL refuses u = 0 (an all-zero shared secret); the chosen function still answers, as the RFC computes it.
+    assert keys.x25519(ALICE_PRIVATE, b'\0' * 32) == b'\0' * 32
 
 
 def test_generated_keys_are_clamped():
-    keys = {wg.generate_private_key() for _attempt in range(8)}
-    assert len(keys) == 8
-    for key in keys:
+    made = {keys.generate_private_key() for _attempt in range(8)}
+    assert len(made) == 8
+    for key in made:
         assert len(key) == 32 and key[0] & 7 == 0 and key[31] & 0x80 == 0 and key[31] & 0x40
-        assert len(wg.public_key(key)) == 32
+        assert len(keys.public_key(key)) == 32
     # Clamping is part of X25519: an unclamped scalar gives the public key of its clamped form.
     raw = bytearray(ALICE_PRIVATE)
     raw[0] |= 7
     raw[31] |= 0x80
-    assert wg.public_key(bytes(raw)) == ALICE_PUBLIC
+    assert keys.public_key(bytes(raw)) == ALICE_PUBLIC
 
 
 def test_key_text_round_trip():
-    text = wg.key_to_text(ALICE_PUBLIC)
+    text = keys.key_to_text(ALICE_PUBLIC)
     assert text == 'hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo='
-    assert len(text) == 44 and wg.key_from_text(text) == ALICE_PUBLIC
-    key = wg.generate_private_key()
-    assert wg.key_from_text(wg.key_to_text(key), 'private key') == key
+    assert len(text) == 44 and keys.key_from_text(text) == ALICE_PUBLIC
+    key = keys.generate_private_key()
+    assert keys.key_from_text(keys.key_to_text(key), 'private key') == key
 
 
 @pytest.mark.parametrize('text', [
@@ -161,26 +187,26 @@ def test_key_text_round_trip():
     None,
 ])
 def test_key_from_text_refuses(text):
-    with pytest.raises(wg.WireGuardError, match='invalid peer key'):
-        wg.key_from_text(text, 'peer key')
+    with pytest.raises(model.WireGuardError, match='invalid peer key'):
+        keys.key_from_text(text, 'peer key')
 
 
 def test_private_key_never_in_an_error():
-    secret = wg.key_to_text(ALICE_PRIVATE)[:-2] + '!='
-    with pytest.raises(wg.WireGuardError) as refused:
-        wg.key_from_text(secret, 'private key of wg0')
+    secret = keys.key_to_text(ALICE_PRIVATE)[:-2] + '!='
+    with pytest.raises(model.WireGuardError) as refused:
+        keys.key_from_text(secret, 'private key of wg0')
     assert secret not in str(refused.value) and secret[:20] not in repr(refused.value)
-    with pytest.raises(wg.WireGuardError) as refused:
-        wg.key_from_text(secret, 'public key of node1')
+    with pytest.raises(model.WireGuardError) as refused:
+        keys.key_from_text(secret, 'public key of node1')
     assert secret in str(refused.value)  # a public key is no secret: naming it helps
     for bad in (ALICE_PRIVATE[:31], ALICE_PRIVATE + b'x'):
-        for call in (wg.public_key, wg.key_to_text, lambda key: wg.uapi_set_text({'private_key': key}),
-                     lambda key: wg.encode_set_device(FAMILY, 1, 'wg0', {'private_key': key})):
-            with pytest.raises(wg.WireGuardError) as refused:
+        for call in (keys.public_key, keys.key_to_text, lambda key: uapi.uapi_set_text({'private_key': key}),
+                     lambda key: genl.encode_set_device(FAMILY, 1, 'wg0', {'private_key': key})):
+            with pytest.raises(model.WireGuardError) as refused:
                 call(bad)
             assert ALICE_PRIVATE[:31].hex() not in str(refused.value) and repr(ALICE_PRIVATE[:31]) not in str(refused.value)
-    with pytest.raises(wg.WireGuardError) as refused:
-        wg.uapi_parse_get('private_key=%sZZ\nerrno=0\n\n' % ALICE_PRIVATE[:31].hex())
+    with pytest.raises(model.WireGuardError) as refused:
+        uapi.uapi_parse_get('private_key=%sZZ\nerrno=0\n\n' % ALICE_PRIVATE[:31].hex())
     assert ALICE_PRIVATE[:31].hex() not in str(refused.value)
 
 
@@ -244,12 +270,12 @@ GET_DEVICE = {
 
 
 def test_uapi_set_text():
-    assert wg.uapi_set_text(CHANGE) == SET_TEXT
-    assert wg.uapi_set_text({}) == 'set=1\n\n'
+    assert uapi.uapi_set_text(CHANGE) == SET_TEXT
+    assert uapi.uapi_set_text({}) == 'set=1\n\n'
     # fwmark 0 clears the mark; an empty replacement clears the allowed IPs; scopes stay.
     change = {'fwmark': 0, 'peers': [{'public_key': KEY_A, 'allowed_ips': [], 'replace_allowed_ips': True,
                                       'endpoint': ('fe80::1%3', 1)}]}
-    assert wg.uapi_set_text(change) == 'set=1\nfwmark=0\npublic_key=%s\nendpoint=[fe80::1%%3]:1\nreplace_allowed_ips=true\n\n' % KEY_A.hex()
+    assert uapi.uapi_set_text(change) == 'set=1\nfwmark=0\npublic_key=%s\nendpoint=[fe80::1%%3]:1\nreplace_allowed_ips=true\n\n' % KEY_A.hex()
 
 
 @pytest.mark.parametrize('peer, message', [
@@ -263,14 +289,14 @@ def test_uapi_set_text():
 ])
 def test_invalid_changes_are_refused(peer, message):
     change = {'peers': [dict({'public_key': KEY_A}, **peer)]}
-    for encode in (wg.uapi_set_text, lambda c: wg.encode_set_device(FAMILY, 1, 'wg0', c)):
-        with pytest.raises(wg.WireGuardError, match=message):
+    for encode in (uapi.uapi_set_text, lambda c: genl.encode_set_device(FAMILY, 1, 'wg0', c)):
+        with pytest.raises(model.WireGuardError, match=message):
             encode(change)
 
 
 def test_uapi_parse_get():
-    assert wg.uapi_parse_get(GET_TEXT) == GET_DEVICE
-    empty = wg.uapi_parse_get('errno=0\n\n')
+    assert uapi.uapi_parse_get(GET_TEXT) == GET_DEVICE
+    empty = uapi.uapi_parse_get('errno=0\n\n')
     assert empty == {'private_key': None, 'listen_port': 0, 'fwmark': 0, 'peers': {}}
 
 
@@ -282,8 +308,8 @@ def test_uapi_parse_get():
     ('garbage\nerrno=0\n\n', 'malformed line'),
 ])
 def test_uapi_parse_get_refuses(text, message):
-    with pytest.raises(wg.WireGuardError, match=message):
-        wg.uapi_parse_get(text)
+    with pytest.raises(model.WireGuardError, match=message):
+        uapi.uapi_parse_get(text)
 
 
 class FakeWireguardGo(object):
@@ -341,10 +367,10 @@ def socket_dir(tmp_path):
 
 
 def test_uapi_client(socket_dir):
-    client = wg.UapiClient('wg0', socket_dir=socket_dir, timeout=5)
+    client = uapi.UapiClient('wg0', socket_dir=socket_dir, timeout=5)
     assert client.path == os.path.join(socket_dir, 'wg0.sock')
     assert not client.available()
-    with pytest.raises(wg.WireGuardError, match='wg0.sock') as refused:
+    with pytest.raises(model.WireGuardError, match='wg0.sock') as refused:
         client.get()
     assert refused.value.code == errno.ENOENT
     server = FakeWireguardGo(client.path)
@@ -354,11 +380,11 @@ def test_uapi_client(socket_dir):
         client.set(CHANGE)
         assert server.requests[-1] == SET_TEXT
         server.set_errno = -22  # wireguard-go sends -EINVAL
-        with pytest.raises(wg.WireGuardError, match='errno -22') as refused:
+        with pytest.raises(model.WireGuardError, match='errno -22') as refused:
             client.set(CHANGE)
         assert refused.value.code == errno.EINVAL and ALICE_PRIVATE.hex() not in str(refused.value)
         server.set_errno = 22
-        with pytest.raises(wg.WireGuardError, match='errno 22'):
+        with pytest.raises(model.WireGuardError, match='errno 22'):
             client.set({'listen_port': 1})
         assert server.requests[-1] == 'set=1\nlisten_port=1\n\n'
     finally:
@@ -370,23 +396,23 @@ def test_uapi_client_socket_that_is_not_a_daemon(socket_dir):
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(path)
     stale.close()  # the file stays, nobody listens (a daemon that died)
-    client = wg.UapiClient('wg1', socket_dir=socket_dir)
+    client = uapi.UapiClient('wg1', socket_dir=socket_dir)
     assert os.path.exists(path) and not client.available()
-    with pytest.raises(wg.WireGuardError, match='wg1.sock'):
+    with pytest.raises(model.WireGuardError, match='wg1.sock'):
         client.get()
 
 
 # ---- kernel (generic netlink) ------------------------------------------------------------------
 def test_encode_get_device():
-    msg = read_message(wg.encode_get_device(FAMILY, 42, 'wg0'))
+    msg = read_message(genl.encode_get_device(FAMILY, 42, 'wg0'))
     assert (msg['type'], msg['flags'], msg['seq'], msg['cmd'], msg['version']) == (FAMILY, 0x1 | 0x4 | 0x300, 42, 0, 1)
     assert msg['attrs'] == [(2, False, b'wg0\0')]
-    with pytest.raises(wg.WireGuardError, match='interface name'):
-        wg.encode_get_device(FAMILY, 1, 'a-very-long-ifname')
+    with pytest.raises(model.WireGuardError, match='interface name'):
+        genl.encode_get_device(FAMILY, 1, 'a-very-long-ifname')
 
 
 def test_encode_set_device_attributes():
-    messages = wg.encode_set_device(FAMILY, 9, 'wg0', CHANGE)
+    messages = genl.encode_set_device(FAMILY, 9, 'wg0', CHANGE)
     assert len(messages) == 1
     msg = read_message(messages[0])
     assert (msg['type'], msg['flags'], msg['seq'], msg['cmd'], msg['version']) == (FAMILY, 0x1 | 0x4, 9, 1, 1)
@@ -432,9 +458,9 @@ def test_encode_set_device_attributes():
 
 
 def test_encode_set_device_minimal():
-    msg = read_message(wg.encode_set_device(FAMILY, 1, 'wg0', {'listen_port': 0})[0])
+    msg = read_message(genl.encode_set_device(FAMILY, 1, 'wg0', {'listen_port': 0})[0])
     assert msg['attrs'] == [(2, False, b'wg0\0'), (6, False, b'\0\0')]
-    assert len(wg.encode_set_device(FAMILY, 1, 'wg0', {})) == 1
+    assert len(genl.encode_set_device(FAMILY, 1, 'wg0', {})) == 1
 
 
 def peer_change(index, ips=1):
@@ -446,7 +472,7 @@ def peer_change(index, ips=1):
 def test_encode_set_device_splits_peers():
     change = {'private_key': ALICE_PRIVATE, 'listen_port': 51820, 'replace_peers': True,
               'peers': [peer_change(index) for index in range(300)]}
-    messages = wg.encode_set_device(FAMILY, 100, 'wg0', change, limit=4096)
+    messages = genl.encode_set_device(FAMILY, 100, 'wg0', change, limit=4096)
     assert len(messages) > 5
     seen = []
     for number, raw in enumerate(messages):
@@ -462,7 +488,7 @@ def test_encode_set_device_splits_peers():
             assert one(peer, 3)[1] == struct.pack('=I', 2)
             seen.append(one(peer, 1)[1])
     assert seen == [struct.pack('>I', index) * 8 for index in range(300)]
-    device = wg.decode_device(messages)
+    device = genl.decode_device(messages)
     assert device['private_key'] == ALICE_PRIVATE and device['listen_port'] == 51820
     assert len(device['peers']) == 300
     assert device['peers'][struct.pack('>I', 299) * 8]['allowed_ips'] == ['10.1.43.0/24']
@@ -471,7 +497,7 @@ def test_encode_set_device_splits_peers():
 
 def test_encode_set_device_splits_a_peer_like_wg():
     change = {'peers': [peer_change(1, ips=200), peer_change(2, ips=3)]}
-    messages = wg.encode_set_device(FAMILY, 1, 'wg0', change, limit=2048)
+    messages = genl.encode_set_device(FAMILY, 1, 'wg0', change, limit=2048)
     assert len(messages) > 2
     parts = []
     for raw in messages:
@@ -482,13 +508,13 @@ def test_encode_set_device_splits_a_peer_like_wg():
     assert one(first, 1)[1] == one(continuation, 1)[1] == struct.pack('>I', 1) * 8
     assert kinds(first) == [1, 4, 5, 3, 9] and one(first, 3)[1] == struct.pack('=I', 2)
     assert kinds(continuation) == [1, 9]  # the key and more allowed IPs: no replace, no endpoint again
-    ips = wg.decode_device(messages)['peers'][struct.pack('>I', 1) * 8]['allowed_ips']
+    ips = genl.decode_device(messages)['peers'][struct.pack('>I', 1) * 8]['allowed_ips']
     assert len(ips) == 200 and '10.0.1.0/24' in ips and 'fd00::1:c7/128' in ips
 
 
 def test_encode_set_device_limit_too_small():
-    with pytest.raises(wg.WireGuardError, match='cannot hold one WireGuard peer'):
-        wg.encode_set_device(FAMILY, 1, 'wg0', {'peers': [peer_change(1)]}, limit=100)
+    with pytest.raises(model.WireGuardError, match='cannot hold one WireGuard peer'):
+        genl.encode_set_device(FAMILY, 1, 'wg0', {'peers': [peer_change(1)]}, limit=100)
 
 
 @settings(max_examples=40, deadline=None)
@@ -499,13 +525,13 @@ def test_encode_set_device_split_property(sizes, limit, remove):
         peer = peer_change(index, ips=size) if size else {'public_key': struct.pack('>I', index) * 8}
         peer['remove'] = index in remove
         peers.append(peer)
-    messages = wg.encode_set_device(FAMILY, 1, 'wg0', {'fwmark': 7, 'peers': peers}, limit=limit)
+    messages = genl.encode_set_device(FAMILY, 1, 'wg0', {'fwmark': 7, 'peers': peers}, limit=limit)
     assert all(len(raw) <= limit for raw in messages)
-    device = wg.decode_device(messages)
+    device = genl.decode_device(messages)
     assert device['fwmark'] == 7
     assert set(device['peers']) == {peer['public_key'] for peer in peers}
     for peer in peers:
-        expected = [] if peer['remove'] else sorted(str(wg.ipaddress.ip_network(ip)) for ip in peer.get('allowed_ips', ()))
+        expected = [] if peer['remove'] else sorted(str(ipaddress.ip_network(ip)) for ip in peer.get('allowed_ips', ()))
         assert device['peers'][peer['public_key']]['allowed_ips'] == expected
 
 
@@ -517,7 +543,7 @@ def kernel_dump(private=ALICE_PRIVATE, seq=7):
     stats = (nla(2, b'\0' * 32) + nla(6, struct.pack('=qq', 1700000000, 250000000)) + nla(5, struct.pack('=H', 25))
              + nla(7, struct.pack('=Q', 2 ** 40)) + nla(8, struct.pack('=Q', 12345)) + nla(10, struct.pack('=I', 1)))
     first = (nla(6, struct.pack('=H', 51820)) + nla(7, struct.pack('=I', 0)) + nla(1, struct.pack('=I', 5)) + nla(2, b'wg0\0')
-             + nla(3, private) + nla(4, wg.public_key(private))
+             + nla(3, private) + nla(4, keys.public_key(private))
              + nla(8, dump_peer(KEY_B, [], nla(4, endpoint6))
                    + dump_peer(KEY_A, [allowed_ip(socket.AF_INET, socket.inet_aton('10.244.2.0'), 24)], stats + nla(4, endpoint4)), True))
     second = (nla(1, struct.pack('=I', 5)) + nla(2, b'wg0\0')
@@ -539,16 +565,16 @@ DUMP_DEVICE = {
 
 def test_decode_device_merges_a_continued_peer():
     done = struct.pack('=IHHIIi', 20, 3, 0x2, 7, 0, 0)
-    assert wg.decode_device(kernel_dump() + [done]) == DUMP_DEVICE
+    assert genl.decode_device(kernel_dump() + [done]) == DUMP_DEVICE
 
 
 def test_decode_device_refuses_garbage():
     broken = message(nla(8, nla(0, nla(3, struct.pack('=I', 0)), True), True))  # a peer without its key
-    with pytest.raises(wg.WireGuardError, match='public key'):
-        wg.decode_device([broken])
+    with pytest.raises(model.WireGuardError, match='public key'):
+        genl.decode_device([broken])
     broken = message(nla(8, dump_peer(KEY_A, [nla(0, nla(1, struct.pack('=H', 2)), True)]), True))  # an IP without address
-    with pytest.raises(wg.WireGuardError, match='malformed'):
-        wg.decode_device([broken])
+    with pytest.raises(model.WireGuardError, match='malformed'):
+        genl.decode_device([broken])
 
 
 # ---- GenlClient against a fake kernel (socket.socket replaced), and against this kernel ----------
@@ -606,25 +632,25 @@ class FakeKernel(object):
 
 def test_genl_client_with_a_fake_kernel(monkeypatch):
     kernel = FakeKernel(interrupt=1)
-    monkeypatch.setattr(wg.socket, 'socket', kernel.socket)
-    client = wg.GenlClient('wg0')
-    assert wg.GenlClient.family_id() == FAMILY
+    monkeypatch.setattr(socket, 'socket', kernel.socket)
+    client = genl.GenlClient('wg0')
+    assert genl.GenlClient.family_id() == FAMILY
     assert client.get() == DUMP_DEVICE
     change = {'private_key': ALICE_PRIVATE, 'peers': [peer_change(index) for index in range(1000)]}
     client.set(change)
-    assert kernel.sets == wg.encode_set_device(FAMILY, struct.unpack_from('=I', kernel.sets[0], 8)[0], 'wg0', change)
+    assert kernel.sets == genl.encode_set_device(FAMILY, struct.unpack_from('=I', kernel.sets[0], 8)[0], 'wg0', change)
     assert len(kernel.sets) > 1
 
 
 def test_genl_client_refusal(monkeypatch):
     kernel = FakeKernel(refuse=(errno.EINVAL, 'Attribute failed policy validation'))
-    monkeypatch.setattr(wg.socket, 'socket', kernel.socket)
-    with pytest.raises(wg.WireGuardError, match=r'cannot configure WireGuard device wg0: Invalid argument \(Attribute failed policy validation\)') as refused:
-        wg.GenlClient('wg0').set({'private_key': ALICE_PRIVATE})
+    monkeypatch.setattr(socket, 'socket', kernel.socket)
+    with pytest.raises(model.WireGuardError, match=r'cannot configure WireGuard device wg0: Invalid argument \(Attribute failed policy validation\)') as refused:
+        genl.GenlClient('wg0').set({'private_key': ALICE_PRIVATE})
     assert refused.value.code == errno.EINVAL and ALICE_PRIVATE.hex() not in str(refused.value)
     kernel.refuse = (errno.ENODEV, None)
-    with pytest.raises(wg.WireGuardError, match='No such device') as refused:
-        wg.GenlClient('wg0').set({'listen_port': 1})
+    with pytest.raises(model.WireGuardError, match='No such device') as refused:
+        genl.GenlClient('wg0').set({'listen_port': 1})
     assert refused.value.code == errno.ENODEV
 
 
@@ -638,10 +664,10 @@ def netlink_socket_opens():
 
 @pytest.mark.skipif(not netlink_socket_opens(), reason='no generic netlink socket here')
 def test_family_id_on_this_kernel():
-    family = wg.GenlClient.family_id()
+    family = genl.GenlClient.family_id()
     if os.path.isdir('/sys/module/wireguard'):
         assert isinstance(family, int) and family >= 0x10
     else:
         assert family is None
-        with pytest.raises(wg.WireGuardError, match='no WireGuard support'):
-            wg.GenlClient('wg0').get()
+        with pytest.raises(model.WireGuardError, match='no WireGuard support'):
+            genl.GenlClient('wg0').get()
