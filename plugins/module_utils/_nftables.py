@@ -29,18 +29,27 @@ def render(node, ports):
     family = 'ip' if node.underlay_version == 4 else 'ip6'
     lines = [
         '# overlay.mesh: masquerade for traffic leaving the overlay, forwarding for the overlay network',
-        '# (flannel\'s rules) and the %s backend\'s port(s) open to peers only.' % node['backend']['type'],
+        '# (flannel\'s rules), the %s backend\'s port(s) open to peers only and its tunnel packets untracked.'
+        % node['backend']['type'],
         'table %s %s' % (FAMILY, TABLE),
         'delete table %s %s' % (FAMILY, TABLE),
         'table %s %s {' % (FAMILY, TABLE),
     ]
-    if node['firewall']['peers_only'] and ports:
+    if ports:
         addresses = sorted(set(peer['underlay'] for peer in node['peers']))
         lines += ['\tset peers {', '\t\ttype %s' % ('ipv4_addr' if family == 'ip' else 'ipv6_addr')]
         if addresses:
             lines.append('\t\telements = { %s }' % ', '.join(addresses))
         lines += ['\t}', '',
-                  '\t# The encapsulation carries no authentication: only peers may send to the backend.',
+                  '\t# Tunnel packets between peers are not tracked: conntrack of the outer packets costs ~9 %',
+                  '\t# of the throughput and nothing needs it (docs/role.md: what a host firewall must allow).']
+        for chain, direction in (('prerouting', 'saddr'), ('output', 'daddr')):
+            lines += ['\tchain %s {' % chain, '\t\ttype filter hook %s priority raw; policy accept;' % chain]
+            for protocol, port in ports:
+                lines.append('\t\t%s dport %d %s %s @peers notrack' % (protocol, port, family, direction))
+            lines += ['\t}', '']
+    if node['firewall']['peers_only'] and ports:
+        lines += ['\t# The encapsulation carries no authentication: only peers may send to the backend.',
                   '\tchain input {', '\t\ttype filter hook input priority filter - 5; policy accept;']
         for protocol, port in ports:
             lines.append('\t\t%s dport %d %s saddr != @peers counter drop' % (protocol, port, family))

@@ -5,8 +5,12 @@
 Boots its own lab (`udpbench`, 2 hosts), then measures iperf3 single-stream TCP (-J, 10 s by
 default) from a container on node1 to a container on node2:
 
-1. underlay: host to host over eth0 (no containers: that is the reference);
-2. vxlan: after `ansible-playbook overlay.mesh.site` (bridge cni0, VTEP mesh.1);
+1. underlay: host to host over eth0 (no containers, MTU 1500, before site: the old reference);
+2. vxlan: after `ansible-playbook overlay.mesh.site` (bridge cni0, VTEP mesh.1), alternated
+   A B A B ... with the fair reference: the same containers, veths, bridge, MTU (the VTEP's) and
+   nftables table, with each host's route to the other's subnet replaced by a plain one via the
+   peer's underlay address (no encapsulation). vxlan/fair is the median of the pairs' ratios (the
+   machine is noisy: a pair is measured seconds apart, phases minutes apart);
 3. udp: `ip link del mesh.1` on both hosts, then plugins/module_utils/_backends/udp_daemon.py runs
    on each host with the same subnets and peers (device mesh-udp);
 4. host-gw: site with mesh_node_backend=host-gw (the two hosts share a segment: direct routes,
@@ -15,16 +19,19 @@ default) from a container on node1 to a container on node2:
    direct; the overlay MTU stays VXLAN's);
 6. wireguard: site with mesh_node_backend=wireguard (wireguard-go here: this machine's kernel has
    no wireguard module; the kernel's where it has one), MTU underlay - 60;
-7. a second lab (`udpbench6`, `--underlay ipv6`): host to host over the IPv6 underlay (its
-   reference), then vxlan over IPv6 (MTU underlay - 70).
+7. a second lab (`udpbench6`, `--underlay ipv6`): host to host over the IPv6 underlay, then vxlan
+   over IPv6 (MTU underlay - 70) alternated with its fair reference (plain routes via the peer's
+   IPv6 address).
 
 A container is a network namespace `ovlu-c` inside the host with a veth pair: one end on cni0,
 the other its eth0 with the subnet's address .200 and a default route via the bridge gateway;
-its MTU is the data path's MTU (1450 for vxlan, 1472 for udp). Prints Gbit/s per phase and the
-ratios; the last line is `SUMMARY underlay=... vxlan=... udp=... host-gw=... direct=... udp/vxlan=...
-(target >= 0.33) host-gw/underlay=... (target >= 0.90) direct/host-gw=... (target >= 0.90)
-vxlan/underlay=... wireguard/vxlan=... wireguard/underlay=...`. Each figure is the median of --repeat runs (3). The lab is taken down whatever
-happens. A measurement, not a timed test.
+its MTU is the data path's MTU (1450 for vxlan, 1472 for udp). Every ratio is printed as a
+FIGURE line (tests/benchmarks/_report.py: value, reference, ratio, target: vxlan/fair >= 0.9,
+udp/vxlan >= 0.5, host-gw/underlay >= 0.9, direct/host-gw >= 0.9; the others are reported with
+no target), the last line is `SUMMARY <Gbit/s per phase> <ratios>`. Each figure is the median of
+--repeat runs (3). `--smoke`: every phase once with 1 s runs, for `make test` (it checks that the
+bench runs to its SUMMARY; the figures mean nothing). The lab is taken down whatever happens. A
+measurement, not a timed test.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, 'tests', 'lab'))
 
 from overlay_lab import Lab  # noqa: E402  pylint: disable=wrong-import-position
+from _report import figure  # noqa: E402  pylint: disable=wrong-import-position
 
 DAEMON = os.path.join(REPO, 'plugins', 'module_utils', '_backends', 'udp_daemon.py')  # runs as a script too
 LAB_NAME = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'udpbench'  # a prefix lets two checkouts run at once
@@ -87,16 +95,65 @@ def set_mtu(lab, host, mtu):
 SETTINGS = {'repeat': 3}
 
 
+def iperf_once(lab, client, server, server_address, seconds, in_container):
+    """One single-stream TCP run from client to server_address: Gbit/s received."""
+    prefix = 'ip netns exec %s ' % CONTAINER if in_container else ''
+    host_sh(lab, server, prefix + 'iperf3 -s -1 -D -B %s' % server_address)
+    for _wait in range(50):  # the server listens within a few ms; no fixed sleep
+        if ':5201 ' in host_sh(lab, server, prefix + 'ss -Htln', check=False):
+            break
+        time.sleep(0.05)
+    out = host_sh(lab, client, prefix + 'iperf3 -J -t %d -c %s' % (seconds, server_address))
+    return json.loads(out)['end']['sum_received']['bits_per_second'] / 1e9
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
+
+
 def iperf(lab, client, server, server_address, seconds, in_container):
     """Single-stream TCP from client to server_address; returns the median Gbit/s received over the runs."""
-    prefix = 'ip netns exec %s ' % CONTAINER if in_container else ''
-    figures = []
-    for _run in range(SETTINGS['repeat']):
-        host_sh(lab, server, prefix + 'iperf3 -s -1 -D -B %s' % server_address)
-        time.sleep(0.5)
-        out = host_sh(lab, client, prefix + 'iperf3 -J -t %d -c %s' % (seconds, server_address))
-        figures.append(json.loads(out)['end']['sum_received']['bits_per_second'] / 1e9)
-    return sorted(figures)[len(figures) // 2]
+    return median([iperf_once(lab, client, server, server_address, seconds, in_container) for _run in range(SETTINGS['repeat'])])
+
+
+def peer_routes(lab, hosts, gateways):
+    """Each host's routes to the other hosts' subnets, as `ip route show` prints them (to put them back)."""
+    return {(host, peer): host_sh(lab, host, 'ip route show exact %s' % gateways[peer].network).strip()
+            for host in hosts for peer in hosts if peer != host}
+
+
+def route_plainly(lab, state, hosts, gateways, saved):
+    """The fair reference's path: every host routes the other hosts' subnets straight to their underlay
+    address (`saved` None), or back to the overlay (`saved`: the routes peer_routes() read)."""
+    for host, peer in [(host, peer) for host in hosts for peer in hosts if peer != host]:
+        line = saved[host, peer] if saved else None
+        if line is None:
+            address = ipaddress.ip_address(state['hosts'][peer]['address'])
+            via = ('via %s' if address.version == 4 else 'via inet6 %s') % address
+            line = '%s %s dev eth0' % (gateways[peer].network, via)
+        host_sh(lab, host, 'ip route replace %s' % line)
+
+
+def alternate(lab, state, hosts, gateways, addresses, seconds, log, name):
+    """The overlay (A) and the fair reference (B) measured A B A B ...: the same containers, veths, bridge,
+    MTU and nftables table, and the reference only swaps the route to the peer's subnet for a plain one via
+    the underlay (no encapsulation). Returns the median pair: (overlay, reference), whose ratio is the median
+    of the pairs' ratios, and every pair."""
+    client, server = hosts[0], hosts[1]
+    saved = peer_routes(lab, hosts, gateways)
+    pairs = []
+    try:
+        for _pair in range(SETTINGS['repeat']):
+            route_plainly(lab, state, hosts, gateways, saved)
+            overlay = iperf_once(lab, client, server, addresses[server], seconds, True)
+            route_plainly(lab, state, hosts, gateways, None)
+            reference = iperf_once(lab, client, server, addresses[server], seconds, True)
+            pairs.append((overlay, reference))
+            log('  %s %.2f, fair reference %.2f Gbit/s (%.2f)' % (name, overlay, reference, overlay / reference))
+        log('  fair reference path: %s' % host_sh(lab, client, 'ip route get %s' % addresses[server]).strip().splitlines()[0])
+    finally:
+        route_plainly(lab, state, hosts, gateways, saved)
+    return sorted(pairs, key=lambda pair: pair[0] / pair[1])[len(pairs) // 2], pairs
 
 
 def start_daemon(lab, host, config):
@@ -134,10 +191,12 @@ def measure(lab, state, seconds, log, udp_options=None):
     results['underlay'] = iperf(lab, client, server, state['hosts'][server]['address'], seconds, False)
     log('  underlay: %.2f Gbit/s' % results['underlay'])
 
-    log('phase 2: vxlan (ansible-playbook overlay.mesh.site)')
+    log('phase 2: vxlan (ansible-playbook overlay.mesh.site), alternated with the fair reference')
     gateways, addresses, vxlan_mtu = vxlan_with_containers(lab, hosts)
-    results['vxlan'] = iperf(lab, client, server, addresses[server], seconds, True)
-    log('  vxlan: %.2f Gbit/s (mtu %d)' % (results['vxlan'], vxlan_mtu))
+    (results['vxlan pair'], results['fair']), pairs = alternate(lab, state, hosts, gateways, addresses, seconds, log, 'vxlan')
+    results['vxlan'] = median([overlay for overlay, _reference in pairs])
+    log('  vxlan: %.2f Gbit/s (mtu %d), median of the pairs: vxlan %.2f / fair %.2f' % (
+        results['vxlan'], vxlan_mtu, results['vxlan pair'], results['fair']))
 
     log('phase 3: udp daemon (mesh.1 deleted)')
     underlay_mtu = int(host_sh(lab, client, 'cat /sys/class/net/eth0/mtu'))
@@ -199,22 +258,44 @@ def measure_ipv6_underlay(lab, state, seconds, log):
     log('phase: IPv6 underlay, host to host (lab %s)' % lab.name)
     results['underlay6'] = iperf(lab, client, server, state['hosts'][server]['address'], seconds, False)
     log('  underlay6: %.2f Gbit/s' % results['underlay6'])
-    log('phase: vxlan over the IPv6 underlay (ansible-playbook overlay.mesh.site)')
-    _gateways, addresses, mtu = vxlan_with_containers(lab, hosts)
-    results['vxlan6'] = iperf(lab, client, server, addresses[server], seconds, True)
-    log('  vxlan over IPv6: %.2f Gbit/s (mtu %d, local %s)' % (
+    log('phase: vxlan over the IPv6 underlay (ansible-playbook overlay.mesh.site), alternated with the fair reference')
+    gateways, addresses, mtu = vxlan_with_containers(lab, hosts)
+    (results['vxlan6 pair'], results['fair6']), pairs = alternate(lab, state, hosts, gateways, addresses, seconds, log, 'vxlan6')
+    results['vxlan6'] = median([overlay for overlay, _reference in pairs])
+    log('  vxlan over IPv6: %.2f Gbit/s (mtu %d, %s)' % (
         results['vxlan6'], mtu, host_sh(lab, client, "ip -d link show mesh.1 | grep -o 'local [^ ]*'").strip()))
     return results
+
+
+# (figure, numerator, reference, its name, target ratio; 0: reported with no target, printed as `>= 0`)
+FIGURES = (
+    ('vxlan/fair', 'vxlan pair', 'fair', 'fair reference: container to container, plain routes, same MTU and table', 0.9),
+    ('udp/vxlan', 'udp', 'vxlan', 'vxlan', 0.5),
+    ('host-gw/underlay', 'host-gw', 'underlay', 'underlay host to host', 0.9),
+    ('direct/host-gw', 'direct', 'host-gw', 'host-gw', 0.9),
+    ('vxlan/underlay', 'vxlan', 'underlay', 'underlay host to host (the old reference)', 0),
+    ('fair/underlay', 'fair', 'underlay', 'underlay host to host (what the container path costs)', 0),
+    ('host-gw hosts/underlay', 'host-gw hosts', 'underlay', 'underlay host to host', 0),
+    ('wireguard/vxlan', 'wireguard', 'vxlan', 'vxlan', 0),
+    ('wireguard/underlay', 'wireguard', 'underlay', 'underlay host to host', 0),
+    ('vxlan6/fair6', 'vxlan6 pair', 'fair6', 'fair reference over the IPv6 underlay', 0),
+    ('vxlan6/underlay6', 'vxlan6', 'underlay6', 'IPv6 underlay host to host (the old reference)', 0),
+    ('vxlan6/vxlan', 'vxlan6', 'vxlan', 'vxlan over the IPv4 underlay', 0),
+)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--seconds', type=int, default=10, help='iperf3 duration of each run')
-    parser.add_argument('--repeat', type=int, default=SETTINGS['repeat'], help='runs per figure (the median is kept)')
+    parser.add_argument('--repeat', type=int, default=SETTINGS['repeat'], help='runs per figure, pairs per alternation (the median is kept)')
     parser.add_argument('--udp-options', type=json.loads, default={}, metavar='JSON',
                         help='extra daemon configuration, e.g. \'{"udp_gso": false}\' or \'{"offload": false}\' to see what a lever brings')
     parser.add_argument('--keep', action='store_true', help='leave the lab up (take it down with overlay_lab.py down --name %s)' % LAB_NAME)
+    parser.add_argument('--smoke', action='store_true', help='every phase once with 1 s runs (for make test: it runs to its SUMMARY;'
+                                                             ' the figures mean nothing)')
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.seconds, args.repeat = 1, 1
     SETTINGS['repeat'] = max(1, args.repeat)
     if os.geteuid() != 0:
         print('bench_dataplane: run as root (it boots a lab)', file=sys.stderr)
@@ -238,26 +319,18 @@ def main(argv=None):
     finally:
         if not args.keep:
             lab6.down(log=log)
-    udp_vxlan = results['udp'] / results['vxlan']
-    vxlan_underlay = results['vxlan'] / results['underlay']
-    hostgw_underlay = results['host-gw'] / results['underlay']
-    direct_hostgw = results['direct'] / results['host-gw']
-    wireguard_vxlan = results['wireguard'] / results['vxlan']
-    wireguard_underlay = results['wireguard'] / results['underlay']
-    log('udp/vxlan = %.2f, vxlan/underlay = %.2f, host-gw/underlay = %.2f, direct/host-gw = %.2f, host-gw host to host/underlay'
-        ' = %.2f, wireguard/vxlan = %.2f, wireguard/underlay = %.2f' % (
-            udp_vxlan, vxlan_underlay, hostgw_underlay, direct_hostgw, results['host-gw hosts'] / results['underlay'],
-            wireguard_vxlan, wireguard_underlay))
     if args.udp_options:
         log('udp daemon options: %s' % json.dumps(args.udp_options, sort_keys=True))
-    log('SUMMARY underlay=%.2f vxlan=%.2f udp=%.2f host-gw=%.2f direct=%.2f wireguard=%.2f underlay6=%.2f vxlan6=%.2f Gbit/s'
-        ' udp/vxlan=%.2f (target >= 0.33) host-gw/underlay=%.2f (target >= 0.90) direct/host-gw=%.2f (target >= 0.90)'
-        ' vxlan/underlay=%.2f wireguard/vxlan=%.2f wireguard/underlay=%.2f (%s, no target)'
-        ' vxlan6/underlay6=%.2f vxlan6/vxlan=%.2f (IPv6 underlay, no target)' % (
-            results['underlay'], results['vxlan'], results['udp'], results['host-gw'], results['direct'], results['wireguard'],
-            results['underlay6'], results['vxlan6'], udp_vxlan, hostgw_underlay, direct_hostgw, vxlan_underlay, wireguard_vxlan,
-            wireguard_underlay, results['wireguard implementation'], results['vxlan6'] / results['underlay6'],
-            results['vxlan6'] / results['vxlan']))
+    bench = 'dataplane-smoke' if args.smoke else 'dataplane'
+    ratios = []
+    for name, value, reference, reference_name, target in FIGURES:
+        figure(bench, name, results[value], 'Gbit/s', target, reference=results[reference], reference_name=reference_name,
+               higher_is_better=True)
+        ratios.append('%s=%.2f%s' % (name, results[value] / results[reference], ' (target >= %g)' % target if target else ''))
+    log('SUMMARY %s Gbit/s %s; vxlan/fair and vxlan6/fair6 are medians of alternated pairs; wireguard: %s%s' % (
+        ' '.join('%s=%.2f' % (key, results[key]) for key in ('underlay', 'fair', 'vxlan', 'udp', 'host-gw', 'direct', 'wireguard',
+                                                             'underlay6', 'fair6', 'vxlan6')),
+        ' '.join(ratios), results['wireguard implementation'], ' (smoke: 1 s runs, not a measurement)' if args.smoke else ''))
     return 0
 
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
@@ -38,6 +39,34 @@ def test_switches_leave_out_their_chains():
     assert 'ip saddr 10.244.1.0/24 ip daddr 10.244.0.0/16 return' in node()
 
 
+def test_tunnel_packets_between_peers_are_untracked_in_both_directions_before_conntrack():
+    lines = _nftables.rule_lines(node()).splitlines()
+    assert lines[3:7] == ['chain prerouting: type filter hook prerouting priority raw; policy accept;',
+                          'chain prerouting: udp dport 8472 ip saddr @peers notrack',
+                          'chain output: type filter hook output priority raw; policy accept;',
+                          'chain output: udp dport 8472 ip daddr @peers notrack']
+    # the peers-only drop stays (an untracked packet still passes the input hook)
+    assert 'udp dport 8472 ip saddr != @peers counter drop' in lines[8]
+    # every backend's port: udp, WireGuard; without the peers-only drop the set is still there for notrack
+    assert 'udp dport 8285 ip saddr @peers notrack' in node(backend={'type': 'udp'})
+    wireguard = node(backend={'type': 'wireguard', 'public_key': base64.b64encode(b'k' * 32).decode()},
+                     peers=[{'subnet': '10.244.2.0/24', 'underlay': '198.18.0.12', 'public_key': base64.b64encode(b'p' * 32).decode()}])
+    assert 'udp dport 51820 ip daddr @peers notrack' in wireguard
+    open_port = node(firewall={'peers_only': False})
+    assert 'chain input' not in open_port and 'elements = { 198.18.0.12, 198.18.0.13 }' in open_port
+    assert 'udp dport 8472 ip saddr @peers notrack' in open_port
+    # host-gw has no tunnel: no set, nothing untracked
+    hostgw = node(backend={'type': 'host-gw'})
+    assert 'notrack' not in hostgw and 'set peers' not in hostgw and 'priority raw' not in hostgw
+
+
+def test_an_ipv6_underlay_untracks_by_ipv6_peers():
+    v6 = node(underlay={'address': '2001:db8::11', 'mtu': 1500},
+              peers=[{'subnet': '10.244.2.0/24', 'underlay': '2001:db8::12', 'vtep_mac': '02:00:00:00:00:02'}])
+    assert 'type ipv6_addr' in v6 and 'elements = { 2001:db8::12 }' in v6
+    assert 'udp dport 8472 ip6 saddr @peers notrack' in v6 and 'udp dport 8472 ip6 daddr @peers notrack' in v6
+
+
 # nft -s list table inet overlay_mesh, as nft 1.0 prints a set too long for one line
 LISTING = ('table inet overlay_mesh {\n'
            '\tset peers {\n\t\ttype ipv4_addr\n\t\telements = { 198.18.0.12,\n\t\t\t     198.18.0.13 }\n\t}\n\n'
@@ -48,13 +77,13 @@ LISTING = ('table inet overlay_mesh {\n'
 
 def test_a_table_is_one_line_per_rule_and_set_element_named_by_its_chain_or_set():
     lines = _nftables.rule_lines(node()).splitlines()
-    assert lines[:5] == ['set peers: type ipv4_addr', 'set peers: element 198.18.0.12', 'set peers: element 198.18.0.13',
-                         'chain input: type filter hook input priority filter - 5; policy accept;',
-                         'chain input: udp dport 8472 ip saddr != @peers counter drop']
+    assert lines[:3] + lines[7:9] == ['set peers: type ipv4_addr', 'set peers: element 198.18.0.12', 'set peers: element 198.18.0.13',
+                                      'chain input: type filter hook input priority filter - 5; policy accept;',
+                                      'chain input: udp dport 8472 ip saddr != @peers counter drop']
     assert 'chain postrouting: ip saddr 10.244.1.0/24 ip daddr 10.244.0.0/16 return' in lines
     assert not [line for line in lines if 'table' in line or '#' in line or not line.strip()]
     # nft's own listing reads the same, so a drift shows as the rules that differ
-    assert _nftables.rule_lines(LISTING).splitlines() == lines[:5]
+    assert _nftables.rule_lines(LISTING).splitlines() == lines[:3] + lines[7:9]
     assert _nftables.rule_lines(None) == ''
 
 
