@@ -18,16 +18,20 @@ PREFIX = 'FIGURE '
 
 def figure(bench, name, value, unit, target, reference=None, reference_name='', higher_is_better=False, absolute=False):
     """Print one figure and return its record. `target` bounds the ratio to the reference, or the value itself
-    when there is no reference or the target is `absolute` (the reference is then shown for comparison)."""
+    when there is no reference or the target is `absolute` (the reference is then shown for comparison).
+    A target of None: the figure is reported for information (result INFO), judged against nothing."""
     ratio = value / reference if reference else None
     judged = value if absolute or ratio is None else ratio
-    ok = judged >= target if higher_is_better else judged <= target
+    if target is None:
+        shown, result = '', 'INFO'
+    else:
+        ok = judged >= target if higher_is_better else judged <= target
+        shown = ('>= ' if higher_is_better else '<= ') + ('%g' % target) + (' ' + unit if judged is value else '×')
+        result = 'PASS' if ok else 'MISS'
     record = {
         'bench': bench, 'figure': name, 'value': round(value, 4), 'unit': unit,
         'reference': None if reference is None else round(reference, 4), 'reference_name': reference_name,
-        'ratio': None if ratio is None else round(ratio, 3),
-        'target': ('>= ' if higher_is_better else '<= ') + ('%g' % target) + (' ' + unit if judged is value else '×'),
-        'result': 'PASS' if ok else 'MISS',
+        'ratio': None if ratio is None else round(ratio, 3), 'target': shown, 'result': result,
     }
     print(PREFIX + json.dumps(record, sort_keys=True), flush=True)
     return record

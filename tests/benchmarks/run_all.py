@@ -80,9 +80,10 @@ def main(argv=None):
     print()
     print('load average (1, 5, 15 min): start %.2f %.2f %.2f, end %.2f %.2f %.2f on %d cores; bench times: %s'
           % (load_start + load_end + (os.cpu_count(), ', '.join(timings))))
-    misses = [one for one in figures if one['result'] != 'PASS']
-    print('SUMMARY %d figures: %d PASS, %d MISS%s%s' % (
-        len(figures), len(figures) - len(misses), len(misses), ' (smoke sizes: figures mean nothing)' if args.smoke else '',
+    results = [one['result'] for one in figures]
+    print('SUMMARY %d figures: %d PASS, %d MISS, %d INFO (no target)%s%s' % (
+        len(figures), results.count('PASS'), results.count('MISS'), results.count('INFO'),
+        ' (smoke sizes: figures mean nothing)' if args.smoke else '',
         '; BROKEN: ' + ', '.join(broken) if broken else ''))
     return 1 if broken else 0
 
