@@ -177,9 +177,9 @@ def public_address(variables, host, info=None):
     if kind == 'host-gw':
         problems.append("the host-gw backend routes through the hosts' own addresses on one L2 segment; a public address"
                         " (NAT) needs vxlan, udp or wireguard")
-    if underlay and ipaddress.ip_address(underlay).version != address.version:
-        problems.append('%s is IPv%d but the underlay address %s is IPv%d' % (address, address.version, underlay,
-                                                                            ipaddress.ip_address(underlay).version))
+    underlay_version = ipaddress.ip_address(underlay).version if underlay else address.version
+    if underlay_version != address.version:
+        problems.append('%s is IPv%d but the underlay address %s is IPv%d' % (address, address.version, underlay, underlay_version))
     for name in ('mesh_node_network', 'mesh_node_ipv6_network'):
         network = variables.get(name) or (_leases.DEFAULT_NETWORK if name == 'mesh_node_network' else None)
         try:

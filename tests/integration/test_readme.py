@@ -68,7 +68,7 @@ def test_using_it_runs_as_printed(tmp_path):
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-4000:]
         # each playbook ran, on every host it names, without a failure
         recaps = re.findall(r'^(node\d+)\s+: ok=\d+\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)', proc.stdout, re.M)
-        assert recaps and all(unreachable == failed == '0' for _, unreachable, failed in recaps), recaps
+        assert recaps and all(unreachable == failed == '0' for dummy, unreachable, failed in recaps), recaps
         assert proc.stdout.count('PLAY RECAP') == 5, proc.stdout[-4000:]
         # the lease file is beside the inventory, and the last site joined node3 again
         leases = (Path(inventory).parent / '.overlay-mesh-leases.yml').read_text()
