@@ -133,18 +133,24 @@ lab-list: deps ## list running labs
 	$(LAB_TOOL) list
 
 # ---- the demo -----------------------------------------------------------------------------
+# Then, in a new shell at the checkout's root, README "Using it" runs as printed: ansible.cfg at
+# the root finds the collection and the lab's connection plugin, the activation puts .venv/bin on PATH.
+LAB_INVENTORY = $(LAB_ROOT)/$(LAB)/inventory.yml
+LAB_ROOT := $(or $(OVERLAY_LAB_ROOT),/var/lib/overlay-mesh-lab)
 .PHONY: demo
-demo: deps ## boot a 3-host lab named "demo", run site and verify on it
-	$(LAB_TOOL) up --name demo --hosts 3
-	ansible-playbook -i /var/lib/overlay-mesh-lab/demo/inventory.yml overlay.mesh.site
-	ansible-playbook -i /var/lib/overlay-mesh-lab/demo/inventory.yml overlay.mesh.verify
-	$(LAB_TOOL) status --name demo
-	@echo "enter a host:  $(LAB_TOOL) shell --name demo node1"
-	@echo "remove it:     make demo-down"
+demo: deps ## boot a lab (LAB=demo, HOSTS=3), run site and verify on it
+	$(LAB_TOOL) up --name $(LAB) --hosts $(HOSTS)
+	ansible-playbook -i $(LAB_INVENTORY) overlay.mesh.site
+	ansible-playbook -i $(LAB_INVENTORY) overlay.mesh.verify
+	$(LAB_TOOL) status --name $(LAB)
+	@echo "use it (README \"Using it\"), in a new shell:"
+	@echo "  cd $(REPO) && . .venv/bin/activate && INVENTORY=$(LAB_INVENTORY)"
+	@echo "enter a host:  $(LAB_TOOL) shell --name $(LAB) node1"
+	@echo "remove it:     make demo-down$(if $(filter-out demo,$(LAB)), LAB=$(LAB))"
 
 .PHONY: demo-down
-demo-down: deps ## remove the demo lab
-	$(LAB_TOOL) down --name demo
+demo-down: deps ## remove the demo lab (LAB=demo)
+	$(LAB_TOOL) down --name $(LAB)
 
 # ---- benchmarks (figures and ratios against a reference measured in the same run) ----------
 # Each bench-<name> runs one bench at full size; `make bench` runs them all and prints one table

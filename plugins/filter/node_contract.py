@@ -46,8 +46,18 @@ def node_group_problems(hosts, hostvars, variables_key=None):
     return _node_inputs.group_problems(list(hosts or []), value_of)
 
 
+def node_public_address(variables, host, info=None):
+    """The address peers reach the host at: mesh_node_public_address, else its underlay address (docs in node_public_address.yml)."""
+    if not isinstance(variables, dict):
+        raise AnsibleFilterError('overlay.mesh.node_public_address: the input must be a mapping of mesh_node_* variables')
+    try:
+        return _node_inputs.public_address(dict(variables), str(host), info or None)
+    except _node_inputs.InputError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
 class FilterModule:
     """overlay.mesh filters for the node contract."""
 
     def filters(self):
-        return {'node_contract': node_contract, 'node_group_problems': node_group_problems}
+        return {'node_contract': node_contract, 'node_group_problems': node_group_problems, 'node_public_address': node_public_address}

@@ -30,7 +30,11 @@ def subnet_env(network, subnet, mtu, ipmasq=True, ipv6_network=None, ipv6_subnet
 def cni_conflist(node):
     """A CNI network of this host's subnet (its lower half beside Docker): the bridge plugin on the
     node's bridge, host-local IPAM. The node's nftables table masquerades what leaves the overlay,
-    so the plugin does not."""
+    so the plugin does not. Then portmap, as in flannel's conflist: a runtime's published ports
+    (`podman run -p`, the portMappings capability) become DNAT rules of the host's iptables (nat table,
+    CNI-HOSTPORT-* chains), reachable from the underlay and other hosts; snat masquerades a container
+    that reaches its own published port (hairpin) and connections to 127.0.0.1. The host's
+    iptables is needed only when a container publishes a port: without mappings portmap passes."""
     ranges = [[{'subnet': str(node.bridge_subnet), 'gateway': str(node.gateway)}]]
     routes = [{'dst': '0.0.0.0/0'}]
     if node.ipv6_subnet:  # a dual-stack overlay: both families in every container
@@ -54,6 +58,11 @@ def cni_conflist(node):
         '        "ranges": %s,' % ipam_range,
         '        "routes": %s' % json.dumps(routes),
         '      }',
+        '    },',
+        '    {',
+        '      "type": "portmap",',
+        '      "capabilities": {"portMappings": true},',
+        '      "snat": true',
         '    }',
         '  ]',
         '}',

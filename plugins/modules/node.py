@@ -193,7 +193,9 @@ options:
     default: /run/flannel/subnet.env
   cni:
     description:
-      - The CNI network of this host's subnet (C(bridge) plugin, C(host-local) IPAM).
+      - The CNI network of this host's subnet (C(bridge) plugin, C(host-local) IPAM), then C(portmap) for a runtime's
+        published ports (capability C(portMappings), as in flannel's conflist; it needs C(iptables) on the host only
+        when a container publishes a port).
     type: dict
     suboptions:
       conf_dir:

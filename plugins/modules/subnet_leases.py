@@ -227,7 +227,8 @@ options:
       - With O(registry=etcd), return the hosts of a fleet running flanneld's vxlan backend under O(etcd_prefix) as
         RV(flannel_peers) (the role makes them peers of the mesh). A flanneld lease that cannot be a peer (another backend
         than O(backend), another VNI, no C(VtepMAC)) or a flannel config with another vxlan port fails the task before
-        anything is written. Their IPv4 subnets only.
+        anything is written. Their IPv4 subnets only, at C(PublicIP) with C(BackendData) (or, without an IPv4
+        C(PublicIP), at C(PublicIPv6) with C(BackendV6Data)).
       - Without it a flanneld lease is only a taken subnet.
     type: bool
     default: false
@@ -235,7 +236,9 @@ options:
   backend:
     description:
       - The overlay's backend as flannel's config and leases name it, with O(registry=etcd) - C(type) (V(vxlan) by
-        default), C(vni) and C(port). Written to C(<prefix>/config) and to each lease's C(BackendType) and C(BackendData).
+        default), C(vni), C(port) and C(direct_routing) (flannel's C(DirectRouting)). Written to C(<prefix>/config) and
+        to each lease as flanneld writes it - C(PublicIP) with C(BackendData) for the IPv4 subnet, C(PublicIPv6) with
+        C(BackendV6Data) for the IPv6 one, C(BackendType).
     type: dict
     default: {}
   migrate:

@@ -46,7 +46,7 @@ CONTRACT_VARIABLES = {
 ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mesh_node_rotate_keys', 'mesh_node_install_packages',
                   'mesh_node_subnet_len', 'mesh_node_subnet_min', 'mesh_node_subnet_max', 'mesh_node_subnet', 'mesh_node_lease_file',
                   'mesh_node_underlay_address', 'mesh_node_underlay_interface', 'mesh_node_underlay_reach', 'mesh_node_underlay_family',
-                  'mesh_node_ipv6_subnet_len', 'mesh_node_registry') + tuple(
+                  'mesh_node_ipv6_subnet_len', 'mesh_node_registry', 'mesh_node_public_address') + tuple(
                       'mesh_node_etcd_' + name for name in ('endpoints', 'ca_file', 'cert_file', 'key_file', 'user', 'password',
                                                             'prefix', 'timeout', 'max_txn_ops', 'flannel_peers'))
 # Where contract values that no single role variable gives come from, for messages.
@@ -158,9 +158,45 @@ def peers_of(host, leases, members, backend):
     return peers
 
 
+def public_address(variables, host, info=None):
+    """The address peers reach ``host`` at (flannel's --public-ip: mesh_node_public_address, for a host behind a 1:1
+    NAT or with a floating address), else its underlay address from ``info`` (None before node_info). It is what the
+    host's lease record publishes (``underlay``) and what peers use as its endpoint (vxlan, udp, WireGuard). Raises
+    InputError naming the host and the variable: not an address, another family than the underlay, inside the
+    overlay network, or with host-gw (its peers route through each other's addresses on one L2 segment)."""
+    underlay = ((info or {}).get('underlay') or {}).get('address') or None
+    value = variables.get('mesh_node_public_address')
+    if _empty(value):
+        return underlay
+    try:
+        address = ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        raise InputError('%s: mesh_node_public_address: %r is not an IP address' % (host, value)) from None
+    kind = variables.get('mesh_node_backend') or _node_spec.DEFAULT_BACKEND
+    problems = []
+    if kind == 'host-gw':
+        problems.append("the host-gw backend routes through the hosts' own addresses on one L2 segment; a public address"
+                        " (NAT) needs vxlan, udp or wireguard")
+    underlay_version = ipaddress.ip_address(underlay).version if underlay else address.version
+    if underlay_version != address.version:
+        problems.append('%s is IPv%d but the underlay address %s is IPv%d' % (address, address.version, underlay, underlay_version))
+    for name in ('mesh_node_network', 'mesh_node_ipv6_network'):
+        network = variables.get(name) or (_leases.DEFAULT_NETWORK if name == 'mesh_node_network' else None)
+        try:
+            inside = network and address in ipaddress.ip_network(str(network), strict=False)
+        except (TypeError, ValueError):
+            inside = False  # the network's own check names it
+        if inside:
+            problems.append('%s is inside the overlay network %s (%s)' % (address, network, name))
+    if problems:
+        raise InputError('%s: mesh_node_public_address: %s' % (host, '; '.join(problems)))
+    return str(address)
+
+
 def node_contract(variables, host, info=None, leases=None, members=None):
     """The contract of ``host``. Without ``info`` (node_info's result) and ``leases`` (subnet_leases'
     result) only the role-given part, checked as far as it goes. Raises InputError."""
+    public_address(variables, host, info)
     contract = contract_from_variables(variables)
     kind = (contract.get('backend') or {}).get('type') or _node_spec.DEFAULT_BACKEND
     if info:

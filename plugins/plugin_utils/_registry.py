@@ -5,9 +5,11 @@
 """The etcd lease store (``registry: etcd``), in flannel's key schema. See docs/leases.md.
 
 ``<prefix>/config`` holds flannel's network config; each lease is
-``<prefix>/subnets/10.244.1.0-24`` (dual stack ``10.244.1.0-24&fd00:244:0:1::-64``) with
-flannel's JSON value plus an ``OverlayMesh`` member (flannel ignores unknown members) naming
-the inventory host. Allocation is _leases.allocate() on what one range request read, written
+``<prefix>/subnets/10.244.1.0-24`` (dual stack ``10.244.1.0-24&fd00:244:0:1::-64``, IPv6 only
+``0.0.0.0-0&fd00:244:0:1::-64``) with flannel's JSON value plus an ``OverlayMesh`` member (flannel
+ignores unknown members) naming the inventory host. Keys and values are as flanneld writes them:
+flannel's pkg/subnet/subnet.go (MakeSubnetKey, subnetRegex), pkg/lease/lease.go (LeaseAttrs) and
+pkg/backend/vxlan/vxlan.go (newSubnetAttrs, VXLANConfig). Allocation is _leases.allocate() on what one range request read, written
 back by one transaction that holds only if no lease key changed since that read; on a
 conflict (another controller wrote first) the whole cycle runs again.
 """
@@ -35,24 +37,37 @@ def _key_part(text):
     return text.replace('/', '-')
 
 
+# flannel's MakeSubnetKey always starts with an IPv4 subnet: an IPv6-only lease has the empty one, 0.0.0.0/0.
+NO_IPV4 = '0.0.0.0-0'
+
+
 def subnet_key(prefix, record):
-    """The key of a lease: its IPv4 subnet, ``&`` its IPv6 subnet in dual stack (flannel's MakeSubnetKey)."""
-    parts = [_key_part(record[f]) for f in (L.FIELD_V4, L.FIELD_V6) if record.get(f)]
-    return '%s/subnets/%s' % (prefix, '&'.join(parts))
+    """The key of a lease as flannel's MakeSubnetKey writes it: its IPv4 subnet (``0.0.0.0-0`` when it has
+    none), then ``&`` its IPv6 subnet when it has one."""
+    name = _key_part(record[L.FIELD_V4]) if record.get(L.FIELD_V4) else NO_IPV4
+    if record.get(L.FIELD_V6):
+        name += '&' + _key_part(record[L.FIELD_V6])
+    return '%s/subnets/%s' % (prefix, name)
 
 
 def parse_subnet_key(name):
-    """Record {subnet, ipv6_subnet} of a key's last part; ValueError when it is not one of flannel's."""
+    """Record {subnet, ipv6_subnet} of a key's last part (an IPv4 subnet, then optionally ``&`` an IPv6 one,
+    as flannel's ParseSubnetKey reads it; ``0.0.0.0-0`` is no IPv4 subnet); ValueError when it is not one of flannel's."""
     rec = {}
-    for part in name.split('&'):
+    parts = name.split('&')
+    if len(parts) > 2:
+        raise ValueError('%r is not a subnet key (IPv4 subnet, optionally & an IPv6 subnet)' % name)
+    for number, part in enumerate(parts):
         addr, sep, plen = part.rpartition('-')
         if not sep:
             raise ValueError('%r is not a subnet key (address-length)' % name)
         version = L._parse_cidr('%s/%s' % (addr, plen))[0]  # pylint: disable=protected-access
-        field = L.FIELD_V4 if version == 4 else L.FIELD_V6
-        if field in rec:
-            raise ValueError('%r names two IPv%d subnets' % (name, version))
-        rec[field] = '%s/%s' % (addr, plen)
+        if version != (4 if number == 0 else 6):
+            raise ValueError('%r is not a subnet key (flannel\'s names an IPv4 subnet first, then & an IPv6 one)' % name)
+        if part != NO_IPV4:
+            rec[L.FIELD_V4 if version == 4 else L.FIELD_V6] = '%s/%s' % (addr, plen)
+    if not rec:
+        raise ValueError('%r names no subnet' % name)
     return rec
 
 
@@ -63,15 +78,21 @@ def _number(value):
 
 def _backend(backend):
     backend = dict(backend or {})
-    return {'type': backend.get('type') or 'vxlan', 'vni': _number(backend.get('vni')), 'port': _number(backend.get('port'))}
+    return {'type': backend.get('type') or 'vxlan', 'vni': _number(backend.get('vni')), 'port': _number(backend.get('port')),
+            'direct_routing': bool(backend.get('direct_routing'))}
 
 
 def lease_value(host, record, backend):
-    """flannel's lease JSON for one of our hosts (PublicIP, BackendType, BackendData) plus OverlayMesh."""
-    value = {}
-    underlay = record.get('underlay')
-    if underlay:
-        value['PublicIP' if ':' not in underlay else 'PublicIPv6'] = underlay
+    """flannel's lease JSON for one of our hosts plus OverlayMesh, as flanneld's backends write LeaseAttrs: ``PublicIP``
+    (always: flannel's ip.IP4 is no pointer; ``0.0.0.0`` without an IPv4 underlay) with ``BackendData`` for the IPv4
+    subnet; with an IPv6 subnet also ``PublicIPv6`` with ``BackendV6Data`` (flanneld's dual stack decodes both, and
+    skips the whole lease when it cannot). Our one VTEP serves both families over the one underlay address, so both
+    members carry the same VNI and VtepMAC; the family without an underlay address gets the unspecified address
+    (flanneld reaches that part of the lease nowhere, and the rest of it as usual)."""
+    underlay = record.get('underlay') or ''
+    value = {'PublicIP': underlay if underlay and ':' not in underlay else '0.0.0.0'}
+    if ':' in underlay or record.get(L.FIELD_V6):
+        value['PublicIPv6'] = underlay if ':' in underlay else '::'
     value['BackendType'] = backend['type']
     data = {}
     if backend['type'] == 'vxlan':
@@ -80,7 +101,10 @@ def lease_value(host, record, backend):
             data['VtepMAC'] = record['vtep_mac']
     if record.get('public_key'):
         data['PublicKey'] = record['public_key']
-    value['BackendData'] = data or None
+    if record.get(L.FIELD_V4) or not record.get(L.FIELD_V6):
+        value['BackendData'] = data or None
+    if record.get(L.FIELD_V6):
+        value['BackendV6Data'] = data or None
     own = {'host': host}
     own.update((k, record[k]) for k in _OWN_FIELDS if record.get(k))
     value[OURS] = own
@@ -104,6 +128,8 @@ def config_value(config, backend):
         back['VNI'] = backend['vni']
     if backend['port'] is not None:
         back['Port'] = backend['port']
+    if backend['type'] == 'vxlan' and backend['direct_routing']:
+        back['DirectRouting'] = True
     value['Backend'] = back
     value[OURS] = {'format': L.FORMAT_VERSION}
     return json.dumps(value, separators=(',', ':'))
@@ -154,13 +180,14 @@ class State:
 
     @staticmethod
     def _foreign_label(key, data, lease):
-        public = data.get('PublicIP') if isinstance(data, dict) else None
+        public = _flannel_interop.public_address(data) if isinstance(data, dict) else None
         what = 'a flanneld lease' + (' (TTL)' if lease else '') + (' of %s' % public if public else '')
         return 'etcd key %s (%s, not an overlay.mesh host)' % (key, what)
 
-    def flannel_peers(self, backend):
-        """({name: record}, problems) of the flanneld hosts as peers: their leases and a flannel config that agree with ours."""
-        found, problems = _flannel_interop.peers(self.flanneld, backend['vni'] or 1, backend['type'])
+    def flannel_peers(self, backend, family=4):
+        """({name: record}, problems) of the flanneld hosts as peers: their leases and a flannel config that agree with ours;
+        ``family``: our underlay's (a flanneld host is reached at its VTEP of that family when it has one)."""
+        found, problems = _flannel_interop.peers(self.flanneld, backend['vni'] or 1, backend['type'], family)
         try:
             theirs = json.loads(self.config[0]) if self.config else {}
         except ValueError:
@@ -361,7 +388,9 @@ def update_etcd(client, config, hosts, prefix=DEFAULT_PREFIX, backend=None, chec
         state.check_config(config, backend)
         peers = {}
         if flannel_peers:
-            peers, problems = state.flannel_peers(backend)
+            addresses = [str(info.get('address') or '') for info in (inputs.get('underlay') or {}).values() if isinstance(info, dict)]
+            family = 6 if addresses and all(':' in address for address in addresses) else 4
+            peers, problems = state.flannel_peers(backend, family)
             state.problems.extend(problems)
         alloc = _allocate(state, config, hosts, imported, inputs)
         units = plan(state, config, backend, alloc.leases)

@@ -18,7 +18,7 @@ ALLOWED_TOP = {'FILES.json', 'MANIFEST.json', 'LICENSE', 'README.md', 'CHANGELOG
 MUST_HAVE = ('LICENSE', 'README.md', 'CHANGELOG.rst', 'requirements.txt', 'meta/runtime.yml', 'meta/execution-environment.yml',
              'plugins/modules/node.py', 'plugins/module_utils/_backends/wireguard.py', 'roles/mesh_node/tasks/main.yml',
              'roles/mesh_node/meta/argument_specs.yml', 'playbooks/site.yml', 'playbooks/verify.yml', 'playbooks/remove.yml')
-SIZE_BUDGET = 400 * 1024  # bytes, compressed: about 180 KB today
+SIZE_BUDGET = 400 * 1024  # bytes, compressed: about 230 KB today
 
 
 def test_the_artifact_holds_what_runs_and_nothing_test_only(tmp_path):

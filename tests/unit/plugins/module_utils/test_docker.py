@@ -33,6 +33,13 @@ def test_without_docker_the_bridge_has_the_whole_subnet():
     assert json.loads(files.cni_conflist(node))['plugins'][0]['ipam']['ranges'][0][0]['subnet'] == '10.244.1.0/24'
 
 
+def test_the_cni_network_publishes_ports_with_portmap_after_the_bridge():
+    """flannel's conflist chains portmap with the portMappings capability: a runtime's -p works."""
+    plugins = json.loads(files.cni_conflist(spec.normalize(contract(), machine_id=MACHINE_ID)))['plugins']
+    assert [plugin['type'] for plugin in plugins] == ['bridge', 'portmap']
+    assert plugins[1] == {'type': 'portmap', 'capabilities': {'portMappings': True}, 'snat': True}
+
+
 def test_docker_does_not_masquerade_the_overlay_only_when_the_node_masquerades():
     node = spec.normalize(contract(docker={'enabled': True}, firewall={'masquerade': False}), machine_id=MACHINE_ID)
     assert 'ip-masq' not in _docker.settings(node)

@@ -130,3 +130,27 @@ def test_every_variable_of_the_argument_spec_is_known():
     assert 'mesh_node_etcd_endpoints' in options
     assert inputs.unknown_variables(options) == []
     assert inputs.unknown_variables(['mesh_node_etcd_endpont']) == ['mesh_node_etcd_endpont']
+
+
+def test_a_public_address_is_what_peers_reach_the_host_at_and_bad_ones_are_refused_naming_host_and_variable():
+    assert inputs.public_address(variables(), 'node1', INFO) == '198.18.0.11'  # none set: the underlay address
+    assert inputs.public_address(variables(), 'node1') is None  # before node_info
+    assert inputs.public_address(variables(mesh_node_public_address=' 203.0.113.7 '), 'node1', INFO) == '203.0.113.7'
+    assert inputs.public_address(variables(mesh_node_public_address='2001:DB8::7'), 'node1') == '2001:db8::7'
+    for extra, message in (
+            ({'mesh_node_public_address': 'gateway'}, "'gateway' is not an IP address"),
+            ({'mesh_node_public_address': '2001:db8::7'}, '2001:db8::7 is IPv6 but the underlay address 198.18.0.11 is IPv4'),
+            ({'mesh_node_public_address': '10.244.9.9'}, 'inside the overlay network 10.244.0.0/16 (mesh_node_network)'),
+            ({'mesh_node_public_address': '203.0.113.7', 'mesh_node_backend': 'host-gw'}, 'the host-gw backend routes')):
+        with pytest.raises(inputs.InputError) as info:
+            inputs.public_address(variables(**extra), 'node5', INFO)
+        assert str(info.value).startswith('node5: mesh_node_public_address: ') and message in str(info.value), str(info.value)
+        # the contract check, which runs before any change, refuses it too
+        with pytest.raises(inputs.InputError, match='node5: mesh_node_public_address: '):
+            inputs.node_contract(variables(**extra), 'node5', INFO)
+    # with vxlan, udp and wireguard the contract takes it; a peer's endpoint is what its lease record publishes
+    for backend in ('vxlan', 'udp', 'wireguard'):
+        inputs.node_contract(variables(mesh_node_public_address='203.0.113.7', mesh_node_backend=backend), 'node1')
+    leases = {'network': '10.244.0.0/16', 'leases': dict(LEASES['leases'], node2=dict(LEASES['leases']['node2'], underlay='203.0.113.7'))}
+    contract, _warnings = inputs.node_contract(variables(), 'node1', INFO, leases, ['node1', 'node2'])
+    assert [peer['underlay'] for peer in contract['peers']] == ['203.0.113.7']
