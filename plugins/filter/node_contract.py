@@ -31,6 +31,49 @@ def node_contract(variables, host, info=None, leases=None, members=None, warn_un
     return contract
 
 
+def _fact(hostvars, host, name, default=None):
+    """A fact of a host of the play (set_fact, register), or default."""
+    if host not in hostvars:
+        return default
+    value = hostvars[host].get(name)
+    return default if value is None else value
+
+
+def node_contracts(hosts, hostvars, leases=None, members=None, variables_key='mesh_node__inputs', info_key='mesh_node__host',
+                   present_key='mesh_node__present', warn_unknown=False):
+    """The node contracts of the hosts of the play, {host: contract}, built once on the controller from each
+    host's facts: its mesh_node_* variables, its overlay.mesh.node_info result (none with an empty info_key:
+    the role-given part only) and whether it joins."""
+    def present(host):
+        return bool(_fact(hostvars, host, present_key, False))
+    if warn_unknown:
+        for host in hosts or []:
+            for name in _node_inputs.unknown_variables(_fact(hostvars, host, variables_key, {})):
+                display.warning('%s: %s is not a variable of the overlay.mesh.mesh_node role (ignored)' % (host, name))
+    try:
+        built = _node_inputs.node_contracts(list(hosts or []), lambda host: _fact(hostvars, host, variables_key, {}),
+                                            lambda host: _fact(hostvars, host, info_key) if info_key else None, present, leases=leases, members=members)
+    except _node_inputs.InputError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+    contracts = {}
+    for host, (contract, warnings) in built.items():
+        for warning in warnings:
+            display.warning('%s: %s' % (host, warning))
+        contracts[host] = contract
+    return contracts
+
+
+def node_reports(hosts, hostvars, info_key='mesh_node__host', present_key='mesh_node__present'):
+    """What each joining host of the play tells the others, {host: lease record}: the underlay_info of
+    overlay.mesh.subnet_leases. Leaving hosts report nothing."""
+    reports = {}
+    for host in hosts or []:
+        report = _node_inputs.node_report(_fact(hostvars, host, info_key), bool(_fact(hostvars, host, present_key, False)))
+        if report:
+            reports[host] = report
+    return reports
+
+
 def node_group_problems(hosts, hostvars, variables_key=None):
     """Settings the hosts of the overlay group do not agree on (an empty list when they do).
 
@@ -50,4 +93,5 @@ class FilterModule:
     """overlay.mesh filters for the node contract."""
 
     def filters(self):
-        return {'node_contract': node_contract, 'node_group_problems': node_group_problems}
+        return {'node_contract': node_contract, 'node_contracts': node_contracts, 'node_group_problems': node_group_problems,
+                'node_reports': node_reports}
