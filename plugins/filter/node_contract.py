@@ -7,15 +7,25 @@
 
 from __future__ import annotations
 
+import importlib
+
 from ansible.errors import AnsibleFilterError
 from ansible.utils.display import Display
 
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_inputs
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_report
 
 display = Display()
 
 
+def _inputs():
+    """plugin_utils/_node_inputs, imported when a filter needs it: it loads the node spec and every backend
+    (pyroute2 with them), and Ansible loads every filter file of the collection when a task uses any of its
+    filters - a task that does not build a contract must not pay for that in each worker process."""
+    return importlib.import_module('ansible_collections.overlay.mesh.plugins.plugin_utils._node_inputs')
+
+
 def node_contract(variables, host, info=None, leases=None, members=None, warn_unknown=False):
+    _node_inputs = _inputs()
     if not isinstance(variables, dict):
         raise AnsibleFilterError('overlay.mesh.node_contract: the input must be a mapping of mesh_node_* variables')
     if warn_unknown:
@@ -44,6 +54,7 @@ def node_contracts(hosts, hostvars, leases=None, members=None, variables_key='me
     """The node contracts of the hosts of the play, {host: contract}, built once on the controller from each
     host's facts: its mesh_node_* variables, its overlay.mesh.node_info result (none with an empty info_key:
     the role-given part only) and whether it joins."""
+    _node_inputs = _inputs()
     def present(host):
         return bool(_fact(hostvars, host, present_key, False))
     if warn_unknown:
@@ -68,7 +79,7 @@ def node_reports(hosts, hostvars, info_key='mesh_node__host', present_key='mesh_
     overlay.mesh.subnet_leases. Leaving hosts report nothing."""
     reports = {}
     for host in hosts or []:
-        report = _node_inputs.node_report(_fact(hostvars, host, info_key), bool(_fact(hostvars, host, present_key, False)))
+        report = _node_report.node_report(_fact(hostvars, host, info_key), bool(_fact(hostvars, host, present_key, False)))
         if report:
             reports[host] = report
     return reports
@@ -86,7 +97,7 @@ def node_group_problems(hosts, hostvars, variables_key=None):
         if isinstance(variables, dict):
             return variables.get(name)
         return hostvars[host].get(name)
-    return _node_inputs.group_problems(list(hosts or []), value_of)
+    return _inputs().group_problems(list(hosts or []), value_of)
 
 
 class FilterModule:

@@ -197,17 +197,6 @@ def node_contract(variables, host, info=None, leases=None, members=None):
     return node.data, node.warnings
 
 
-def node_report(info, present=True):
-    """What a joining host tells the others (its lease record): underlay address and network, what its
-    backend publishes (VTEP MAC, WireGuard public key). Empty for a host that leaves."""
-    if not present or not info:
-        return {}
-    underlay = info.get('underlay') or {}
-    report = {'address': underlay.get('address'), 'network': underlay.get('network')}
-    report.update((info.get('identity') or {}).get('publish') or {})
-    return report
-
-
 def node_contracts(hosts, variables_of, info_of, present_of, leases=None, members=None):
     """The contracts of several hosts at once, on the controller: {host: (contract, warnings)}.
 

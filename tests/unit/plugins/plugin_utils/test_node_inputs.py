@@ -170,5 +170,6 @@ def test_the_contracts_of_the_play_name_every_host_refused():
 
 
 def test_a_joining_host_reports_its_underlay_and_what_its_backend_publishes():
-    assert inputs.node_report(info_of(4)) == {'address': '198.18.0.14', 'network': '198.18.0.0/24', 'vtep_mac': '02:00:00:00:02:04'}
-    assert inputs.node_report(info_of(4), present=False) == {}
+    from ansible_collections.overlay.mesh.plugins.plugin_utils._node_report import node_report
+    assert node_report(info_of(4)) == {'address': '198.18.0.14', 'network': '198.18.0.0/24', 'vtep_mac': '02:00:00:00:02:04'}
+    assert node_report(info_of(4), present=False) == {}
