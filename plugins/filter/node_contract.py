@@ -7,15 +7,25 @@
 
 from __future__ import annotations
 
+import importlib
+
 from ansible.errors import AnsibleFilterError
 from ansible.utils.display import Display
 
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_inputs
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_report
 
 display = Display()
 
 
+def _inputs():
+    """plugin_utils/_node_inputs, imported when a filter needs it: it loads the node spec and every backend
+    (pyroute2 with them), and Ansible loads every filter file of the collection when a task uses any of its
+    filters - a task that does not build a contract must not pay for that in each worker process."""
+    return importlib.import_module('ansible_collections.overlay.mesh.plugins.plugin_utils._node_inputs')
+
+
 def node_contract(variables, host, info=None, leases=None, members=None, warn_unknown=False):
+    _node_inputs = _inputs()
     if not isinstance(variables, dict):
         raise AnsibleFilterError('overlay.mesh.node_contract: the input must be a mapping of mesh_node_* variables')
     if warn_unknown:
@@ -31,6 +41,53 @@ def node_contract(variables, host, info=None, leases=None, members=None, warn_un
     return contract
 
 
+def _fact(hostvars, host, name, default=None):
+    """A fact of a host of the play (set_fact, register), or default."""
+    if host not in hostvars:
+        return default
+    value = hostvars[host].get(name)
+    return default if value is None else value
+
+
+def node_contracts(hosts, hostvars, leases=None, members=None, variables_key='mesh_node__inputs', info_key='mesh_node__host',
+                   present_key='mesh_node__present', warn_unknown=False):
+    """The node contracts of the hosts of the play, {host: contract}, built once on the controller from each
+    host's facts: its mesh_node_* variables, its overlay.mesh.node_info result (none with an empty info_key:
+    the role-given part only) and whether it joins."""
+    _node_inputs = _inputs()
+    def present(host):
+        return bool(_fact(hostvars, host, present_key, False))
+    if warn_unknown:
+        for host in hosts or []:
+            for name in _node_inputs.unknown_variables(_fact(hostvars, host, variables_key, {})):
+                display.warning('%s: %s is not a variable of the overlay.mesh.mesh_node role (ignored)' % (host, name))
+    try:
+        built = _node_inputs.node_contracts(list(hosts or []), lambda host: _fact(hostvars, host, variables_key, {}),
+                                            lambda host: _fact(hostvars, host, info_key) if info_key else None, present, leases=leases, members=members)
+    except _node_inputs.InputError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+    contracts = {}
+    for host, (contract, warnings) in built.items():
+        for warning in warnings:
+            display.warning('%s: %s' % (host, warning))
+        contracts[host] = contract
+    return contracts
+
+
+def node_reports(hosts, hostvars, info_key='mesh_node__host', present_key='mesh_node__present', variables_key='mesh_node__inputs'):
+    """What each joining host of the play tells the others, {host: lease record}: the underlay_info of
+    overlay.mesh.subnet_leases. Its address is the one peers reach it at (mesh_node_public_address, else its
+    underlay address). Leaving hosts report nothing."""
+    reports = {}
+    for host in hosts or []:
+        info = _fact(hostvars, host, info_key)
+        report = _node_report.node_report(info, bool(_fact(hostvars, host, present_key, False)))
+        if report:
+            report['address'] = node_public_address(_fact(hostvars, host, variables_key, {}), host, info)
+            reports[host] = report
+    return reports
+
+
 def node_group_problems(hosts, hostvars, variables_key=None):
     """Settings the hosts of the overlay group do not agree on (an empty list when they do).
 
@@ -43,13 +100,16 @@ def node_group_problems(hosts, hostvars, variables_key=None):
         if isinstance(variables, dict):
             return variables.get(name)
         return hostvars[host].get(name)
-    return _node_inputs.group_problems(list(hosts or []), value_of)
+    return _inputs().group_problems(list(hosts or []), value_of)
 
 
 def node_public_address(variables, host, info=None):
     """The address peers reach the host at: mesh_node_public_address, else its underlay address (docs in node_public_address.yml)."""
     if not isinstance(variables, dict):
         raise AnsibleFilterError('overlay.mesh.node_public_address: the input must be a mapping of mesh_node_* variables')
+    if not _node_report.public_address_set(variables):  # the common case needs no node spec (no pyroute2 import)
+        return _node_report.underlay_address(info)
+    _node_inputs = _inputs()
     try:
         return _node_inputs.public_address(dict(variables), str(host), info or None)
     except _node_inputs.InputError as exc:
@@ -60,4 +120,5 @@ class FilterModule:
     """overlay.mesh filters for the node contract."""
 
     def filters(self):
-        return {'node_contract': node_contract, 'node_group_problems': node_group_problems, 'node_public_address': node_public_address}
+        return {'node_contract': node_contract, 'node_contracts': node_contracts, 'node_group_problems': node_group_problems,
+                'node_public_address': node_public_address, 'node_reports': node_reports}

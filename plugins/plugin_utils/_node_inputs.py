@@ -233,6 +233,24 @@ def node_contract(variables, host, info=None, leases=None, members=None):
     return node.data, node.warnings
 
 
+def node_contracts(hosts, variables_of, info_of, present_of, leases=None, members=None):
+    """The contracts of several hosts at once, on the controller: {host: (contract, warnings)}.
+
+    A joining host's contract is whole when ``leases`` is given (subnet, peers); a leaving host's
+    stays the role-given part checked against its underlay, as node_contract without leases.
+    Raises InputError naming every host whose contract is refused (one line each)."""
+    contracts, problems = {}, []
+    for host in hosts:
+        try:
+            contracts[host] = node_contract(dict(variables_of(host)), str(host), info=info_of(host) or None,
+                                            leases=(leases or None) if present_of(host) else None, members=list(members or []))
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InputError('\n'.join(problems))
+    return contracts
+
+
 def _canonical(value):
     if isinstance(value, bool):
         return str(value).lower()

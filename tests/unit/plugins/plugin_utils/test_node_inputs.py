@@ -154,3 +154,56 @@ def test_a_public_address_is_what_peers_reach_the_host_at_and_bad_ones_are_refus
     leases = {'network': '10.244.0.0/16', 'leases': dict(LEASES['leases'], node2=dict(LEASES['leases']['node2'], underlay='203.0.113.7'))}
     contract, _warnings = inputs.node_contract(variables(), 'node1', INFO, leases, ['node1', 'node2'])
     assert [peer['underlay'] for peer in contract['peers']] == ['203.0.113.7']
+
+
+def info_of(number):
+    """node_info's result for host number `number` (its own underlay address and VTEP MAC)."""
+    mac = '02:00:00:00:02:%02x' % number
+    return {'underlay': dict(INFO['underlay'], address='198.18.0.%d' % (10 + number)),
+            'identity': {'bridge': INFO['identity']['bridge'], 'backend': {'type': 'vxlan', 'device': 'mesh.1', 'mac': mac},
+                         'publish': {'vtep_mac': mac}}}
+
+
+def test_the_contracts_of_the_play_at_once_are_each_hosts_own():
+    # node_contracts (the role's run_once) gives every host what node_contract gives it alone
+    hosts = {'node1': (variables(), info_of(1), True), 'node2': (variables(), info_of(2), True),
+             'node3': (variables(mesh_node_state='absent'), info_of(3), False)}
+    leases = {'network': '10.244.0.0/16', 'leases': {
+        'node1': {'subnet': '10.244.1.0/24', 'underlay': '198.18.0.11', 'vtep_mac': '02:00:00:00:02:01'},
+        'node2': {'subnet': '10.244.2.0/24', 'underlay': '198.18.0.12', 'vtep_mac': '02:00:00:00:02:02'}}}
+    members = ['node1', 'node2']
+    for given in (None, leases):
+        built = inputs.node_contracts(list(hosts), lambda h: hosts[h][0], lambda h: hosts[h][1], lambda h: hosts[h][2],
+                                      leases=given, members=members)
+        assert sorted(built) == ['node1', 'node2', 'node3']
+        for host, (variables_, info, present) in hosts.items():
+            alone = inputs.node_contract(variables_, host, info, given if present else None, members)
+            assert built[host] == alone
+    assert [peer['name'] for peer in built['node1'][0]['peers']] == ['node2']
+    assert not built['node3'][0].get('subnet') and not built['node3'][0].get('peers')  # a leaving host: no lease, no peers
+
+
+def test_the_contracts_of_the_play_name_every_host_refused():
+    hosts = {'node1': info_of(1), 'node2': info_of(2), 'node3': info_of(3)}
+    with pytest.raises(inputs.InputError) as info:
+        inputs.node_contracts(sorted(hosts), lambda h: variables(mesh_node_mtu=1460 if h != 'node2' else 1400),
+                              hosts.get, lambda h: True)
+    lines = str(info.value).splitlines()
+    assert [line.split(':')[0] for line in lines] == ['node1', 'node3']
+    assert all('mesh_node_mtu: 1460 is larger than the underlay MTU 1500' in line for line in lines)
+
+
+def test_a_joining_host_reports_its_underlay_and_what_its_backend_publishes():
+    from ansible_collections.overlay.mesh.plugins.plugin_utils._node_report import node_report
+    assert node_report(info_of(4)) == {'address': '198.18.0.14', 'network': '198.18.0.0/24', 'vtep_mac': '02:00:00:00:02:04'}
+    assert node_report(info_of(4), present=False) == {}
+
+
+def test_the_reports_publish_the_public_address_where_one_is_set():
+    from ansible_collections.overlay.mesh.plugins.filter.node_contract import node_reports
+    hostvars = {'node1': {'mesh_node__host': info_of(1), 'mesh_node__present': True, 'mesh_node__inputs': variables()},
+                'node2': {'mesh_node__host': info_of(2), 'mesh_node__present': True,
+                          'mesh_node__inputs': variables(mesh_node_public_address='203.0.113.7')}}
+    reports = node_reports(['node1', 'node2'], hostvars)
+    assert reports['node1']['address'] == '198.18.0.11' and reports['node2']['address'] == '203.0.113.7'
+    assert reports['node2']['network'] == '198.18.0.0/24'
