@@ -52,6 +52,14 @@ options:
           or V(ipv6) on a host without an IPv4 underlay.
         type: str
         choices: [ipv4, ipv6]
+      host:
+        description: The host's inventory hostname, named by the errors (else they say "this host").
+        type: str
+      variables:
+        description:
+          - Option (V(address), V(interface), V(reach)) to the variable that sets it, for example
+            V({interface: mesh_node_underlay_interface}); the errors name that variable instead of the option.
+        type: dict
   bridge:
     description:
       - The container bridge, as in M(overlay.mesh.node) (its name decides its MAC).
@@ -167,6 +175,8 @@ def main():
                 interface=dict(type='str'),
                 reach=dict(type='str'),
                 family=dict(type='str', choices=['ipv4', 'ipv6']),
+                host=dict(type='str'),
+                variables=dict(type='dict'),
             )),
             bridge=dict(type='dict', default={}),
             backend=dict(type='dict', default={'type': 'vxlan'}),
