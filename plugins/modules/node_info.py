@@ -79,6 +79,14 @@ options:
     elements: str
     choices: [node, verify]
     default: []
+  drift:
+    description:
+      - Compare the host with its applied node contract and return in RV(drift) what differs - the bridge (down,
+        wrong address), the backend's device and its routes, neighbours and FDB entries, the kernel settings
+        (forwarding), the overlay's nftables table - as the changes M(overlay.mesh.node) would make, in check mode
+        (the same code; nothing is changed).
+    type: bool
+    default: false
 requirements:
   - iproute2 (C(ip -j)), for O(underlay)
 seealso:
@@ -102,6 +110,14 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+drift:
+  description: With O(drift), what differs from the applied contract, one line per object as a run would set it, with
+    (missing), (differs, wanted as shown) or (not ours to keep); empty when the host is as applied (or is not a node).
+  returned: when O(drift) is true
+  type: list
+  elements: str
+  sample: ["link cni0 bridge mac 02:5e:11:a0:3c:02 mtu 1450 up (differs, wanted as shown)",
+           "sysctl net.ipv4.ip_forward = 1 (differs, wanted as shown)"]
 node:
   description: The applied node contract (C(docs/node.md)); empty when the host is not a node.
   returned: always
@@ -181,6 +197,7 @@ def main():
             bridge=dict(type='dict', default={}),
             backend=dict(type='dict', default={'type': 'vxlan'}),
             prerequisites=dict(type='list', elements='str', choices=['node', 'verify'], default=[]),
+            drift=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )
