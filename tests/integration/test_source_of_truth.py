@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import HOST_SNAPSHOT, SETTLE, collections_path, lab, lab_shell
+from conftest import HOST_SNAPSHOT, SETTLE, collections_path, lab_inventory_of, lab_shell
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'ovln-truth'  # a prefix lets two checkouts test at once
@@ -43,13 +43,7 @@ def on(host, command):
 
 @pytest.fixture(scope='module')
 def lab_inventory():
-    lab('down', '--name', LAB, check=False)
-    try:
-        out = lab('up', '--name', LAB, '--hosts', str(len(HOSTS))).stdout
-        path = re.search(r'inventory: (\S+)', out).group(1)
-        yield yaml.safe_load(Path(path).read_text())
-    finally:
-        lab('down', '--name', LAB, check=False)
+    yield from lab_inventory_of(LAB, len(HOSTS))
 
 
 class Run(object):
