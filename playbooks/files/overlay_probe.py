@@ -46,7 +46,29 @@ def cni(command, conflist_path):
     return json.loads(proc.stdout or b'{}')
 
 
+def unchanged_by_cni(conflist_path):
+    """What the CNI bridge plugin would change on the host (it brings its bridge up, and with isGateway
+    turns forwarding on): a probe must change nothing, so it refuses to attach then."""
+    with open(conflist_path) as handle:
+        plugin = json.load(handle)['plugins'][0]
+    problems = []
+    bridge = plugin.get('bridge', 'cni0')
+    try:
+        with open('/sys/class/net/%s/flags' % bridge) as handle:
+            if not int(handle.read(), 16) & 1:  # IFF_UP
+                problems.append('bridge %s is down' % bridge)
+    except OSError:
+        problems.append('bridge %s is missing' % bridge)
+    if plugin.get('isGateway'):
+        with open('/proc/sys/net/ipv4/ip_forward') as handle:
+            if handle.read().strip() != '1':
+                problems.append('net.ipv4.ip_forward is 0')
+    if problems:
+        raise SystemExit('not attaching a probe (the CNI bridge plugin would change the host): %s' % '; '.join(problems))
+
+
 def attach(conflist_path):
+    unchanged_by_cni(conflist_path)
     if not os.path.exists('/run/netns/' + NETNS):
         subprocess.run(['ip', 'netns', 'add', NETNS], check=True)
     result = cni('ADD', conflist_path)

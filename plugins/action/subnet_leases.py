@@ -34,6 +34,7 @@ ARGUMENT_SPEC = {
     'release': {'type': 'list', 'elements': 'str', 'default': []},
     'lease_file': {'type': 'path'},
     'lock_timeout': {'type': 'float', 'default': 60.0},
+    'play_hosts': {'type': 'list', 'elements': 'str'},
     'registry': {'type': 'str', 'default': 'file', 'choices': ['file', 'etcd']},
     'etcd_endpoints': {'type': 'list', 'elements': 'str', 'default': []},
     'etcd_ca_file': {'type': 'path'},
@@ -122,7 +123,7 @@ class ActionModule(ActionBase):
                 raise AnsibleActionFail('lease_file: directory %s of %s does not exist' % (directory, path))
         check_mode = bool(self._task.check_mode)
         inputs = {'pinned': args['pinned'], 'host_records': args['host_records'], 'underlay': args['underlay'],
-                  'release': args['release']}
+                  'release': args['release'], 'play_hosts': args['play_hosts']}
 
         try:
             config = _leases.make_config(

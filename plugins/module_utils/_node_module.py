@@ -208,6 +208,25 @@ def overlay_facts(saved):
             'gateway6': str(saved.gateway6) if saved.gateway6 else None}
 
 
+# The parts of a node whose kernel objects drift() compares (not its files, units or installed engine).
+DRIFT_PARTS = ('bridge', 'backend', 'kernel', 'nftables')
+
+
+def drift(saved):
+    """What differs on the host from the applied node ``saved``: the node module's check-mode changes of
+    the kernel parts (the same code as a run, so nothing is changed), one line per object."""
+    if saved is None:
+        return []
+    probe = _host.Host(check_mode=True)
+    _node_apply.apply(saved, probe, saved.data, only=DRIFT_PARTS)
+    found = []
+    for change in probe.report.changes:  # 'added route ...' -> 'route ... (missing)': what is, not what a run does
+        verb, _sep, what = change.partition(' ')
+        found.append('%s (%s)' % (what, {'added': 'missing', 'updated': 'differs, wanted as shown', 'removed': 'not ours to keep'}
+                                  .get(verb, verb)))
+    return found
+
+
 def run_node_info(module):
     host = _host.Host(check_mode=True)
     result = {'changed': False, 'last_apply': _json_file(host, _host.LAST_APPLY_FILE) or {}}
@@ -223,6 +242,8 @@ def run_node_info(module):
         result['node'] = saved.data if saved is not None else {}
         result['overlay'] = overlay_facts(saved)
         result['record'] = lease_record(saved, host)
+        if module.params['drift']:
+            result['drift'] = drift(saved)
         if module.params['underlay'] is not None:
             result['underlay'] = _underlay.find(module.params['underlay'])
         names = _node_spec.removal_record({'bridge': module.params['bridge'], 'backend': module.params['backend']})

@@ -37,6 +37,17 @@ def global_addresses(links, family):
                 yield link['ifname'], info['local'], int(info['prefixlen']), int(link.get('mtu', 1500))
 
 
+def _named(params, option):
+    """How a message names an option: the role variable that sets it (params ``variables``), else the option."""
+    variable = (params.get('variables') or {}).get(option)
+    return ('role variable %s' % variable) if variable else ('option %s' % option)
+
+
+def _on(params):
+    """The host a message names: its inventory hostname (params ``host``), else "this host"."""
+    return ('host %s' % params['host']) if params.get('host') else 'this host'
+
+
 def route_lookup(destination, family='ipv4'):
     """(device, preferred source) of the route to destination, or of the default route."""
     flag = '-4' if family == 'ipv4' else '-6'
@@ -54,28 +65,33 @@ def route_lookup(destination, family='ipv4'):
 def choose(links, params, lookup):
     """Pick the underlay from `ip -j addr` output. params: address, interface, reach, family.
 
-    Returns ((interface, address, prefixlen, mtu), chosen_by)."""
+    Messages name the option, or with params ``variables`` (option -> role variable) the role variable,
+    and the host (params ``host``, its inventory hostname). Returns ((interface, address, prefixlen, mtu), chosen_by)."""
     family = params.get('family') or 'ipv4'
     for option in ('address', 'reach'):
         if params.get(option):
             try:
                 ipaddress.ip_address(params[option])
             except ValueError:
-                raise UnderlayError('%s: %r is not an IP address' % (option, params[option]))
+                raise UnderlayError('%s: %r is not an IP address (%s)'
+                                    % ((params.get('variables') or {}).get(option) or option, params[option], _on(params)))
     addresses = list(global_addresses(links, family))
     if params.get('address'):
         wanted = ipaddress.ip_address(params['address'])
         for found in addresses:
             if ipaddress.ip_address(found[1]) == wanted:
                 return found, 'address'
-        raise UnderlayError('underlay address %s (option address) is not configured on any interface of this host' % wanted)
+        raise UnderlayError('underlay address %s (%s) is not configured on any interface of %s'
+                            % (wanted, _named(params, 'address'), _on(params)))
     if params.get('interface'):
         if params['interface'] not in [link['ifname'] for link in links]:
-            raise UnderlayError('underlay interface %s (option interface) does not exist on this host' % params['interface'])
+            raise UnderlayError('underlay interface %s (%s) does not exist on %s'
+                                % (params['interface'], _named(params, 'interface'), _on(params)))
         for found in addresses:
             if found[0] == params['interface']:
                 return found, 'interface'
-        raise UnderlayError('underlay interface %s (option interface) has no global %s address' % (params['interface'], family))
+        raise UnderlayError('underlay interface %s (%s) has no global %s address on %s'
+                            % (params['interface'], _named(params, 'interface'), family, _on(params)))
     chosen_by = 'reach' if params.get('reach') else 'default_route'
     dev, src = lookup(params.get('reach'))
     for found in addresses:

@@ -52,6 +52,14 @@ options:
           or V(ipv6) on a host without an IPv4 underlay.
         type: str
         choices: [ipv4, ipv6]
+      host:
+        description: The host's inventory hostname, named by the errors (else they say "this host").
+        type: str
+      variables:
+        description:
+          - Option (V(address), V(interface), V(reach)) to the variable that sets it, for example
+            V({interface: mesh_node_underlay_interface}); the errors name that variable instead of the option.
+        type: dict
   bridge:
     description:
       - The container bridge, as in M(overlay.mesh.node) (its name decides its MAC).
@@ -71,6 +79,14 @@ options:
     elements: str
     choices: [node, verify]
     default: []
+  drift:
+    description:
+      - Compare the host with its applied node contract and return in RV(drift) what differs - the bridge (down,
+        wrong address), the backend's device and its routes, neighbours and FDB entries, the kernel settings
+        (forwarding), the overlay's nftables table - as the changes M(overlay.mesh.node) would make, in check mode
+        (the same code; nothing is changed).
+    type: bool
+    default: false
 requirements:
   - iproute2 (C(ip -j)), for O(underlay)
 seealso:
@@ -94,6 +110,14 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+drift:
+  description: With O(drift), what differs from the applied contract, one line per object as a run would set it, with
+    (missing), (differs, wanted as shown) or (not ours to keep); empty when the host is as applied (or is not a node).
+  returned: when O(drift) is true
+  type: list
+  elements: str
+  sample: ["link cni0 bridge mac 02:5e:11:a0:3c:02 mtu 1450 up (differs, wanted as shown)",
+           "sysctl net.ipv4.ip_forward = 1 (differs, wanted as shown)"]
 node:
   description: The applied node contract (C(docs/node.md)); empty when the host is not a node.
   returned: always
@@ -167,10 +191,13 @@ def main():
                 interface=dict(type='str'),
                 reach=dict(type='str'),
                 family=dict(type='str', choices=['ipv4', 'ipv6']),
+                host=dict(type='str'),
+                variables=dict(type='dict'),
             )),
             bridge=dict(type='dict', default={}),
             backend=dict(type='dict', default={'type': 'vxlan'}),
             prerequisites=dict(type='list', elements='str', choices=['node', 'verify'], default=[]),
+            drift=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )

@@ -29,7 +29,8 @@ description:
     its subnet(s), underlay address and VTEP MAC when known. It is read, updated and replaced atomically while an
     exclusive lock is held on a sidecar lock file, so two runs at once never hand out one subnet twice.
   - Hosts keep a record of their own lease (O(host_records)). When the lease file is lost, the next run rebuilds it
-    from those records. When the file and a host disagree, or two hosts claim one subnet, the task fails naming
+    from those records, for the hosts whose records were read only (O(play_hosts)), with a warning listing the hosts
+    and their subnets. When the file and a host disagree, or two hosts claim one subnet, the task fails naming
     both; nothing is overwritten silently.
   - A lease is released only explicitly, through O(release). A host that merely leaves O(hosts) keeps its lease
     (reported in RV(orphaned)).
@@ -159,12 +160,26 @@ options:
         parse it. Set it explicitly when the overlay hosts come from several inventory directories.
       - A relative path is taken from the current directory. A symlink is followed; the file it points to is replaced.
       - The lock file is C(.<name>.lock) in the directory of the (symlink-resolved) lease file.
+      - Before each change the file as it was is kept as C(.<name>.prev) beside it, the last good copy.
+      - A damaged file - empty (0 bytes), cut short (its last line, which counts the leases, missing or counting other
+        leases), not valid YAML - stops the task before anything is written; the message names the file and the
+        problem and says how to restore the last good copy. A file of format 1 (written before the end line existed)
+        is read, and rewritten as format 2 on its next change.
     type: path
   lock_timeout:
     description:
-      - Seconds to wait for another run holding the lease file's lock.
+      - Seconds to wait for another run holding the lease file's lock. A lock left by a run that died is no lock
+        (C(flock) ends with its process).
     type: float
     default: 60.0
+  play_hosts:
+    description:
+      - The hosts whose O(host_records) were read, normally C(ansible_play_hosts). A host of O(hosts) outside them that
+        has no lease stops the task, naming it - its own record (which may hold a subnet, for example after the lease
+        file lost entries) could not be read, and a new subnet would move it. Left out, every host of O(hosts) counts
+        as read.
+    type: list
+    elements: str
   registry:
     description:
       - Where the leases live. V(file) (the default) is the lease file O(lease_file), for one controller.

@@ -55,7 +55,13 @@ _YamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 DEFAULT_NETWORK = '10.244.0.0/16'
 LEASE_FILE_NAME = '.overlay-mesh-leases.yml'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # of the records (the lease file's format 1, and etcd's values)
+# The lease file's format: 2 ends with a line counting its leases (END_LINE), so that a file cut
+# short - even exactly at a line end - is told from a whole one. Format 1 files (no such line)
+# are still read; the next change writes format 2.
+FILE_FORMAT = 2
+END_LINE = '# end of leases: %d'
+_END_LINE_RE = re.compile(r'^# end of leases: (\d+)$')
 
 # Record fields of one lease, in the order they are written.
 FIELD_V4 = 'subnet'
@@ -481,7 +487,7 @@ def _host_dict(value, name, problems):
 
 
 def allocate(config, hosts, existing=None, pinned=None, host_records=None, underlay=None, release=None,
-             taken=None, existing_label='lease file'):
+             taken=None, existing_label='lease file', play_hosts=None):
     """Compute every lease.
 
     ``existing``: host -> record from the lease file; ``pinned``: host -> subnet (or list of
@@ -491,6 +497,9 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
     ``taken``: owner label -> record of subnets held by someone who is not a host of ours (a
     flanneld's lease in etcd): never handed out, and a claim on one is a conflict.
     ``existing_label`` names where ``existing`` comes from in problems (the lease file, etcd).
+    ``play_hosts``: the hosts whose records ``host_records`` could hold (the play); None: all of ``hosts``.
+    A host of ``hosts`` outside them without a lease is refused, not given a subnet: it may hold
+    one its record would show (a damaged lease file), and a new subnet would move it.
     """
     problems = _Problems()
     warnings = []
@@ -602,6 +611,14 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
                 warnings.append('host %s: %s %s dropped: no such network is configured any more' % (host, field, rec[field]))
 
     wanted = sorted(set(h for h in hosts if h not in release))
+    if play_hosts is not None:
+        in_play = set(_host_list(play_hosts, 'play_hosts', problems))
+        unseen = [h for h in wanted if h not in in_play and not any(h in claims[p.field] for p in config.pools)]
+        if unseen:
+            problems.append('%s has no lease for %s (not in this play): the host\'s own record of its subnet cannot be '
+                            'read, and a new subnet would move a host that holds one. Run on %s too (leave out --limit or '
+                            'add to it); if the %s lost entries, restore its last good copy first'
+                            % (existing_label, ', '.join(unseen), ', '.join(unseen), existing_label))
     added = set()
     for pool in config.pools:
         mine = claims[pool.field]
@@ -648,6 +665,11 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
     released = sorted(h for h in existing if h in release)
     wanted_set = set(wanted)
     orphaned = sorted(h for h in leases if h not in wanted_set)
+    if recovered - moved:
+        warnings.append('%s had no entry for %d host(s): rebuilt from their own records: %s'
+                        % (existing_label, len(recovered - moved), ', '.join(
+                            '%s %s' % (h, ' '.join(leases[h][p.field] for p in config.pools if leases[h].get(p.field)))
+                            for h in sorted(recovered - moved))))
     if recovered and len(recovered) < len(wanted_set) and not file_recs:
         missing = sorted(wanted_set - recovered - set(host_recs) - {h for (f, h) in pins})
         if missing:
@@ -691,7 +713,8 @@ def render_lease_file(config, leases):
     lines = [
         '# overlay.mesh subnet leases: one entry per inventory hostname (see docs/leases.md).',
         '# Written by overlay.mesh.subnet_leases under a lock; a lease is kept until it is released.',
-        'format: %d' % FORMAT_VERSION,
+        '# The last line counts the leases (a file cut short is refused): keep it when editing by hand.',
+        'format: %d' % FILE_FORMAT,
     ]
     for key, value in config.header().items():
         lines.append('%s: %s' % (key, _quote(value)))
@@ -703,11 +726,13 @@ def render_lease_file(config, leases):
             rec = leases[host]
             body = ', '.join('%s: %s' % (key, _quote(rec[key])) for key in RECORD_FIELDS if rec.get(key) is not None)
             lines.append('  %s: {%s}' % (_yaml_key(host), body))
+    lines.append(END_LINE % len(leases))  # a file cut short lacks it, or counts other leases
     return '\n'.join(lines) + '\n'
 
 
 _LEASE_LINE_RE = re.compile(r'^  ([A-Za-z][A-Za-z0-9_.-]*|"(?:[^"\\]|\\.)*"): \{(.*)\}$')
 _LEASE_FIELD_RE = re.compile(r'([a-z_0-9]+): ("(?:[^"\\]|\\.)*")(?:, |$)')
+_LEASES_KEY_RE = re.compile(r'^leases:', re.M)
 _HEADER_LINE_RE = re.compile(r'^(?:#.*|format: \d+|(?:ipv6_)?network: "[^"\\]*"|(?:ipv6_)?subnet_len: \d+|leases:(?: \{\})?|)$')
 
 
@@ -724,7 +749,7 @@ def _parse_canonical(text):
     for line in text.split('\n'):
         match = _LEASE_LINE_RE.match(line)
         if match is None:
-            if _HEADER_LINE_RE.match(line) and (not leases or not line):
+            if (_HEADER_LINE_RE.match(line) and (not leases or not line)) or _END_LINE_RE.match(line):
                 if line.startswith('format: '):
                     version = int(line[8:])
                 continue
@@ -748,55 +773,105 @@ def _parse_canonical(text):
 
 
 def _check_format(version, path):
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION):
-        raise LeaseError(['%s: format %r unknown: this overlay.mesh reads format %d (was the file written by a newer one?)'
-                          % (path, version, FORMAT_VERSION)])
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version > FILE_FORMAT):
+        raise LeaseError(['%s: format %r unknown: this overlay.mesh reads formats 1 to %d (was the file written by a newer one?)'
+                          % (path, version, FILE_FORMAT)])
+
+
+def _end_count(text):
+    """The number of leases the file's end line counts, None without one (the last non-empty line)."""
+    last = text.rstrip().rpartition('\n')[2].strip()
+    match = _END_LINE_RE.match(last)
+    return int(match.group(1)) if match else None
+
+
+def _check_whole(text, version, leases, path):
+    """A format-2 file must end with its end line, counting the leases it holds: else it was cut short."""
+    count = _end_count(text)
+    if version is not None and version >= 2 and count is None:
+        raise LeaseError(['%s: damaged: it does not end with its "%s" line (written last), so it was cut short and '
+                          'leases may be missing' % (path, END_LINE % len(leases))])
+    if count is not None and count != len(leases):
+        raise LeaseError(['%s: damaged: its end line counts %d leases but it holds %d (cut short, or a hand edit added '
+                          'or removed entries without correcting that line)' % (path, count, len(leases))])
 
 
 def parse_lease_file(text, path='lease file'):
-    """The ``leases`` mapping (host -> record) of a lease file's text; LeaseError when unreadable."""
+    """The ``leases`` mapping (host -> record) of a lease file's text; LeaseError when unreadable or
+    damaged: empty (0 bytes: the writer never writes that), or cut short (see FILE_FORMAT)."""
     if not text.strip():
-        return {}
+        raise LeaseError(['%s: damaged: the file is empty (%d bytes); overlay.mesh never writes an empty lease file'
+                          % (path, len(text.encode('utf-8')))])
     version, leases, duplicates = _parse_canonical(text)
     if duplicates:
         raise LeaseError(['%s: host %s has two entries' % (path, host) for host in sorted(set(duplicates))])
     if leases is not None:
         _check_format(version, path)
+        if not _LEASES_KEY_RE.search(text):
+            raise LeaseError(['%s: damaged: it has no "leases" key (cut short?)' % path])
+        _check_whole(text, version, leases, path)
         return leases
     try:
         data = yaml.load(text, Loader=_YamlLoader)  # nosec - a safe loader
     except yaml.YAMLError as exc:
-        raise LeaseError(['%s: not valid YAML: %s' % (path, exc)]) from None
+        damaged = 'damaged (cut short? it does not end with its end line): ' if _end_count(text) is None else ''
+        raise LeaseError(['%s: %snot valid YAML: %s' % (path, damaged, exc)]) from None
     if data is None:
-        return {}
+        raise LeaseError(['%s: damaged: it holds nothing but comments (no "leases" key)' % path])
     if not isinstance(data, dict):
         raise LeaseError(['%s: expected a mapping with a "leases" key' % path])
+    if 'leases' not in data:
+        raise LeaseError(['%s: damaged: it has no "leases" key (cut short?)' % path])
     _check_format(data.get('format'), path)
     leases = data.get('leases')
     if leases is None:
-        return {}
+        leases = {}
     if not isinstance(leases, dict):
         raise LeaseError(['%s: "leases" must map inventory hostnames to records' % path])
+    _check_whole(text, data.get('format'), leases, path)
     return {str(host): rec for host, rec in leases.items()}
 
 
 def read_lease_file(path):
-    """(text, leases) of the lease file; ('', {}) when it does not exist."""
+    """(text, leases) of the lease file; ('', {}) when it does not exist. LeaseError when it is
+    unreadable or damaged; then the message says how to restore the last good copy (prev_path)."""
     try:
         with open(path, encoding='utf-8') as handle:
             text = handle.read()
     except FileNotFoundError:
         return '', {}
-    return text, parse_lease_file(text, path)
+    except UnicodeDecodeError as exc:
+        raise LeaseError(['%s: damaged: not UTF-8 text (%s)' % (path, exc)] + [restore_hint(path)]) from None
+    try:
+        return text, parse_lease_file(text, path)
+    except LeaseError as exc:
+        raise LeaseError(exc.problems + [restore_hint(path)]) from None
 
 
-def write_lease_file(path, text):
+def prev_path(path):
+    """The last good copy, kept before each replace: ``.<name>.prev`` beside the lease file (hidden, as the lock)."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, '.%s.prev' % name.lstrip('.'))
+
+
+def restore_hint(path):
+    """How to get the leases back after the file at ``path`` was damaged; nothing was changed."""
+    prev = prev_path(path)
+    if os.path.exists(prev):
+        return ('nothing was changed. The lease file as it was before its last change is %s: check it and restore it '
+                '(cp %s %s), then run again' % (prev, prev, path))
+    return ('nothing was changed. No earlier copy (%s) exists: restore %s from version control or a backup; or, '
+            'with every host of the group in the play, move it away to rebuild it from the hosts\' own records' % (prev, path))
+
+
+def write_lease_file(path, text, mode=None):
     """Replace ``path`` atomically (temporary file in the same directory, fsync, os.replace)."""
     directory = os.path.dirname(os.path.abspath(path))
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
+    if mode is None:
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
     fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as handle:
@@ -855,11 +930,19 @@ def update_lease_file(path, config, hosts, check_mode=False, lock_timeout=60.0, 
     """
     path = os.path.realpath(path)
     guard = contextlib.nullcontext() if check_mode else locked(path, timeout=lock_timeout)
+    label = 'lease file %s' % path
     with guard:
         old_text, existing = read_lease_file(path)
-        alloc = allocate(config, hosts, existing=existing, **inputs)
+        try:
+            alloc = allocate(config, hosts, existing=existing, existing_label=label, **inputs)
+        except LeaseError as exc:
+            if any(label in problem for problem in exc.problems):  # the file's content is at fault
+                raise LeaseError(exc.problems + [restore_hint(path)]) from None
+            raise
         new_text = render_lease_file(config, alloc.leases)
         if new_text != old_text and not check_mode:
+            if old_text:  # the last good copy, for a file damaged later (read_lease_file says where it is)
+                write_lease_file(prev_path(path), old_text, mode=os.stat(path).st_mode & 0o7777)
             write_lease_file(path, new_text)
     return alloc, old_text, new_text
 

@@ -45,6 +45,7 @@ CONTRACT_VARIABLES = {
 # Role variables that are not in the contract: the play's, the leases' and the underlay lookup's.
 ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mesh_node_rotate_keys', 'mesh_node_install_packages',
                   'mesh_node_subnet_len', 'mesh_node_subnet_min', 'mesh_node_subnet_max', 'mesh_node_subnet', 'mesh_node_lease_file',
+                  'mesh_node_lease_lock_timeout',
                   'mesh_node_underlay_address', 'mesh_node_underlay_interface', 'mesh_node_underlay_reach', 'mesh_node_underlay_family',
                   'mesh_node_ipv6_subnet_len', 'mesh_node_registry', 'mesh_node_public_address') + tuple(
                       'mesh_node_etcd_' + name for name in ('endpoints', 'ca_file', 'cert_file', 'key_file', 'user', 'password',

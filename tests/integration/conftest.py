@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -60,6 +61,18 @@ def lab(*args, check=True):
     if check and proc.returncode:
         raise AssertionError('overlay_lab.py %s failed: %s %s' % (' '.join(args), proc.stdout, proc.stderr))
     return proc
+
+
+def lab_inventory_of(name, hosts):
+    """A generator for a module fixture: boot lab ``name`` with ``hosts`` hosts, yield its inventory (parsed),
+    always take it down again."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    lab('down', '--name', name, check=False)
+    try:
+        out = lab('up', '--name', name, '--hosts', str(hosts)).stdout
+        yield yaml.safe_load(Path(re.search(r'inventory: (\S+)', out).group(1)).read_text())
+    finally:
+        lab('down', '--name', name, check=False)
 
 
 def lab_shell(name, host, command, check=True):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import HOST_SNAPSHOT, SETTLE, collections_path, lab, lab_shell
+from conftest import HOST_SNAPSHOT, SETTLE, collections_path, lab_inventory_of, lab_shell
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'ovln-bad'  # a prefix lets two checkouts test at once
@@ -110,8 +110,11 @@ CASES = [
     Case('missing-nft', 'not changing anything on node1: node2: missing nft: apt install nftables', setup='missing-nft'),
     Case('cloned-machine-id', 'hosts node1 and node2 have the same VTEP MAC (a cloned /etc/machine-id?',
          setup='cloned-machine-id', phases=('fresh',)),  # a converged host keeps the MAC it has
-    Case('underlay-interface-missing', 'underlay interface eth9 (option interface) does not exist on this host',
+    Case('underlay-interface-missing', ['underlay interface eth9 (role variable mesh_node_underlay_interface) does not exist on '
+                                        'host %s' % host for host in HOSTS],
          group={'mesh_node_underlay_interface': 'eth9'}),
+    Case('underlay-address-not-on-host', 'underlay address 198.19.255.1 (role variable mesh_node_underlay_address) is not '
+         'configured on any interface of host node2', hosts={'node2': {'mesh_node_underlay_address': '198.19.255.1'}}),
     Case('underlay-reach-not-an-address', "reach: 'nowhere' is not an IP address", group={'mesh_node_underlay_reach': 'nowhere'}),
     Case('network-too-small', 'network 10.244.0.0/28 too small: 1 subnets of /30 fit',
          group={'mesh_node_network': '10.244.0.0/28', 'mesh_node_subnet_len': 30, 'mesh_node_subnet_min': '10.244.0.12/30'}),
@@ -127,13 +130,7 @@ def on(host, command):
 
 @pytest.fixture(scope='module')
 def lab_inventory():
-    lab('down', '--name', LAB, check=False)
-    try:
-        out = lab('up', '--name', LAB, '--hosts', str(len(HOSTS))).stdout
-        path = re.search(r'inventory: (\S+)', out).group(1)
-        yield yaml.safe_load(Path(path).read_text())
-    finally:
-        lab('down', '--name', LAB, check=False)
+    yield from lab_inventory_of(LAB, len(HOSTS))
 
 
 def site(lab_inventory, workdir, case=None):

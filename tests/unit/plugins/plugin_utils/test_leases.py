@@ -252,7 +252,8 @@ def test_released_host_record_is_not_adopted():
 def test_partial_rebuild_warns():
     alloc = L.allocate(L.make_config(), ['a', 'b'], host_records={'a': {'subnet': '10.244.4.0/24'}})
     assert subnets(alloc) == {'a': '10.244.4.0/24', 'b': '10.244.1.0/24'}
-    assert 'reported none and got new subnets: b' in alloc.warnings[0]
+    assert alloc.warnings[0] == 'lease file had no entry for 1 host(s): rebuilt from their own records: a 10.244.4.0/24'
+    assert 'reported none and got new subnets: b' in alloc.warnings[1]
 
 
 # ---- IPv6 --------------------------------------------------------------------------------------
@@ -286,7 +287,7 @@ def test_lease_file_round_trip_with_awkward_hostnames(tmp_path):
     hosts = ['yes', 'null', '123', 'a b', 'node-1.example.org', 'ünï', '"q"', 'x:y', 'on']
     alloc = L.allocate(config, hosts, underlay={'yes': {'vtep_mac': '12:34:56:10:20:30', 'address': 'fe80::1'}})
     text = L.render_lease_file(config, alloc.leases)
-    assert len(text.splitlines()) == 8 + len(hosts)        # one line per host
+    assert len(text.splitlines()) == 10 + len(hosts)       # one line per host
     path = tmp_path / 'leases.yml'
     L.write_lease_file(str(path), text)
     again_text, again = L.read_lease_file(str(path))
@@ -299,14 +300,15 @@ def test_lease_file_round_trip_with_awkward_hostnames(tmp_path):
 def test_lease_file_layout():
     config = L.make_config()
     alloc = L.allocate(config, ['node1'], underlay={'node1': {'address': '192.168.64.3', 'vtep_mac': 'c6:d2:32:6f:8f:44'}})
-    assert L.render_lease_file(config, alloc.leases).splitlines()[2:] == [
-        'format: 1',
+    assert L.render_lease_file(config, alloc.leases).splitlines()[3:] == [
+        'format: 2',
         'network: "10.244.0.0/16"',
         'subnet_len: 24',
         'leases:',
         '  node1: {subnet: "10.244.1.0/24", underlay: "192.168.64.3", vtep_mac: "c6:d2:32:6f:8f:44"}',
+        '# end of leases: 1',
     ]
-    assert L.render_lease_file(config, {}).splitlines()[-1] == 'leases: {}'
+    assert L.render_lease_file(config, {}).splitlines()[-2:] == ['leases: {}', '# end of leases: 0']
 
 
 def test_hand_written_block_style_lease_file_is_read(tmp_path):
@@ -351,8 +353,9 @@ def test_broken_lease_file(tmp_path, text, message):
 
 def test_missing_and_empty_lease_files(tmp_path):
     assert L.read_lease_file(str(tmp_path / 'none.yml')) == ('', {})
-    (tmp_path / 'empty.yml').write_text('')
-    assert L.read_lease_file(str(tmp_path / 'empty.yml')) == ('', {})
+    (tmp_path / 'empty.yml').write_text('')  # never written so: a write that did not finish (issue 24)
+    with pytest.raises(L.LeaseError, match=r'empty.yml: damaged: the file is empty \(0 bytes\)'):
+        L.read_lease_file(str(tmp_path / 'empty.yml'))
 
 
 def test_write_is_atomic_keeps_the_mode_and_leaves_no_temporary_file(tmp_path):
@@ -431,10 +434,10 @@ def test_capacity_and_input_problems_come_in_one_failure():
     assert problems[2].startswith('network 10.244.0.0/24 too small: 15 subnets of /28 fit')
 
 
-@pytest.mark.parametrize('header', ['format: 2\n', 'format: "x"\n'])
+@pytest.mark.parametrize('header', ['format: 3\n', 'format: "x"\n'])
 def test_lease_file_of_a_newer_format_is_refused(header):
-    text = L.render_lease_file(L.make_config(), {'a': {'subnet': '10.244.1.0/24'}}).replace('format: 1\n', header)
-    with pytest.raises(L.LeaseError, match='unknown: this overlay.mesh reads format 1'):
+    text = L.render_lease_file(L.make_config(), {'a': {'subnet': '10.244.1.0/24'}}).replace('format: 2\n', header)
+    with pytest.raises(L.LeaseError, match='unknown: this overlay.mesh reads formats 1 to 2'):
         L.parse_lease_file(text)
 
 

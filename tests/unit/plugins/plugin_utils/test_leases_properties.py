@@ -180,7 +180,7 @@ def test_fast_lease_file_reader_agrees_with_yaml(hosts):
                                                 for i, h in enumerate(hosts)})
     text = L.render_lease_file(config, alloc.leases)
     version, fast, duplicates = L._parse_canonical(text)  # pylint: disable=protected-access
-    assert version == L.FORMAT_VERSION
+    assert version == L.FILE_FORMAT
     assert duplicates == []
     assert fast == {str(k): v for k, v in (yaml.safe_load(text)['leases'] or {}).items()} == alloc.leases
 
