@@ -175,7 +175,7 @@ bench-leases: deps ## lease allocation for 10 000 hosts (lease file), 1 000 host
 	$(BENCH)/bench_leases.py $(ARGS)
 
 .PHONY: bench-dataplane
-bench-dataplane: deps ## iperf3 between containers on two lab hosts: underlay, vxlan, udp, host-gw, direct, wireguard; vxlan over IPv6
+bench-dataplane: deps ## iperf3 between containers on two lab hosts: vxlan against a fair routed reference (alternated), udp, host-gw, direct, wireguard; IPv6
 	$(BENCH)/bench_dataplane.py $(ARGS)
 
 .PHONY: bench-converge
