@@ -55,6 +55,7 @@ def node_contracts(hosts, hostvars, leases=None, members=None, variables_key='me
     host's facts: its mesh_node_* variables, its overlay.mesh.node_info result (none with an empty info_key:
     the role-given part only) and whether it joins."""
     _node_inputs = _inputs()
+
     def present(host):
         return bool(_fact(hostvars, host, present_key, False))
     if warn_unknown:

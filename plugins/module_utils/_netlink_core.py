@@ -109,6 +109,16 @@ def error_text(data, offset, end, flags):
     return None
 
 
+def done_text(data, offset, end, flags):
+    """The extended-ack text of a failed dump's NLMSG_DONE at data[offset:end]: its TLVs follow the errno."""
+    if not flags & NLM_F_ACK_TLVS:
+        return None
+    for atype, first, stop in iter_attrs(data, offset + HDR.size + 4, end):
+        if atype == NLMSGERR_ATTR_MSG:
+            return bytes(data[first:stop]).rstrip(b'\0').decode('utf-8', 'replace')
+    return None
+
+
 def whole_message(data, start, end):
     """A parse for request(): the answer as it came, header included."""
     return bytes(data[start - HDR.size:end])
@@ -186,12 +196,12 @@ class NetlinkSocket(object):
             if mseq != seq:
                 continue
             interrupted = interrupted or bool(flags & NLM_F_DUMP_INTR)
-            if mtype == NLMSG_DONE:
-                return answers, interrupted
-            if mtype == NLMSG_ERROR:
+            if mtype in (NLMSG_DONE, NLMSG_ERROR):
+                # An error's errno, or a dump that failed part-way: the kernel puts its errno in NLMSG_DONE.
                 code = error_code(data, offset) if length >= HDR.size + 4 else 0
                 if code:
-                    text = error_text(data, offset, offset + length, flags)
+                    text = error_text(data, offset, offset + length, flags) if mtype == NLMSG_ERROR else \
+                        done_text(data, offset, offset + length, flags)
                     raise NetlinkFailure(code, os.strerror(code) + (' (%s)' % text if text else ''))
                 return answers, interrupted
             answers.append(parse(data, offset + HDR.size, offset + length))

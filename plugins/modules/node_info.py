@@ -57,8 +57,8 @@ options:
         type: str
       variables:
         description:
-          - Option (V(address), V(interface), V(reach)) to the variable that sets it, for example
-            V({interface: mesh_node_underlay_interface}); the errors name that variable instead of the option.
+          - "Option (V(address), V(interface), V(reach)) to the variable that sets it, for example
+            V({interface: mesh_node_underlay_interface}); the errors name that variable instead of the option."
         type: dict
   bridge:
     description:

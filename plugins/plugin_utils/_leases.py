@@ -617,7 +617,8 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
         if unseen:
             problems.append('%s has no lease for %s (not in this play): the host\'s own record of its subnet cannot be '
                             'read, and a new subnet would move a host that holds one. Run on %s too (leave out --limit or '
-                            'add to it); if the %s lost entries, restore its last good copy first'
+                            'add to it), or, for a new host that cannot be reached yet, take it out of the group '
+                            '(mesh_node_group) until it can; if the %s lost entries, restore its last good copy first'
                             % (existing_label, ', '.join(unseen), ', '.join(unseen), existing_label))
     added = set()
     for pool in config.pools:

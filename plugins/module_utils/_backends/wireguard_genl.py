@@ -85,8 +85,8 @@ def encode_get_device(family_id, seq, ifname):
 def _allowed_ip_nest(network):
     family = socket.AF_INET if network.version == 4 else socket.AF_INET6
     return nest(0, attr(WGALLOWEDIP_A_FAMILY, struct.pack('=H', family))
-                 + attr(WGALLOWEDIP_A_IPADDR, network.network_address.packed)
-                 + attr(WGALLOWEDIP_A_CIDR_MASK, struct.pack('=B', network.prefixlen)))
+                + attr(WGALLOWEDIP_A_IPADDR, network.network_address.packed)
+                + attr(WGALLOWEDIP_A_CIDR_MASK, struct.pack('=B', network.prefixlen)))
 
 
 def _peer_head(peer, continued):

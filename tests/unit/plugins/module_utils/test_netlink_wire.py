@@ -127,3 +127,12 @@ def test_query_answers_records_or_errno():
     nl = netlink([message(wire.RTM_NEWNEIGH, 100, neigh) + ack(101, 2)])
     answers = nl.query([('x', wire.RTM_GETNEIGH, wire.parse_neigh, b''), ('y', wire.RTM_GETNEIGH, wire.parse_neigh, b'')])
     assert answers['x'].lladdr == MAC and answers['y'] == 2
+
+
+def test_a_dump_that_fails_part_way_raises_with_the_errno_of_its_done():
+    # The kernel reports a dump that failed after it began (-EBUSY, -ENOBUFS ...) in NLMSG_DONE's errno.
+    neigh = wire.neigh_body(socket.AF_INET, 7, wire.NUD_PERMANENT, 0, GW, MAC)
+    nl = netlink([message(wire.RTM_NEWNEIGH, 100, neigh, wire.NLM_F_MULTI) + message(wire.NLMSG_DONE, 100, struct.pack('=i', -16))])
+    with pytest.raises(wire.NetlinkFailure, match='dump failed: Device or resource busy') as failed:
+        nl.dump_neighbours(socket.AF_INET)
+    assert failed.value.code == 16

@@ -645,7 +645,8 @@ def test_genl_client_with_a_fake_kernel(monkeypatch):
 def test_genl_client_refusal(monkeypatch):
     kernel = FakeKernel(refuse=(errno.EINVAL, 'Attribute failed policy validation'))
     monkeypatch.setattr(socket, 'socket', kernel.socket)
-    with pytest.raises(model.WireGuardError, match=r'cannot configure WireGuard device wg0: Invalid argument \(Attribute failed policy validation\)') as refused:
+    refusal = r'cannot configure WireGuard device wg0: Invalid argument \(Attribute failed policy validation\)'
+    with pytest.raises(model.WireGuardError, match=refusal) as refused:
         genl.GenlClient('wg0').set({'private_key': ALICE_PRIVATE})
     assert refused.value.code == errno.EINVAL and ALICE_PRIVATE.hex() not in str(refused.value)
     kernel.refuse = (errno.ENODEV, None)
