@@ -19,7 +19,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / '.collections'))
 
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _etcd  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.overlay.mesh.plugins.module_utils import _etcd  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main():

@@ -16,7 +16,8 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _etcd, _leases, _registry
+from ansible_collections.overlay.mesh.plugins.module_utils import _etcd
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases, _registry
 
 ARGUMENT_SPEC = {
     'hosts': {'type': 'list', 'elements': 'str', 'required': True},

@@ -24,7 +24,7 @@ import time
 
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _flannel_interop
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
-from ansible_collections.overlay.mesh.plugins.plugin_utils._etcd import EtcdError, b64, prefix_end
+from ansible_collections.overlay.mesh.plugins.module_utils._etcd import EtcdError, b64, prefix_end
 
 DEFAULT_PREFIX = '/coreos.com/network'
 OURS = 'OverlayMesh'

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _etcd
+from ansible_collections.overlay.mesh.plugins.module_utils import _etcd
 
 REPO = Path(__file__).resolve().parents[4]
 

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _etcd, _registry as R
+from ansible_collections.overlay.mesh.plugins.module_utils import _etcd
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _registry as R
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
 
 import etcd_lab  # pylint: disable=wrong-import-order
@@ -198,7 +199,8 @@ def test_import_export_round_trip(store, tmp_path):
 
 WORKER = r'''
 import json, sys, time
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _etcd, _leases as L, _registry as R
+from ansible_collections.overlay.mesh.plugins.module_utils import _etcd
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L, _registry as R
 endpoint, prefix, me, count, start, low, max_ops = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6], int(sys.argv[7])
 client = _etcd.EtcdClient([endpoint])
 config = L.make_config('10.0.0.0/16', subnet_len=28, subnet_min=low)
