@@ -20,6 +20,7 @@ import re
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
+from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases
 
 PREFIX = 'mesh_node_'
@@ -145,20 +146,6 @@ def describe_problems(host, exc, kind):
     return '%s: %s' % (host, '; '.join(texts))
 
 
-def peers_of(host, leases, members, backend):
-    """Every other member with a complete lease record, as node contract peers."""
-    needed = ['subnet', 'underlay'] + sorted(key for key, option in backend.PEER_OPTIONS.items() if option.get('required'))
-    peers = []
-    for name in sorted(set(members)):
-        record = leases.get(name) or {}
-        if name == host or not all(record.get(key) for key in needed):
-            continue  # a host that never converged has no underlay or backend data yet
-        peer = {'name': name}
-        peer.update((key, record[key]) for key in needed + sorted(backend.PEER_OPTIONS) + ['ipv6_subnet'] if record.get(key))
-        peers.append(peer)
-    return peers
-
-
 def public_address(variables, host, info=None):
     """The address peers reach ``host`` at (flannel's --public-ip: mesh_node_public_address, for a host behind a 1:1
     NAT or with a floating address), else its underlay address from ``info`` (None before node_info). It is what the
@@ -224,7 +211,7 @@ def node_contract(variables, host, info=None, leases=None, members=None):
             contract['ipv6_subnet'] = lease.get('ipv6_subnet')
         backend = registry.get(kind)
         if backend is not None:
-            contract['peers'] = peers_of(host, leases.get('leases') or {}, members or [], backend)
+            contract['peers'] = _lease_schema.contract_peers(host, leases.get('leases') or {}, members or [], backend)
             # hosts of a fleet running flanneld, from the etcd registry (mesh_node_etcd_flannel_peers)
             contract['peers'] += [dict(record, name=name) for name, record in sorted((leases.get('flannel_peers') or {}).items())]
     try:
