@@ -48,7 +48,8 @@ ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mes
                   'mesh_node_subnet_len', 'mesh_node_subnet_min', 'mesh_node_subnet_max', 'mesh_node_subnet', 'mesh_node_lease_file',
                   'mesh_node_lease_lock_timeout',
                   'mesh_node_underlay_address', 'mesh_node_underlay_interface', 'mesh_node_underlay_reach', 'mesh_node_underlay_family',
-                  'mesh_node_ipv6_subnet_len', 'mesh_node_registry', 'mesh_node_public_address') + tuple(
+                  'mesh_node_ipv6_subnet_len', 'mesh_node_registry', 'mesh_node_public_address', 'mesh_node_agent') + tuple(
+                      'mesh_node_agent_etcd_' + name for name in ('endpoints', 'ca_file', 'cert_file', 'key_file', 'user', 'password')) + tuple(
                       'mesh_node_etcd_' + name for name in ('endpoints', 'ca_file', 'cert_file', 'key_file', 'user', 'password',
                                                             'prefix', 'timeout', 'max_txn_ops', 'flannel_peers'))
 # Where contract values that no single role variable gives come from, for messages.
@@ -181,11 +182,49 @@ def public_address(variables, host, info=None):
     return str(address)
 
 
+# Where the role puts the node agent's credentials on the host (roles/mesh_node/vars/main.yml says the same).
+AGENT_DIR = '/etc/overlay-mesh/agent'
+AGENT_FILES = {'ca_file': 'ca.pem', 'cert_file': 'cert.pem', 'key_file': 'key.pem', 'password': 'password'}
+
+
+def agent_variable(variables, option):
+    """mesh_node_agent_etcd_<option>, else the controller's mesh_node_etcd_<option> (the same identity)."""
+    value = variables.get('mesh_node_agent_etcd_' + option)
+    return variables.get('mesh_node_etcd_' + option) if _empty(value) else value
+
+
+def agent_settings(variables, host):
+    """The contract's ``agent`` section (None without mesh_node_agent); credentials as paths on the host."""
+    if not variables.get('mesh_node_agent'):
+        return None
+    if (variables.get('mesh_node_registry') or 'file') != 'etcd':
+        raise InputError('%s: mesh_node_agent: the agent follows the leases in etcd; it needs mesh_node_registry: etcd'
+                         ' (the lease file needs no agent: site applies it)' % host)
+    endpoints = agent_variable(variables, 'endpoints')
+    if not endpoints:
+        raise InputError('%s: mesh_node_agent: no etcd endpoints (mesh_node_agent_etcd_endpoints or mesh_node_etcd_endpoints)' % host)
+    settings = {'enabled': True, 'name': host, 'endpoints': list(endpoints),
+                'prefix': variables.get('mesh_node_etcd_prefix') or '/coreos.com/network',
+                'flannel_peers': bool(variables.get('mesh_node_etcd_flannel_peers'))}
+    if not _empty(variables.get('mesh_node_etcd_timeout')):
+        settings['timeout'] = int(float(variables['mesh_node_etcd_timeout']))
+    for option in ('ca_file', 'cert_file', 'key_file'):
+        if not _empty(agent_variable(variables, option)):
+            settings[option] = '%s/%s' % (AGENT_DIR, AGENT_FILES[option])
+    if not _empty(agent_variable(variables, 'user')):
+        settings['user'] = agent_variable(variables, 'user')
+        settings['password_file'] = '%s/%s' % (AGENT_DIR, AGENT_FILES['password'])
+    return settings
+
+
 def node_contract(variables, host, info=None, leases=None, members=None):
     """The contract of ``host``. Without ``info`` (node_info's result) and ``leases`` (subnet_leases'
     result) only the role-given part, checked as far as it goes. Raises InputError."""
     public_address(variables, host, info)
     contract = contract_from_variables(variables)
+    agent = agent_settings(variables, host)
+    if agent:
+        contract['agent'] = agent
     kind = (contract.get('backend') or {}).get('type') or _node_spec.DEFAULT_BACKEND
     if info:
         underlay = info.get('underlay') or {}
