@@ -40,10 +40,11 @@ STATUS_FILE = os.path.join(_host.RUN_DIR, 'agent.json')
 UNIT = 'overlay-mesh-agent.service'
 # Seconds between checks that etcd still serves: a watch on a member that lost quorum stays open and silent.
 HEALTH_EVERY = 5.0
-BACKOFF = (1, 2, 4, 8, 15, 30)  # seconds before listing again after a failure, growing while it lasts
+BACKOFF = (1, 2, 4, 8, 10)  # seconds before listing again after a failure, growing while it lasts
 ADDRESS_SETTLE = 0.3  # seconds to let a burst of address events (DHCP, a move) settle before looking
 # What the agent applies: the peers' part of the node (the rest is the controller's, or the boot's).
-PARTS = ('backend', 'nftables', 'saved contract')
+# kernel: a device made again (the VTEP of a host that moved) gets its per-device settings (rp_filter) back.
+PARTS = ('backend', 'kernel', 'nftables', 'saved contract')
 _RTMGRP_IPV4_IFADDR = 0x10
 _RTMGRP_IPV6_IFADDR = 0x100
 

@@ -423,8 +423,9 @@ def saved_backend(data):
 
 
 def removal_record(raw):
-    """What a (partial) contract names that a node makes: bridge, backend device, file paths."""
-    keys = ('bridge', 'backend', 'subnet_env', 'cni', 'route_protocol', 'network', 'ipv6_network')
+    """What a (partial) contract names that a node makes: bridge, backend device, file paths; and the agent's
+    settings (a change restarts it)."""
+    keys = ('bridge', 'backend', 'subnet_env', 'cni', 'route_protocol', 'network', 'ipv6_network', 'agent')
     checker = _spec.Validator()
     data = checker.mapping(dict((key, raw[key]) for key in keys if raw.get(key) is not None),
                            dict((key, dict(OPTIONS[key], required=False)) for key in keys))
