@@ -90,10 +90,10 @@ class Agent(object):
             raise ValueError('no node state %s: the node module saves it (run site on this host)' % self.path)
         if text == self.saved_text:
             return False
-        node, raw = _node_boot.load(self.path)
-        if not (raw.get('agent') or {}).get('enabled'):
+        node, _raw = _node_boot.load(self.path)
+        if not (node.data.get('agent') or {}).get('enabled'):
             raise ValueError('the node state %s does not turn the agent on (mesh_node_agent)' % self.path)
-        self.saved_text, self.raw, self.node = text, raw, node
+        self.saved_text, self.raw, self.node = text, node.data, node
         return True
 
     @staticmethod
