@@ -216,35 +216,41 @@ class Agent(object):
 
     # ---- the underlay address ------------------------------------------------------------------
     def current_underlay(self):
-        """{address, network, interface, mtu} the underlay interface has now (None when it has no address)."""
+        """{address, network, interface, mtu} of the underlay now: the contract's while the host still has its address
+        (a second address on the interface moves nothing), else the first global address of that family on the
+        underlay interface; None when there is none (the address is gone and no other came yet)."""
         underlay = self.raw['underlay']
         family = 'ipv6' if ':' in underlay['address'] else 'ipv4'
-        params = {'family': family}
-        params.update({'interface': underlay['interface']} if underlay.get('interface') else {'address': underlay['address']})
         try:
-            (interface, address, prefixlen, mtu), _chosen = _underlay.choose(_underlay.ip_json('addr', 'show'), params, None)
+            found = list(_underlay.global_addresses(_underlay.ip_json('addr', 'show'), family))
         except _underlay.UnderlayError:
             return None
+        mine = [one for one in found if one[1] == underlay['address']]
+        others = [one for one in found if one[0] == underlay.get('interface')]
+        if mine or not others:
+            return dict(underlay) if mine else None
+        interface, address, prefixlen, mtu = others[0]
         network = str(ipaddress.ip_interface('%s/%d' % (address, prefixlen)).network)
         return {'address': address, 'network': network, 'interface': interface, 'mtu': mtu}
 
     def check_address(self):
-        """The host's underlay address moved: re-point its own devices, then its lease (unless it publishes a
-        public address of its own, mesh_node_public_address)."""
+        """The host's underlay address moved: re-point its own devices; then the lease, unless it publishes a public
+        address (mesh_node_public_address). Also after a list: a re-registration that etcd refused during an outage."""
         now = self.current_underlay()
-        old = self.raw['underlay']['address']
-        if now is None or now['address'] == old:
+        if now is None:
             return
+        if now['address'] != self.raw['underlay']['address']:
+            self.log('underlay address moved from %s to %s' % (self.raw['underlay']['address'], now['address']))
+            underlay = dict((k, v) for k, v in now.items() if k in self.raw['underlay'] or k in ('address', 'network'))
+            self._apply(self.raw.get('peers') or [], 'underlay moved to %s' % now['address'], underlay=underlay)
+        published = self.raw['agent'].get('public_address') or now['address']
         key, record, mod = self.own_lease()
-        self.log('underlay address moved from %s to %s' % (old, now['address']))
-        underlay = dict((k, v) for k, v in now.items() if k in self.raw['underlay'] or k in ('address', 'network'))
-        self._apply(self.raw.get('peers') or [], 'underlay moved to %s' % now['address'], underlay=underlay)
-        if key is None or record.get('underlay') != old:
-            return  # no lease yet, or its address is a public one the inventory gives
         for _attempt in range(5):
-            value = schema.lease_value(self.name, dict(record, underlay=now['address']), schema.backend_settings(self.raw['backend']))
+            if key is None or record.get('underlay') == published:
+                return  # no lease yet (site writes it), or it is right
+            value = schema.lease_value(self.name, dict(record, underlay=published), schema.backend_settings(self.raw['backend']))
             if self.client.put_if(key, value, mod):
-                self.log('lease %s re-registered at %s' % (key, now['address']))
+                self.log('lease %s re-registered at %s' % (key, published))
                 return
             text, mod = self.client.get(key)  # written meanwhile (by a controller): again on what it is now
             if text is None:

@@ -127,6 +127,8 @@ OPTIONS = {
         'password_file': {'type': 'path'},
         'flannel_peers': {'type': 'bool', 'default': False},
         'timeout': {'type': 'int', 'default': 5},
+        # mesh_node_public_address: the lease keeps it when the host's own address moves
+        'public_address': {'type': 'str', 'check': _address},
     }},
     'docker': {'type': 'dict', 'options': {
         'enabled': {'type': 'bool', 'default': False},

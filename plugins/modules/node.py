@@ -262,13 +262,17 @@ options:
         description: File on the host holding the password of O(agent.user).
         type: path
       flannel_peers:
-        description: Hosts running flanneld on the prefix are peers too (the role's O(agent.flannel_peers)).
+        description: Hosts running flanneld on the prefix are peers too (the role's C(mesh_node_etcd_flannel_peers)).
         type: bool
         default: false
       timeout:
         description: Seconds to wait for one member's answer.
         type: int
         default: 5
+      public_address:
+        description: The address this host's lease publishes (the role's C(mesh_node_public_address)); the agent keeps it when
+          the host's own address moves. Left out, the lease follows the host's underlay address.
+        type: str
 seealso:
   - module: overlay.mesh.node_info
   - module: overlay.mesh.subnet_leases

@@ -18,6 +18,7 @@ import ipaddress
 import re
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
+from ansible_collections.overlay.mesh.plugins.module_utils import _spec
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
 from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema
@@ -195,7 +196,11 @@ def agent_variable(variables, option):
 
 def agent_settings(variables, host):
     """The contract's ``agent`` section (None without mesh_node_agent); credentials as paths on the host."""
-    if not variables.get('mesh_node_agent'):
+    try:
+        wanted = _spec.to_bool(variables.get('mesh_node_agent') or False)  # -e mesh_node_agent=false is a string
+    except ValueError:
+        raise InputError('%s: mesh_node_agent: %r is not a boolean' % (host, variables.get('mesh_node_agent'))) from None
+    if not wanted:
         return None
     if (variables.get('mesh_node_registry') or 'file') != 'etcd':
         raise InputError('%s: mesh_node_agent: the agent follows the leases in etcd; it needs mesh_node_registry: etcd'
@@ -206,6 +211,8 @@ def agent_settings(variables, host):
     settings = {'enabled': True, 'name': host, 'endpoints': list(endpoints),
                 'prefix': variables.get('mesh_node_etcd_prefix') or '/coreos.com/network',
                 'flannel_peers': bool(variables.get('mesh_node_etcd_flannel_peers'))}
+    if not _empty(variables.get('mesh_node_public_address')):
+        settings['public_address'] = str(variables['mesh_node_public_address'])  # what the lease keeps, whatever the host has
     if not _empty(variables.get('mesh_node_etcd_timeout')):
         settings['timeout'] = int(float(variables['mesh_node_etcd_timeout']))
     for option in ('ca_file', 'cert_file', 'key_file'):
