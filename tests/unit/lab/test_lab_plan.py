@@ -91,8 +91,8 @@ def test_nat_hosts_sit_on_a_private_segment_with_public_addresses_on_the_labs():
         host = hosts[name]
         assert host["segment"] == 1 and ipaddress.ip_address(host["address"]) in private
         assert ipaddress.ip_address(host["public_address"]) in public
-    everything = [h["address"] for h in hosts.values()] + [hosts["node3"]["public_address"], hosts["node4"]["public_address"],
-                                                            state["gateway"], state["nat_router_address"]]
+    everything = [h["address"] for h in hosts.values()] + [hosts["node3"]["public_address"], hosts["node4"]["public_address"]]
+    everything += [state["gateway"], state["nat_router_address"]]
     assert len(set(everything)) == len(everything)
 
 
