@@ -127,6 +127,7 @@ class ActionModule(ActionBase):
             result['warnings'] = plan.warnings
         if plan.changed and self._task.diff:
             where = 'etcd auth (%s)' % ', '.join(args['etcd_endpoints'])
-            result['diff'] = {'before': '\n'.join(plan.before) + '\n', 'after': '\n'.join(plan.after) + '\n',
+            result['diff'] = {'before': ''.join(line + '\n' for line in plan.before),
+                              'after': ''.join(line + '\n' for line in plan.after),
                               'before_header': where, 'after_header': where}
         return result

@@ -49,7 +49,9 @@ ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mes
                   'mesh_node_underlay_address', 'mesh_node_underlay_interface', 'mesh_node_underlay_reach', 'mesh_node_underlay_family',
                   'mesh_node_ipv6_subnet_len', 'mesh_node_registry', 'mesh_node_public_address') + tuple(
                       'mesh_node_etcd_' + name for name in ('endpoints', 'ca_file', 'cert_file', 'key_file', 'user', 'password',
-                                                            'prefix', 'timeout', 'max_txn_ops', 'flannel_peers'))
+                                                            'prefix', 'timeout', 'max_txn_ops', 'flannel_peers',
+                                                            'admin_user', 'admin_password')) + tuple(
+                      'mesh_node_agent_etcd_' + name for name in ('auth', 'user', 'password'))
 # Where contract values that no single role variable gives come from, for messages.
 SOURCES = {
     'subnet': 'the lease (lease file, mesh_node_subnet)',
