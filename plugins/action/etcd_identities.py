@@ -75,6 +75,9 @@ def run_identities(client, args, check_mode):
         raise I.IdentityError(['etcd auth is not enabled on %s: per-host identities would restrict nothing; enable it '
                                '(etcdctl user add root; etcdctl auth enable, docs/agent-credentials.md) or leave %s unset'
                                % (', '.join(args['etcd_endpoints']), VARIABLES['admin_user'])])
+    if answer != 'ok':
+        raise I.IdentityError([_admin('was refused: %s' % {'wrong': 'no such user, or a wrong password',
+                                                           'no-password': 'it has no password (a certificate user)'}[answer])])
     try:
         client.role_list()  # root's right: refused for a user without the root role
     except _etcd.EtcdError as exc:
@@ -118,7 +121,10 @@ class ActionModule(ActionBase):
             return result
         except _etcd.EtcdError as exc:
             hint = _admin('and its password') if exc.kind == 'auth' else 'role variable %s and the cluster\'s health' % VARIABLES['endpoints']
-            result.update(failed=True, msg='etcd identities: %s (check %s)' % (exc, hint), problems=[str(exc)], etcd_error=exc.kind)
+            written = ('nothing was changed' if not exc.written else
+                       '%d change(s) were written and stand, the next run completes them' % exc.written)
+            result.update(failed=True, msg='etcd identities: %s (check %s); %s' % (exc, hint, written), problems=[str(exc)],
+                          etcd_error=exc.kind)
             return result
         except ValueError as exc:
             raise AnsibleActionFail('etcd identities: %s' % exc) from None

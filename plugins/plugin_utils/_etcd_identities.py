@@ -167,5 +167,10 @@ def plan(client, prefix, identities, remove, auth):
 
 
 def apply(client, plan_):
-    for dummy, action in plan_.steps:
-        action(client)
+    """Write the plan's steps in order; an EtcdError part-way says in ``written`` how many were written."""
+    for done, (dummy, action) in enumerate(plan_.steps):
+        try:
+            action(client)
+        except _etcd.EtcdError as exc:
+            exc.written = done
+            raise

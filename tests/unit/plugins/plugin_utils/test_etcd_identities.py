@@ -147,7 +147,7 @@ def test_a_role_given_by_hand_is_left_with_a_warning(cluster):
     ({'leases': {'node1': LEASES['node1']}}, ['node2: has no lease yet']),
     ({'users': {'node1': 'same', 'node2': 'same'}}, ['node1, node2: mesh_node_agent_etcd_user', 'one user']),
     ({'users': {'node1': 'root'}}, ['node1: mesh_node_agent_etcd_user', 'root']),
-    ({'admin_password': 'wrong'}, ['mesh_node_etcd_admin_user', 'mesh_node_etcd_admin_password', 'refused']),
+    ({'admin_password': 'wrong'}, ['mesh_node_etcd_admin_user', 'mesh_node_etcd_admin_password', 'refused: no such user']),
     ({'admin_user': 'overlay-mesh-node1', 'admin_password': 'pw1'}, ['refused (it needs the root role)', 'permission denied']),
 ])
 def test_bad_input_and_a_refused_admin_change_nothing(cluster, changes, words):
@@ -218,5 +218,9 @@ def test_tls_certificate_and_password_identities(tmp_path):
         node1.put(KEY1, '{}')
         assert refused(node1, KEY2)
         assert not run(cluster, users=users, **tls)[0].changed
+        plan, report = run(cluster, auth='certificate', passwords={}, users=users, **tls)  # and back
+        assert report['node1']['changes'] == ['user client made again with no password', 'user client added',
+                                              'user client: role client granted']
+        assert cluster.admin.authenticate_as('client', '') == 'no-password'
     finally:
         cluster.stop()
