@@ -29,6 +29,7 @@ PREFIX = '/coreos.com/network'
 sys.path[:0] = [str(REPO / 'tests' / 'unit' / 'plugins' / 'plugin_utils'), collections_path()]
 import etcd_lab  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
 from ansible_collections.overlay.mesh.plugins.module_utils import _etcd  # noqa: E402  pylint: disable=wrong-import-position
+from test_etcd_identities import auth_state  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason='needs root: boots systemd-nspawn lab hosts')]
 
@@ -68,11 +69,6 @@ def play(world, playbook, *extra):
     argv = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', inventory, '-i', ours, playbook,
             '-e', json.dumps(variables)] + list(extra)
     return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(REPO), check=False)
-
-
-def auth_state(admin):
-    return {'roles': {name: admin.role_get(name) for name in admin.role_list()},
-            'users': {name: admin.user_get(name) for name in admin.user_list()}}
 
 
 def lease_keys(admin):

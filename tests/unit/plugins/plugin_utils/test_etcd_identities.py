@@ -205,9 +205,10 @@ def test_tls_certificate_and_password_identities(tmp_path):
                            user='root', password='rootpw').role_list()
         assert 'HTTP 400' in str(err.value)
         before = auth_state(cluster.admin)
+        with_cn = dict(tls)
+        with_cn.update(etcd_cert_file=str(cluster.root / 'pki/client.crt'), etcd_key_file=str(cluster.root / 'pki/client.key'))
         with pytest.raises(I.IdentityError) as err:
-            run(cluster, users=users, **dict(tls, etcd_cert_file=str(cluster.root / 'pki/client.crt'),
-                                             etcd_key_file=str(cluster.root / 'pki/client.key')))
+            run(cluster, users=users, **with_cn)
         assert 'mesh_node_etcd_cert_file' in str(err.value) and 'has no CN' in str(err.value)
         assert auth_state(cluster.admin) == before
         # Switching to passwords makes the user again, with a password; its role stays.
