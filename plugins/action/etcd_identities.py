@@ -28,6 +28,7 @@ ARGUMENT_SPEC = {
     'auth': {'type': 'str', 'default': 'password', 'choices': list(I.AUTH_MODES)},
     'admin_user': {'type': 'str', 'required': True},
     'admin_password': {'type': 'str', 'no_log': True},
+    'controller_user': {'type': 'str'},
     'etcd_endpoints': {'type': 'list', 'elements': 'str', 'default': []},
     'etcd_ca_file': {'type': 'path'},
     'etcd_cert_file': {'type': 'path'},
@@ -40,7 +41,7 @@ ARGUMENT_SPEC = {
 VARIABLES = {'user': 'mesh_node_agent_etcd_user', 'password': 'mesh_node_agent_etcd_password',
              'auth': 'mesh_node_agent_etcd_auth', 'admin_user': 'mesh_node_etcd_admin_user',
              'admin_password': 'mesh_node_etcd_admin_password', 'endpoints': 'mesh_node_etcd_endpoints',
-             'cert_file': 'mesh_node_etcd_cert_file'}
+             'cert_file': 'mesh_node_etcd_cert_file', 'controller_user': 'mesh_node_etcd_user'}
 
 
 def _admin(what):
@@ -60,7 +61,10 @@ def run_identities(client, args, check_mode):
     identities = {host: {'user': users[host], 'password': args['passwords'].get(host), 'lease': args['leases'].get(host)}
                   for host in args['hosts']}
     remove = {host: users[host] for host in args['remove'] if host not in identities}
-    problems = I.check_input(identities, remove, args['auth'], VARIABLES)
+    reserved = [(args['admin_user'], VARIABLES['admin_user'])]
+    if args['controller_user']:
+        reserved.append((args['controller_user'], VARIABLES['controller_user']))
+    problems = I.check_input(identities, remove, args['auth'], VARIABLES, reserved)
     if problems:
         raise I.IdentityError(problems)
     try:

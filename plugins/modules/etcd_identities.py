@@ -92,6 +92,9 @@ options:
   admin_password:
     description: Its password.
     type: str
+  controller_user:
+    description: The user the controller writes the leases with (not an agent's; an agent named so is refused).
+    type: str
   etcd_endpoints:
     description: The cluster's client URLs, as in M(overlay.mesh.subnet_leases).
     type: list

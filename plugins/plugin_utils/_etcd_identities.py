@@ -41,16 +41,20 @@ def wanted_permissions(prefix, lease_key):
     return sorted([(READ, directory, end), (READWRITE, lease_key, '')])
 
 
-def check_input(identities, remove, auth, variables):
+def check_input(identities, remove, auth, variables, reserved=()):
     """Problems of the hosts' input, all at once. ``identities``: host -> {user, password, lease};
-    ``remove``: host -> user; ``variables`` names the role variables for messages."""
+    ``remove``: host -> user; ``variables`` names the role variables for messages; ``reserved``: users that are
+    not agents (the admin, the controller's), each a (name, variable) pair."""
     problems = []
     users = {}
+    others = dict(reserved)
     for host in sorted(identities):
         spec = identities[host]
         user = spec['user']
         if not user or user == 'root' or any(c.isspace() for c in user):
             problems.append('%s: %s: %r cannot name an agent (empty, root or with spaces)' % (host, variables['user'], user))
+        elif user in others:
+            problems.append('%s: %s: %r is the user of %s, not an agent\'s' % (host, variables['user'], user, others[user]))
         users.setdefault(user, []).append(host)
         lease = spec.get('lease') or {}
         if not (lease.get(_leases.FIELD_V4) or lease.get(_leases.FIELD_V6)):

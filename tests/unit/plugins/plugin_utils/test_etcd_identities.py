@@ -147,14 +147,17 @@ def test_a_role_given_by_hand_is_left_with_a_warning(cluster):
     ({'leases': {'node1': LEASES['node1']}}, ['node2: has no lease yet']),
     ({'users': {'node1': 'same', 'node2': 'same'}}, ['node1, node2: mesh_node_agent_etcd_user', 'one user']),
     ({'users': {'node1': 'root'}}, ['node1: mesh_node_agent_etcd_user', 'root']),
+    ({'users': {'node2': 'leases'}, 'controller_user': 'leases'}, ["node2: mesh_node_agent_etcd_user: 'leases' is the user of mesh_node_etcd_user"]),
+    ({'users': {'node2': 'admin'}, 'admin_user': 'admin'}, ["node2: mesh_node_agent_etcd_user: 'admin' is the user of mesh_node_etcd_admin_user"]),
     ({'admin_password': 'wrong'}, ['mesh_node_etcd_admin_user', 'mesh_node_etcd_admin_password', 'refused: no such user']),
-    ({'admin_user': 'overlay-mesh-node1', 'admin_password': 'pw1'}, ['refused (it needs the root role)', 'permission denied']),
+    ({'admin_user': 'overlay-mesh-node2', 'admin_password': 'pw2', 'hosts': ['node1']},
+     ['refused (it needs the root role)', 'permission denied']),
 ])
 def test_bad_input_and_a_refused_admin_change_nothing(cluster, changes, words):
     run(cluster)
     before = auth_state(cluster.admin)
     with pytest.raises(I.IdentityError) as err:
-        run(cluster, hosts=['node1', 'node2'], remove=[], **changes)
+        run(cluster, **dict({'hosts': ['node1', 'node2'], 'remove': []}, **changes))
     assert all(word in str(err.value) for word in words), str(err.value)
     assert auth_state(cluster.admin) == before
 
