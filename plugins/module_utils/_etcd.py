@@ -300,3 +300,92 @@ class EtcdClient:
                        int(event['kv'].get('mod_revision') or 0)) for event in result.get('events') or ()]
             if events:
                 yield events
+    # ---- the auth API: users and roles (the node agents' identities, docs/agent.md) ----
+    # Keys and range ends are text here (the gateway wants base64); a permission is (type, key, range_end),
+    # type READ, WRITE or READWRITE, range_end '' for one key.
+
+    def authenticate_as(self, name, password):
+        """How etcd answers ``name`` with ``password``, without changing this client's own token:
+        'ok', 'wrong' (a wrong password, or no such user), 'no-password' (a user that has none: its
+        client certificate's CN authenticates it, over gRPC only) or 'disabled' (auth is not enabled)."""
+        reply = self._failover('/v3/auth/authenticate', {'name': name, 'password': password or ''})
+        message = str(reply.get('message') or reply.get('error') or '')
+        if not reply.get('code'):
+            return 'ok'
+        if 'not enabled' in message:
+            return 'disabled'
+        if 'no password user' in message:
+            return 'no-password'
+        if 'authentication failed' in message:
+            return 'wrong'
+        raise EtcdError('request', 'etcd: authenticate %s: %s' % (name, message))
+
+    def _absent(self, path, body, missing):
+        """The reply, or None when etcd says the user or role does not exist."""
+        try:
+            return self.call(path, body)
+        except EtcdError as exc:
+            if exc.kind == 'request' and missing in str(exc):
+                return None
+            raise
+
+    def role_list(self):
+        return list(self.call('/v3/auth/role/list', {}).get('roles', ()))
+
+    def role_get(self, name):
+        """The role's permissions as a sorted list of (type, key, range_end), or None when there is no such role."""
+        reply = self._absent('/v3/auth/role/get', {'role': name}, 'role name not found')
+        if reply is None:
+            return None
+        return sorted((perm.get('permType', 'READ'), _text(perm.get('key', '')), _text(perm.get('range_end', '')))
+                      for perm in reply.get('perm', ()))
+
+    def role_add(self, name):
+        self.call('/v3/auth/role/add', {'name': name})
+
+    def role_delete(self, name):
+        self.call('/v3/auth/role/delete', {'role': name})
+
+    def role_grant(self, name, perm_type, key, range_end=''):
+        """Grant a permission; one on the same key and range end changes its type."""
+        perm = {'permType': perm_type, 'key': _raw(key)}
+        if range_end:
+            perm['range_end'] = _raw(range_end)
+        self.call('/v3/auth/role/grant', {'name': name, 'perm': perm})
+
+    def role_revoke(self, name, key, range_end=''):
+        body = {'role': name, 'key': _raw(key)}
+        if range_end:
+            body['range_end'] = _raw(range_end)
+        self.call('/v3/auth/role/revoke', body)
+
+    def user_list(self):
+        return list(self.call('/v3/auth/user/list', {}).get('users', ()))
+
+    def user_get(self, name):
+        """The user's roles (sorted), or None when there is no such user."""
+        reply = self._absent('/v3/auth/user/get', {'name': name}, 'user name not found')
+        return None if reply is None else sorted(reply.get('roles', ()))
+
+    def user_add(self, name, password=None):
+        """A user with ``password``; without one, a user that only its client certificate's CN authenticates."""
+        body = {'name': name, 'password': password} if password else {'name': name, 'options': {'no_password': True}}
+        self.call('/v3/auth/user/add', body)
+
+    def user_delete(self, name):
+        self.call('/v3/auth/user/delete', {'name': name})
+
+    def user_grant(self, name, role):
+        self.call('/v3/auth/user/grant', {'user': name, 'role': role})
+
+    def user_changepw(self, name, password):
+        self.call('/v3/auth/user/changepw', {'name': name, 'password': password})
+
+
+def _raw(text):
+    """Base64 of a key given as text (surrogate escapes stand for bytes that are not UTF-8)."""
+    return base64.b64encode(text.encode('utf-8', 'surrogateescape')).decode('ascii')
+
+
+def _text(raw):
+    return base64.b64decode(raw).decode('utf-8', 'surrogateescape')

@@ -22,6 +22,7 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _spec
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
 from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _etcd_identities
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases
 
 PREFIX = 'mesh_node_'
@@ -50,9 +51,11 @@ ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mes
                   'mesh_node_lease_lock_timeout',
                   'mesh_node_underlay_address', 'mesh_node_underlay_interface', 'mesh_node_underlay_reach', 'mesh_node_underlay_family',
                   'mesh_node_ipv6_subnet_len', 'mesh_node_registry', 'mesh_node_public_address', 'mesh_node_agent') + tuple(
-                      'mesh_node_agent_etcd_' + name for name in ('endpoints', 'ca_file', 'cert_file', 'key_file', 'user', 'password')) + tuple(
+                      'mesh_node_agent_etcd_' + name for name in ('endpoints', 'ca_file', 'cert_file', 'key_file')) + tuple(
                       'mesh_node_etcd_' + name for name in ('endpoints', 'ca_file', 'cert_file', 'key_file', 'user', 'password',
-                                                            'prefix', 'timeout', 'max_txn_ops', 'flannel_peers'))
+                                                            'prefix', 'timeout', 'max_txn_ops', 'flannel_peers',
+                                                            'admin_user', 'admin_password')) + tuple(
+                      'mesh_node_agent_etcd_' + name for name in ('auth', 'user', 'password'))
 # Where contract values that no single role variable gives come from, for messages.
 SOURCES = {
     'subnet': 'the lease (lease file, mesh_node_subnet)',
@@ -218,8 +221,11 @@ def agent_settings(variables, host):
     for option in ('ca_file', 'cert_file', 'key_file'):
         if not _empty(agent_variable(variables, option)):
             settings[option] = '%s/%s' % (AGENT_DIR, AGENT_FILES[option])
-    if not _empty(agent_variable(variables, 'user')):
-        settings['user'] = agent_variable(variables, 'user')
+    user = agent_variable(variables, 'user')
+    if not _empty(variables.get('mesh_node_etcd_admin_user')) and _empty(variables.get('mesh_node_agent_etcd_user')):
+        user = _etcd_identities.default_name(host)  # the identity the role makes for the host
+    if not _empty(user):
+        settings['user'] = user
         settings['password_file'] = '%s/%s' % (AGENT_DIR, AGENT_FILES['password'])
     return settings
 
