@@ -225,7 +225,7 @@ options:
         default: false
   agent:
     description:
-      - The node agent (C(docs/agent.md)), C(overlay-mesh-agent.service): it follows the leases in etcd and applies each
+      - The node agent (C(docs/agent.md)), C(overlay-mesh-agent.service), which follows the leases in etcd and applies each
         join, move and leave to this host's peers without a controller run, and re-registers this host's lease when its
         underlay address changes. Left out, or with O(agent.enabled=false), there is no agent (its unit is removed).
     type: dict
