@@ -18,8 +18,10 @@ PublicIP, a move of VtepMAC and a delete, first with 100 leases in etcd, then wi
   removal). Both ends read CLOCK_MONOTONIC of the same kernel. p50 and p99 (target p99 <= 1 s);
 - kernel operations per single-lease change: the K of each agent's journal line `revision N: ...: K change(s): ...`
   for the changes' revisions, less the file writes it lists (the saved contract, node.json), as a distribution, at
-  both sizes (it must not grow with the number of leases). An nftables update counts one, whatever it rewrote;
-- agent memory: VmRSS of the agent's MainPID with --leases leases (target <= 40 MB, the largest host);
+  both sizes and by kind of change (it must not grow with the number of leases). An nftables update counts one,
+  whatever it rewrote;
+- agent memory: VmRSS of the agent's MainPID with --leases leases (target <= 40 MB, the largest host; also shown
+  after the changes at 100 leases, which tells the engine's own footprint from what the leases add);
 - idle CPU: utime+stime of the agent's MainPID over --idle seconds (default 20) with no change, per cent of one
   core (target <= 1 %, the largest host).
 
@@ -365,7 +367,10 @@ class Bench(object):
         seconds = [r[0] for r in results if r[0] is not None]
         lost = len(results) - len(seconds)
         by_kind = dict((kind, sorted(r[0] for r in results if r[2] == kind and r[0] is not None)) for kind in kinds)
-        return {'leases': leases, 'seconds': seconds, 'lost': lost, 'ops': ops, 'unlogged': unlogged, 'by_kind': by_kind}
+        ops_by_kind = dict((kind, collections.Counter(k for r in results if r[2] == kind for k in found.get(r[1], []))) for kind in kinds)
+        rss = max(proc_figures(self.lab, h, agent_pid(self.lab, h))[0] for h in hosts)
+        return {'leases': leases, 'seconds': seconds, 'lost': lost, 'ops': ops, 'unlogged': unlogged, 'by_kind': by_kind,
+                'ops_by_kind': ops_by_kind, 'rss': rss}
 
     def run(self):
         args, log, lab = self.args, self.log, self.lab
@@ -444,6 +449,9 @@ def report(hosts, phases, memory, cpu, leases_now, log):
             one['leases'], len(one['seconds']) + one['lost'], one['lost'], percentile(seconds, 0.5), percentile(seconds, 0.99),
             max(seconds), medians[0], medians[1], medians[2], medians[3], distribution(one['ops']),
             '; %d host-change(s) with no journal line' % one['unlogged'] if one['unlogged'] else ''))
+    for one in phases:
+        log('%d leases: kernel ops per change by kind: %s; agent VmRSS after the changes %.1f MB (largest host)' % (
+            one['leases'], '; '.join('%s %s' % (kind, distribution(ops)) for kind, ops in one['ops_by_kind'].items()), one['rss']))
     log('agent on %s with %d leases: VmRSS %s MB; idle CPU %s %% of a core' % (
         ', '.join(hosts), leases_now, ', '.join('%.1f' % memory[h] for h in hosts), ', '.join('%.2f' % cpu[h] for h in hosts)))
     log('')
