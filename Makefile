@@ -182,6 +182,10 @@ bench-dataplane: deps ## iperf3 between containers on two lab hosts: vxlan again
 bench-converge: deps ## site vs a hand-written ip/bridge playbook, cold and rerun, on 8- and 16-host labs
 	$(BENCH)/bench_converge.py $(ARGS)
 
+.PHONY: bench-agent
+bench-agent: deps ## node agent: lease put in etcd -> kernel entries on every lab host (p50/p99), kernel ops per change at 100 and 1000 leases, agent RSS and idle CPU
+	$(BENCH)/bench_agent.py $(ARGS)
+
 .PHONY: clean
 clean: ## remove build output (not the venv, not the image cache)
 	rm -rf $(REPO)/.build

@@ -24,7 +24,8 @@ import _report as report
 HERE = Path(__file__).resolve().parent
 # (name, script): `make bench-<name>` runs the same script alone.
 BENCHES = (('netlink', 'bench_netlink.py'), ('leases', 'bench_leases.py'),
-           ('dataplane', 'bench_dataplane.py'), ('converge', 'bench_converge.py'))
+           ('dataplane', 'bench_dataplane.py'), ('converge', 'bench_converge.py'),
+           ('agent', 'bench_agent.py'))
 
 
 def run_bench(script, smoke):
