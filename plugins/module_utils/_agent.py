@@ -24,6 +24,7 @@ import json
 import os
 import queue
 import socket
+import struct
 import sys
 import threading
 import time
@@ -45,8 +46,26 @@ ADDRESS_SETTLE = 0.3  # seconds to let a burst of address events (DHCP, a move) 
 # What the agent applies: the peers' part of the node (the rest is the controller's, or the boot's).
 # kernel: a device made again (the VTEP of a host that moved) gets its per-device settings (rp_filter) back.
 PARTS = ('backend', 'kernel', 'nftables', 'saved contract')
+_RTM_NEWADDR, _RTM_DELADDR = 20, 21
 _RTMGRP_IPV4_IFADDR = 0x10
 _RTMGRP_IPV6_IFADDR = 0x100
+
+
+def _global_address_event(data):
+    """Whether a batch of netlink address messages has one of global scope (struct ifaddrmsg's ifa_scope 0)."""
+    offset = 0
+    while offset + 24 <= len(data):
+        length, kind = struct.unpack_from('=IH', data, offset)
+        if kind in (_RTM_NEWADDR, _RTM_DELADDR) and data[offset + 16 + 3] == 0:
+            return True
+        if length < 16:
+            break
+        offset += (length + 3) & ~3
+    return False
+
+
+class ApplyFailed(Exception):
+    """An apply failed: the agent is degraded and lists and applies again after the back-off."""
 
 
 def log(message):
@@ -76,11 +95,13 @@ class Agent(object):
         self.client = self._client(settings)
         self.kvs = {}            # key -> (host or None, record, value JSON, mod_revision)
         self._checked = {}       # peer entry (JSON) -> whether it passed the contract's checks
+        self._skipped = set()    # what was logged as skipped
+        self._address_pending = threading.Event()
         self.revision = 0
         self.events = queue.Queue()
         self.watch_connection = None
         self.state = {'state': 'starting', 'since': time.time(), 'revision': 0, 'changes': 0, 'leases': 0, 'message': ''}
-        self.kernel_changes = []  # per applied event, the kernel and file changes it made (the bench reads them)
+        self.last_changes = 0     # the kernel and file changes of the last apply
 
     # ---- the contract ------------------------------------------------------------------------
     def _load(self):
@@ -107,8 +128,16 @@ class Agent(object):
                                 timeout=settings.get('timeout') or 5)
 
     def peers(self):
-        """The contract's peers from the leases, as the controller builds them (_lease_schema.contract_peers)."""
-        ours = dict((host, record) for host, record, _data, _mod in self.kvs.values() if host)
+        """The contract's peers from the leases, as the controller builds them (_lease_schema.contract_peers). A lease
+        that cannot be one (a name with two keys, a subnet, address or MAC another peer has, a check it fails) is
+        left out and logged: it must not stop the others."""
+        keys = {}
+        for key, (host, _record, _data, _mod) in sorted(self.kvs.items()):
+            if host:
+                keys.setdefault(host, []).append(key)
+        ours = dict((host, self.kvs[found[0]][1]) for host, found in keys.items() if len(found) == 1)
+        for host in sorted(set(keys) - set(ours)):
+            self._skip('%s has %d leases (%s): none taken until one is deleted' % (host, len(keys[host]), ', '.join(keys[host])))
         backend = self.node.backend
         found = [peer for peer in schema.contract_peers(self.name, ours, list(ours), type(backend)) if self._valid(peer)]
         if self.flannel_peers:
@@ -118,7 +147,29 @@ class Agent(object):
             for problem in problems:
                 self.log('skipped: %s' % problem)
             found += [dict(record, name=name) for name, record in sorted(theirs.items())]
-        return found
+        return self._distinct(found)
+
+    def _distinct(self, peers):
+        """The peers, less any whose subnet, address or MAC an earlier one (by name) has: the node contract refuses both."""
+        taken, kept = {}, []
+        own = self.raw['underlay']['address']
+        for peer in peers:
+            claims = [('subnet', peer.get('subnet')), ('subnet', peer.get('ipv6_subnet')), ('address', peer.get('underlay')),
+                      ('MAC', peer.get('vtep_mac')), ('key', peer.get('public_key'))]
+            clash = [(what, value, taken[(what, value)]) for what, value in claims if value and (what, value) in taken]
+            if peer.get('underlay') == own:
+                clash.append(('address', own, 'this host'))
+            if clash:
+                self._skip('the lease of %s: %s' % (peer['name'], '; '.join('%s %s is also %s\'s' % c for c in clash)))
+                continue
+            taken.update(((what, value), peer['name']) for what, value in claims if value)
+            kept.append(peer)
+        return kept
+
+    def _skip(self, message):
+        if message not in self._skipped:  # once per lease, not per event
+            self.log('skipped %s' % message)
+        self._skipped.add(message)
 
     def _valid(self, peer):
         """Whether a peer from a lease passes the contract's checks (a damaged lease must not stop the others)."""
@@ -156,11 +207,10 @@ class Agent(object):
             except _node_apply.STEP_ERRORS + (ValueError,) as exc:  # pylint: disable=catching-non-exception
                 failure = exc
             host.record_apply('agent', failure, agent=self._status())
-        count = len(host.report.changes)
-        self.kernel_changes.append(count)
+        count = self.last_changes = len(host.report.changes)
         if failure is not None:
-            self.log('%s: failed: %s' % (what, failure))
-        elif count:
+            raise ApplyFailed('%s: failed: %s' % (what, failure))
+        if count:
             self.log('%s: %d change(s): %s' % (what, count, '; '.join(host.report.changes)))
         return failure is None
 
@@ -264,10 +314,14 @@ class Agent(object):
         sock.bind((0, _RTMGRP_IPV4_IFADDR | _RTMGRP_IPV6_IFADDR))
         while True:
             try:
-                sock.recv(65536)
+                data = sock.recv(65536)
             except OSError:
                 time.sleep(1)  # ENOBUFS after a burst: look anyway
-            self.events.put(('address', None))
+                data = None
+            # only global addresses (a container's link-local address is none of ours), one wake-up per burst
+            if (data is None or _global_address_event(data)) and not self._address_pending.is_set():
+                self._address_pending.set()
+                self.events.put(('address', None))
 
     def _watch(self, events, revision):
         """Thread: the watch's responses into events, then why it ended."""
@@ -276,6 +330,8 @@ class Agent(object):
                 events.put(('leases', changes))
         except _etcd.EtcdError as exc:
             events.put(('watch ended', exc))
+        except Exception as exc:  # pylint: disable=broad-except  # never a watch that died without a word
+            events.put(('watch ended', _etcd.EtcdError('unreachable', 'the watch failed: %r' % exc)))
 
     def _opened(self, connection):
         self.watch_connection = connection
@@ -318,20 +374,26 @@ class Agent(object):
         # that the end of an earlier one cannot end this one
         self.events = events = queue.Queue()
         threading.Thread(target=self._watch, args=(events, self.revision + 1), daemon=True).start()
+        due = time.monotonic() + HEALTH_EVERY
         try:
             while True:
                 try:
-                    kind, item = self.events.get(timeout=HEALTH_EVERY)
+                    kind, item = self.events.get(timeout=max(0.0, due - time.monotonic()))
                 except queue.Empty:
-                    self.client.serving()
-                    continue
+                    kind, item = None, None
                 if kind == 'leases':
                     self.on_events(item)
                 elif kind == 'address':
                     time.sleep(ADDRESS_SETTLE)
+                    self._address_pending.clear()  # events from now on wake us again
                     self.check_address()
-                else:
+                elif kind is not None:
                     raise item
+                if time.monotonic() >= due:  # by the clock: a busy queue must not hide a lost quorum
+                    due = time.monotonic() + HEALTH_EVERY
+                    self.client.serving(self.subnets)
+                    if _host.Host.read(self.path) != self.saved_text:  # a site run applied (older) peers meanwhile
+                        self._apply(self.peers(), 'node.json saved by a site run: the peers from the leases again')
         finally:
             self._stop_watch()
 
@@ -348,7 +410,7 @@ class Agent(object):
                 if self.state['state'] == 'synced':
                     attempt = 0  # it had worked: start the back-off again
                 self._set_state('degraded', '%s; the last applied peers stand' % exc)
-            except ValueError as exc:  # node.json gone or invalid: the node module will restart or remove us
+            except (ValueError, ApplyFailed) as exc:  # node.json gone or invalid, or an apply failed: again after the back-off
                 self._set_state('degraded', str(exc))
             time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
             attempt += 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import ssl
 import urllib.parse
 
@@ -48,7 +49,8 @@ def b64(text):
 
 
 def unb64(text):
-    return base64.b64decode(text).decode('utf-8')
+    # a value someone wrote that is not UTF-8 must not stop every read of the prefix: its key is then refused as not flannel's
+    return base64.b64decode(text).decode('utf-8', errors='replace')
 
 
 def prefix_end(prefix):
@@ -231,9 +233,10 @@ class EtcdClient:
         compare = [{'key': b64(key), 'target': 'MOD', 'result': 'EQUAL', 'mod_revision': str(mod_revision)}]
         return self.txn(compare, [{'request_put': {'key': b64(key), 'value': b64(value)}}])[0]
 
-    def serving(self):
-        """Raise EtcdError unless the cluster serves a linearizable read now (a member without quorum does not)."""
-        self.call('/v3/kv/range', {'key': b64('\0'), 'count_only': True})
+    def serving(self, prefix):
+        """Raise EtcdError unless the cluster serves a linearizable read under ``prefix`` now (a member without quorum
+        does not; a key outside what the user may read would be refused)."""
+        self.call('/v3/kv/range', {'key': b64(prefix), 'range_end': prefix_end(prefix), 'count_only': True})
 
     def watch(self, prefix, start_revision, opened=None):
         """Every change of the keys under ``prefix`` from ``start_revision`` on: yields the list of events
@@ -260,7 +263,8 @@ class EtcdClient:
                 response = conn.getresponse()
                 if response.status != 200:
                     raise OSError('HTTP %d %s' % (response.status, response.reason))
-                conn.sock.settimeout(None)  # the stream is quiet while nothing changes
+                conn.sock.settimeout(None)  # the stream is quiet while nothing changes ...
+                _keepalive(conn.sock)  # ... but a member that went away without a word must end it
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 failures.append('%s: %s' % (endpoint, exc))
@@ -389,3 +393,12 @@ def _raw(text):
 
 def _text(raw):
     return base64.b64decode(raw).decode('utf-8', 'surrogateescape')
+
+
+def _keepalive(sock, idle=10, interval=5, count=3):
+    """TCP keepalive on a long-lived stream: a peer that vanished (power lost, a partition) ends it in idle + interval *
+    count seconds, instead of never."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (('TCP_KEEPIDLE', idle), ('TCP_KEEPINTVL', interval), ('TCP_KEEPCNT', count)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)

@@ -249,6 +249,9 @@ class Host(object):
             return
         record = {'result': 'failed' if failure is not None else 'ok', 'time': round(time.time(), 3), 'by': by,
                   'changes': len(self.report.changes), 'message': str(failure) if failure is not None else ''}
+        if agent is None:  # a site run or the boot: the node agent's last word stands (verify's metric reads it)
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                agent = json.loads(self.read(LAST_APPLY_FILE) or '{}').get('agent')
         if agent is not None:
             record['agent'] = agent
         with contextlib.suppress(OSError):

@@ -208,6 +208,9 @@ def agent_settings(variables, host):
     if (variables.get('mesh_node_registry') or 'file') != 'etcd':
         raise InputError('%s: mesh_node_agent: the agent follows the leases in etcd; it needs mesh_node_registry: etcd'
                          ' (the lease file needs no agent: site applies it)' % host)
+    if variables.get('mesh_node_agent_etcd_auth') == 'certificate':
+        raise InputError('%s: mesh_node_agent: the agent logs in with a user and password (etcd\'s JSON gateway does not take the'
+                         ' user from a certificate); mesh_node_agent_etcd_auth: certificate is for gRPC clients only' % host)
     endpoints = agent_variable(variables, 'endpoints')
     if not endpoints:
         raise InputError('%s: mesh_node_agent: no etcd endpoints (mesh_node_agent_etcd_endpoints or mesh_node_etcd_endpoints)' % host)

@@ -11,12 +11,14 @@ Ansible) must start the agent and say clearly why it cannot run without its sett
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 
 import pytest
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _agent
+from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema as schema
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
 
@@ -138,3 +140,35 @@ def test_the_installed_engine_starts_the_agent_without_ansible(tmp_path):
     proc = subprocess.run([sys.executable, '-I', '-S', '-c', code], capture_output=True, text=True, check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert 'does not turn the agent on (mesh_node_agent)' in proc.stdout
+
+
+def test_a_host_renamed_or_impersonated_blocks_nobody(agent):
+    """Two leases naming one host, or a second host with the same address or MAC (a host renamed in the inventory
+    keeps its machine): the contract would refuse the whole list, so those are left out, the others applied."""
+    agent.on_events([('PUT',) + lease('node2', '10.244.7.0/24', '198.18.0.17', '02:00:00:00:02:07') + (20,),
+                     ('PUT',) + lease('node2-renamed', '10.244.8.0/24', '198.18.0.12', '02:00:00:00:02:02') + (20,),
+                     ('PUT',) + lease('node9', '10.244.9.0/24', '198.18.0.19', '02:00:00:00:02:09') + (20,)])
+    (_what, changed, removed), = agent.applied
+    # node2's two keys: neither taken (its twin, alone with its address now, is)
+    assert names(changed) == ['node2-renamed', 'node9'] and names(removed) == ['node2']
+    assert any('node2 has 2 leases' in line for line in agent.lines)
+    agent.on_events([('DELETE', lease('node2', '10.244.7.0/24', '198.18.0.17', '')[0], '', 21)])
+    assert names(agent.raw['peers']) == ['node2', 'node9']  # one key again: node2 back, its twin still left out
+    assert any("the lease of node2-renamed: address 198.18.0.12 is also node2's" in line for line in agent.lines)
+
+
+def test_only_global_address_events_wake_the_agent():
+    def message(kind, scope):
+        body = struct.pack('=BBBBI', 2, 24, 0, scope, 3) + b'\0' * 8
+        return struct.pack('=IHHII', 16 + len(body), kind, 0, 0, 0) + body
+    assert _agent._global_address_event(message(20, 0))  # pylint: disable=protected-access
+    assert _agent._global_address_event(message(21, 253) + message(21, 0))  # pylint: disable=protected-access
+    assert not _agent._global_address_event(message(20, 253))  # a link-local address  # pylint: disable=protected-access
+
+
+def test_a_site_run_keeps_the_agents_state_in_last_apply(tmp_path, monkeypatch):
+    monkeypatch.setattr(_host, 'LAST_APPLY_FILE', str(tmp_path / 'last-apply.json'))
+    _host.Host().record_apply('agent', None, agent={'state': 'degraded'})
+    _host.Host().record_apply('ansible', None)
+    record = json.loads((tmp_path / 'last-apply.json').read_text())
+    assert record['by'] == 'ansible' and record['agent'] == {'state': 'degraded'}
