@@ -5,9 +5,10 @@
 """The etcd lease store (``registry: etcd``), in flannel's key schema. See docs/leases.md.
 
 ``<prefix>/config`` holds flannel's network config; the leases are under ``<prefix>/subnets/``, keys and
-values as module_utils/_lease_schema.py reads and writes them (the node agent reads them with it too). Allocation is _leases.allocate() on what one range request read, written
-back by one transaction that holds only if no lease key changed since that read; on a
-conflict (another controller wrote first) the whole cycle runs again.
+values as module_utils/_lease_schema.py reads and writes them (the node agent reads them with it too).
+Allocation is _leases.allocate() on what one range request read, written back by one transaction that
+holds only if no lease key changed since that read; on a conflict (another controller wrote first) the
+whole cycle runs again.
 """
 
 from __future__ import annotations
