@@ -272,8 +272,7 @@ class EtcdClient:
             if opened is not None:
                 opened(conn)
             try:
-                for events in self._watch_stream(endpoint, response, start_revision):
-                    yield events
+                yield from self._watch_stream(endpoint, response, start_revision)
             finally:
                 conn.close()
         raise EtcdError('unreachable', 'no etcd endpoint took the watch: %s' % '; '.join(failures))

@@ -21,7 +21,7 @@ import time
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _flannel_interop
 from ansible_collections.overlay.mesh.plugins.module_utils._etcd import EtcdError, b64, prefix_end
-from ansible_collections.overlay.mesh.plugins.module_utils._lease_schema import (  # noqa: F401  (names tests use)
+from ansible_collections.overlay.mesh.plugins.module_utils._lease_schema import (  # noqa: F401 pylint: disable=unused-import
     NO_IPV4, OURS, backend_settings as _backend, decode, lease_value, parse_subnet_key, subnet_key)
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
 

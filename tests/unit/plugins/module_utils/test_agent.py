@@ -46,8 +46,9 @@ def flanneld(subnet, underlay, mac):
 def agent(tmp_path, monkeypatch):
     path = tmp_path / 'node.json'
     path.write_text(json.dumps(NODE))
-    made = _agent.Agent(str(path), out=lambda line: made.lines.append(line))
-    made.lines, made.applied = [], []
+    lines = []
+    made = _agent.Agent(str(path), out=lines.append)
+    made.lines, made.applied = lines, []
 
     def record(peers, what, changed=None, removed=None, underlay=None):
         made.applied.append((what, changed, removed))
