@@ -24,10 +24,10 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _docker
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as peers_engine
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_routes as routes
 from ansible_collections.overlay.mesh.plugins.module_utils import _nftables
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_files as files
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
-from ansible_collections.overlay.mesh.plugins.module_utils._backends import host_gw
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import NetlinkError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
@@ -224,7 +224,7 @@ def _remove_leftovers(node, host, previous):
     if previous.get('cni') and files.cni_conflist_path(previous) != files.cni_conflist_path(node.data):
         host.remove(files.cni_conflist_path(previous))
     if previous.get('ipv6_network') and previous['ipv6_network'] != node.data.get('ipv6_network'):
-        host_gw.purge_network(host, previous.get('route_protocol') or node.route_protocol, previous['ipv6_network'])
+        routes.purge_network(host, previous.get('route_protocol') or node.route_protocol, previous['ipv6_network'])
 
 
 def _apply_firewall(node, host):

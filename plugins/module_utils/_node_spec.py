@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ipaddress
 
-from ansible_collections.overlay.mesh.plugins.module_utils import _docker
 from ansible_collections.overlay.mesh.plugins.module_utils import _identity
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
 from ansible_collections.overlay.mesh.plugins.module_utils import _spec
@@ -180,8 +179,13 @@ class Node(object):
     def bridge_subnet(self):
         """The part of the subnet on the node's bridge: all of it, or its lower half beside Docker (_docker.py)."""
         if self.data['docker']['enabled']:
-            return _docker.halves(self.subnet)[0]
+            return self.subnet_halves[0]
         return self.subnet
+
+    @property
+    def subnet_halves(self):
+        """(the node bridge's part, docker0's part) of the host's subnet when Docker is beside the overlay."""
+        return tuple(self.subnet.subnets(prefixlen_diff=1))
 
     @property
     def mtu(self):

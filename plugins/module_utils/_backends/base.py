@@ -29,6 +29,9 @@ class Backend(object):
     # The backend has a secret generated on the host (a WireGuard key): the role runs overlay.mesh.node_keys
     # after every check and before the leases are written, so peers learn the public key in the same run.
     KEYED = False
+    # Link kinds of this backend's own devices that carry per-peer routes of our route protocol (a VTEP's):
+    # the direct routes (_netlink_routes) of any backend never take those for theirs.
+    PEER_ROUTE_KINDS = ()
     # The backend carries a dual-stack overlay (ipv6_network): IPv6 subnets to peers beside IPv4 ones.
     DUAL_STACK = False
 

@@ -18,6 +18,11 @@ def names():
     return sorted(BACKENDS)
 
 
+def peer_route_kinds():
+    """The link kinds on which a backend keeps per-peer routes of its own (Backend.PEER_ROUTE_KINDS)."""
+    return tuple(sorted(set(kind for backend in BACKENDS.values() for kind in backend.PEER_ROUTE_KINDS)))
+
+
 def get(name):
     """The Backend class called name, or None."""
     return BACKENDS.get(name)
