@@ -19,6 +19,7 @@ import hashlib
 import importlib
 import json
 import os
+import sys
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _docker
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
@@ -28,23 +29,36 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_route
 from ansible_collections.overlay.mesh.plugins.module_utils import _nftables
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_files as files
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import NetlinkError
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_wire import NetlinkFailure
 
 PACKAGE = 'ansible_collections.overlay.mesh.plugins.module_utils'
 # The engine as installed under /usr/lib/overlay-mesh for the boot-time reapply and the udp
-# daemon: everything these two import (a unit test runs the installed copy without Ansible).
-ENGINE_MODULES = (
-    '_spec', '_identity', '_host', '_docker', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply', '_node_boot',
-    '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_peers', '_netlink_validate', '_netlink_core', '_netlink_wire',
-    '_netlink_routes', '_backends', '_backends.base', '_backends.registry', '_backends.vxlan', '_backends.udp',
-    '_backends.udp_daemon', '_backends.host_gw', '_backends.wireguard', '_backends.wireguard_model', '_backends.wireguard_keys',
-    '_backends.wireguard_uapi', '_backends.wireguard_genl',
+# daemon: everything these two import (a unit test runs the installed copy without Ansible): the
+# modules below, and every registered backend's module with the ones it names in its ENGINE_MODULES.
+CORE_MODULES = (
+    '_errors', '_spec', '_identity', '_host', '_docker', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply',
+    '_node_boot', '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_peers', '_netlink_validate', '_netlink_core',
+    '_netlink_wire', '_netlink_routes', '_backends', '_backends.base', '_backends.registry',
 )
+
+
+def engine_modules():
+    """CORE_MODULES, then each registered backend's module and the extra modules it declares."""
+    names = list(CORE_MODULES)
+    for backend in registry.BACKENDS.values():
+        module = sys.modules[backend.__module__]
+        for name in (module.__name__[len(PACKAGE) + 1:],) + tuple(getattr(module, 'ENGINE_MODULES', ())):
+            if name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+ENGINE_MODULES = engine_modules()
 ENGINE_ROOT = os.path.join(_host.LIB_DIR, 'ansible_collections')
-STEP_ERRORS = (EngineError, ValidationError, NetlinkError, NetlinkFailure, OSError)
+STEP_ERRORS = (OverlayMeshError, NetlinkError, OSError)
 # The parts of a node, in the order apply() reconciles them.
 STEPS = ('engine', 'route protocol', 'leftovers', 'bridge', 'backend', 'kernel', 'nftables', 'files', 'units', 'saved contract')
 APPLY_LAUNCHER = '''#!/usr/bin/python3

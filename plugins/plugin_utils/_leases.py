@@ -31,6 +31,8 @@ import time
 
 import yaml
 
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
+
 try:
     from yaml import CSafeLoader as _SafeLoader
 except ImportError:  # pragma: no cover - libyaml missing
@@ -77,7 +79,7 @@ _YAML_UNSAFE_RE = re.compile('[\x7f-\x9f\u2028\u2029\ufffe\uffff\ud800-\udfff]')
 _YAML_WORDS = frozenset(('y', 'n', 'yes', 'no', 'on', 'off', 'true', 'false', 'null'))
 
 
-class LeaseError(Exception):
+class LeaseError(OverlayMeshError):
     """One or more problems; ``problems`` holds one line per problem (host and field named)."""
 
     def __init__(self, problems):

@@ -19,6 +19,7 @@ import re
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases
 
@@ -70,7 +71,7 @@ GROUP_VARIABLES = {
 }
 
 
-class InputError(Exception):
+class InputError(OverlayMeshError):
     """The role's variables do not make a valid contract for a host; the message names both."""
 
 

@@ -3,7 +3,9 @@
 
 """What every backend (data path between hosts) provides to the node apply.
 
-A backend is one file in this folder, listed in registry.py. It owns its options (the
+A backend is one file in this folder, listed in registry.py (a module of its own may name the
+other modules of this folder it needs in ENGINE_MODULES, so that the engine installed on the host
+carries them). It owns its options (the
 ``backend`` mapping of the node contract), the data it needs from each peer, its
 encapsulation overhead, its device and ports, how it is reconciled and torn down. The role,
 the node module and the boot-time apply know backends only through this interface.

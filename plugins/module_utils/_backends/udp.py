@@ -21,6 +21,8 @@ from ansible_collections.overlay.mesh.plugins.module_utils._backends import udp_
 from ansible_collections.overlay.mesh.plugins.module_utils._backends.base import Backend as BaseBackend
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 
+# installed with the engine (_node_apply): the daemon the unit runs
+ENGINE_MODULES = ('_backends.udp_daemon',)
 NAME = 'udp'
 UNIT = 'overlay-mesh-udp.service'
 CONFIG_FILE = os.path.join(_host.STATE_DIR, 'udp.json')

@@ -41,6 +41,9 @@ from ansible_collections.overlay.mesh.plugins.module_utils._backends.base import
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import open_iproute
 
+# installed with the engine (_node_apply)
+ENGINE_MODULES = ('_backends.wireguard_model', '_backends.wireguard_keys', '_backends.wireguard_uapi',
+                  '_backends.wireguard_genl')
 NAME = 'wireguard'
 DEFAULT_PORT = 51820
 DEFAULT_DEVICE = 'mesh-wg'
