@@ -381,11 +381,13 @@ class Host(object):
         return True
 
 
-def write_atomic(path, content, mode=0o644):
+def write_atomic(path, content, mode=0o644, prefix='.overlay-mesh-', suffix='', make_dirs=True, sync_dir=False):
+    """Replace path atomically: a temporary file in its directory (made when missing, with make_dirs), fsync,
+    rename; with sync_dir the directory is synced too, so the rename itself survives a crash."""
     directory = os.path.dirname(path) or '.'
-    if not os.path.isdir(directory):
+    if make_dirs and not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
-    handle, tmp = tempfile.mkstemp(prefix='.overlay-mesh-', dir=directory)
+    handle, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
     try:
         with os.fdopen(handle, 'wb' if isinstance(content, bytes) else 'w') as stream:
             stream.write(content)
@@ -397,3 +399,10 @@ def write_atomic(path, content, mode=0o644):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if sync_dir:
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)

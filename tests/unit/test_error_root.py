@@ -37,7 +37,7 @@ def test_every_exception_of_the_collection_derives_from_one_root():
                 found.add(label)
                 if not issubclass(value, OverlayMeshError):
                     outside.add(label)
-    assert {'_netlink_changes.EngineError', '_netlink_validate.ValidationError', '_leases.LeaseError'} <= found
+    assert {'_netlink_changes.EngineError', '_netlink_validate.ValidationError', '_lease_pool.LeaseError'} <= found
     assert outside == NOT_OURS & found, 'derive these from _errors.OverlayMeshError (or say why not in NOT_OURS)'
 
 
