@@ -28,7 +28,7 @@ import socket
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_compat as compat
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
-from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as peers
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_objects as objects
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as wire
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import ChangeSet, EngineError
@@ -87,7 +87,7 @@ class DirectRoutes(object):
                    for network in self.within)
 
     def _obj(self, rec):
-        return peers.route_obj(self.devnames.get(rec.oif, 'if%s' % rec.oif), rec.family, rec.dst, rec.dst_len, rec.gateway,
+        return objects.route_obj(self.devnames.get(rec.oif, 'if%s' % rec.oif), rec.family, rec.dst, rec.dst_len, rec.gateway,
                                rec.protocol, onlink=False)
 
     def plan(self, wanted, exclusive=True):
@@ -103,9 +103,9 @@ class DirectRoutes(object):
         for route in wanted:
             wanted_keys.add(route.key)
             family, dst, plen = route.key
-            obj = peers.route_obj(route.dev, family, dst, plen, route.gateway.packed, self.protocol, onlink=False)
+            obj = objects.route_obj(route.dev, family, dst, plen, route.gateway.packed, self.protocol, onlink=False)
             ours = [rec for rec in routes.get(route.key, ()) if rec.protocol == self.protocol]
-            conflicts += [peers.describe_route(rec, self.devnames) for rec in routes.get(route.key, ())
+            conflicts += [objects.describe_route(rec, self.devnames) for rec in routes.get(route.key, ())
                           if rec.protocol != self.protocol]
             body = wire.route_body(family, dst, plen, self.protocol, gateway=route.gateway.packed, oif=route.oif)
             if not ours:
@@ -165,11 +165,11 @@ def reconcile_device_route(nl, network, device, index, protocol, check_mode=Fals
     dst = network.network_address.packed
     found = [rec for rec in nl.dump_routes(family) if rec.table == wire.RT_TABLE_MAIN and rec.dst == dst
              and rec.dst_len == network.prefixlen]
-    wanted = peers.route_obj(device, family, dst, network.prefixlen, None, protocol, onlink=False)
+    wanted = objects.route_obj(device, family, dst, network.prefixlen, None, protocol, onlink=False)
     foreign = [rec for rec in found if rec.protocol != protocol]
     if foreign:
         raise EngineError('a route for the overlay network %s not owned by overlay.mesh (protocol %s) exists: %s;'
-                          ' remove it' % (network, foreign[0].protocol, peers.describe_route(foreign[0], {})))
+                          ' remove it' % (network, foreign[0].protocol, objects.describe_route(foreign[0], {})))
     changes = ChangeSet()
     if any(rec.oif == index for rec in found):
         changes.current[('route', network)] = wanted

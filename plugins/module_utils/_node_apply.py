@@ -40,8 +40,8 @@ PACKAGE = 'ansible_collections.overlay.mesh.plugins.module_utils'
 # modules below, and every registered backend's module with the ones it names in its ENGINE_MODULES.
 CORE_MODULES = (
     '_errors', '_spec', '_identity', '_host', '_docker', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply',
-    '_node_boot', '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_peers', '_netlink_validate', '_netlink_core',
-    '_netlink_wire', '_netlink_routes', '_backends', '_backends.base', '_backends.registry',
+    '_node_boot', '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_objects', '_netlink_peers',
+    '_netlink_validate', '_netlink_core', '_netlink_wire', '_netlink_routes', '_backends', '_backends.base', '_backends.registry',
 )
 
 
@@ -93,7 +93,8 @@ def read_saved(host):
 
 def _from_release_0_1(old):
     kind = old.get('backend')
-    device = (old.get('vxlan') or {}).get('name') if kind == 'vxlan' else 'mesh-udp'
+    backend = registry.get(kind)
+    device = backend.release_0_1_device(old) if backend is not None else None
     record = {'backend': {'type': kind, 'device': device}, 'bridge': {'name': (old.get('bridge') or {}).get('name')}}
     if (old.get('subnet_env') or {}).get('dest'):
         record['subnet_env'] = old['subnet_env']['dest']

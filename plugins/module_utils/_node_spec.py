@@ -34,7 +34,7 @@ DEFAULT_BRIDGE = 'cni0'
 DEFAULT_SUBNET_ENV = '/run/flannel/subnet.env'
 DEFAULT_CNI_CONF_DIR = '/etc/cni/net.d'
 DEFAULT_CNI_NETWORK = 'overlay-mesh'
-DEFAULT_BACKEND = 'vxlan'
+DEFAULT_BACKEND = registry.DEFAULT
 # Below this, the kernel disables IPv6 on a device.
 IPV6_MIN_MTU = 1280
 

@@ -176,9 +176,11 @@ def public_address(variables, host, info=None):
         raise InputError('%s: mesh_node_public_address: %r is not an IP address' % (host, value)) from None
     kind = variables.get('mesh_node_backend') or _node_spec.DEFAULT_BACKEND
     problems = []
-    if kind == 'host-gw':
-        problems.append("the host-gw backend routes through the hosts' own addresses on one L2 segment; a public address"
-                        " (NAT) needs vxlan, udp or wireguard")
+    backend = registry.get(kind)
+    if backend is not None and not backend.PUBLIC_ADDRESS:
+        others = [name for name in registry.names() if registry.get(name).PUBLIC_ADDRESS]
+        problems.append("the %s backend routes through the hosts' own addresses on one L2 segment; a public address (NAT)"
+                        " needs %s or %s" % (kind, ', '.join(others[:-1]), others[-1]))
     underlay_version = ipaddress.ip_address(underlay).version if underlay else address.version
     if underlay_version != address.version:
         problems.append('%s is IPv%d but the underlay address %s is IPv%d' % (address, address.version, underlay, underlay_version))

@@ -34,6 +34,8 @@ class Backend(object):
     # Link kinds of this backend's own devices that carry per-peer routes of our route protocol (a VTEP's):
     # the direct routes (_netlink_routes) of any backend never take those for theirs.
     PEER_ROUTE_KINDS = ()
+    # The backend reaches a peer at an address other than the peer's own (a public address, behind NAT).
+    PUBLIC_ADDRESS = True
     # The backend carries a dual-stack overlay (ipv6_network): IPv6 subnets to peers beside IPv4 ones.
     DUAL_STACK = False
 
@@ -44,6 +46,11 @@ class Backend(object):
     def normalize(cls, params, machine_id=None):
         """Fill defaults that depend on other options (device name, derived MAC); returns params."""
         return params
+
+    @classmethod
+    def release_0_1_device(cls, state):
+        """The device a host converged by release 0.1 has for this backend, from that release's state.json."""
+        return None
 
     @classmethod
     def host_identity(cls, params):

@@ -30,6 +30,8 @@ class Backend(BaseBackend):
     OPTIONS = {}
     OVERHEAD = {4: 0, 6: 0}
     DUAL_STACK = True
+    # peers are routed via their own underlay addresses, on one L2 segment
+    PUBLIC_ADDRESS = False
 
     def check(self, data, problem):
         if data.get('ipv6_network') and ipaddress.ip_address(data['underlay']['address']).version != 6:

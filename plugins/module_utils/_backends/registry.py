@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import host_gw, udp, vxlan, wireguard
 
+# The backend of a contract (and a role) that names none: flannel's default.
+DEFAULT = vxlan.NAME
 BACKENDS = dict((module.Backend.name, module.Backend) for module in (vxlan, udp, host_gw, wireguard))
 
 

@@ -79,6 +79,10 @@ class Backend(BaseBackend):
     OVERHEAD = udp_daemon.OVERHEAD
     GROUP_OPTIONS = ('port',)
 
+    @classmethod
+    def release_0_1_device(cls, state):
+        return udp_daemon.DEFAULT_DEVICE  # release 0.1's udp device had no other name
+
     def ports(self):
         return [('udp', self.params['port'])]
 

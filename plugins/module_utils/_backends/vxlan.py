@@ -206,6 +206,10 @@ class Backend(BaseBackend):
             params['mac'] = _identity.device_mac(machine_id, params['device'])
         return params
 
+    @classmethod
+    def release_0_1_device(cls, state):
+        return (state.get('vxlan') or {}).get('name')
+
     def ports(self):
         return [('udp', self.params['port'])]
 
