@@ -198,13 +198,18 @@ def underlay_link(ipr, node):
     raise EngineError('underlay address %s is not configured on any interface of this host' % address)
 
 
-def underlay_network(node):
-    """This host's underlay network, as configured on its underlay interface now."""
+def _read_links(read):
+    """read(ipr) on a pyroute2 socket opened for it."""
     ipr = compat.open_iproute()
     try:
-        return underlay_link(ipr, node)[2]
+        return read(ipr)
     finally:
         ipr.close()
+
+
+def underlay_network(node):
+    """This host's underlay network, as configured on its underlay interface now."""
+    return _read_links(lambda ipr: underlay_link(ipr, node)[2])
 
 
 def _direct_links(ipr, skip_kinds):
@@ -247,7 +252,7 @@ def reconcile_direct(node, host, wanted_peers, exclusive, skip_kinds=()):
         ipr.close()
     with wire.NetlinkRoute() as nl:
         changes = DirectRoutes(nl, node.route_protocol, devices, names,
-                                      within=overlay_networks(node.network, node.ipv6_network)).reconcile(
+                               within=overlay_networks(node.network, node.ipv6_network)).reconcile(
             wanted, exclusive=exclusive, check_mode=host.check_mode)
     host.report.changeset(changes)
 
@@ -257,28 +262,19 @@ def purge_direct(host, record, skip_kinds=()):
     record = record or {}
     if not record.get('network'):
         return  # a record without its network (release 0.1): no direct route was ever made
-    ipr = compat.open_iproute()
-    try:
-        devices = _direct_links(ipr, skip_kinds)
-    finally:
-        ipr.close()
-    protocol = record.get('route_protocol') or validate.ROUTE_PROTOCOL
-    with wire.NetlinkRoute() as nl:
-        within = overlay_networks(record['network'], record.get('ipv6_network'))
-        changes = DirectRoutes(nl, protocol, devices, within=within).reconcile(
-            [], exclusive=True, check_mode=host.check_mode)
-    host.report.changeset(changes)
+    _purge(host, record.get('route_protocol') or validate.ROUTE_PROTOCOL,
+           _read_links(lambda ipr: _direct_links(ipr, skip_kinds)),
+           overlay_networks(record['network'], record.get('ipv6_network')))
 
 
 def purge_network(host, protocol, network):
     """Every route of ours into ``network``, on any device: what a dual-stack overlay turned off (or moved to
     another IPv6 network) leaves behind, whichever backend made it (host-gw's, the VTEP's, WireGuard's)."""
-    ipr = compat.open_iproute()
-    try:
-        devices = links.link_names(ipr)
-    finally:
-        ipr.close()
+    _purge(host, protocol, _read_links(links.link_names), [ipaddress.ip_network(network)])
+
+
+def _purge(host, protocol, devices, within):
+    """Remove every route of ours (protocol) on these devices into the networks within."""
     with wire.NetlinkRoute() as nl:
-        changes = DirectRoutes(nl, protocol, devices, within=[ipaddress.ip_network(network)]).reconcile(
-            [], exclusive=True, check_mode=host.check_mode)
+        changes = DirectRoutes(nl, protocol, devices, within=within).reconcile([], exclusive=True, check_mode=host.check_mode)
     host.report.changeset(changes)

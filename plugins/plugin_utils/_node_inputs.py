@@ -22,6 +22,7 @@ from ansible_collections.overlay.mesh.plugins.module_utils._backends import regi
 from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases
+from ansible_collections.overlay.mesh.plugins.plugin_utils._node_report import empty, public_address_set, underlay_address
 
 PREFIX = 'mesh_node_'
 # Role variable -> where it goes in the contract.
@@ -104,22 +105,18 @@ def _set(contract, path, value):
     target[keys[-1]] = value
 
 
-def _empty(value):
-    return value is None or (isinstance(value, str) and value.strip() == '')
-
-
 def contract_from_variables(variables):
     """The contract's role-given part (no underlay, lease or peers yet)."""
     contract = {}
     for name, path in sorted(CONTRACT_VARIABLES.items()):
-        if not _empty(variables.get(name)):
+        if not empty(variables.get(name)):
             _set(contract, path, variables[name])
     kind = (contract.get('backend') or {}).get('type') or _node_spec.DEFAULT_BACKEND
     backend = registry.get(kind)
     if backend is not None:
         for option in role_options(backend):
             value = variables.get(backend_variable(kind, option))
-            if not _empty(value):
+            if not empty(value):
                 _set(contract, 'backend.' + option, value)
     return contract
 
@@ -166,10 +163,10 @@ def public_address(variables, host, info=None):
     host's lease record publishes (``underlay``) and what peers use as its endpoint (vxlan, udp, WireGuard). Raises
     InputError naming the host and the variable: not an address, another family than the underlay, inside the
     overlay network, or with host-gw (its peers route through each other's addresses on one L2 segment)."""
-    underlay = ((info or {}).get('underlay') or {}).get('address') or None
-    value = variables.get('mesh_node_public_address')
-    if _empty(value):
+    underlay = underlay_address(info)
+    if not public_address_set(variables):
         return underlay
+    value = variables['mesh_node_public_address']
     try:
         address = ipaddress.ip_address(str(value).strip())
     except ValueError:
@@ -278,9 +275,9 @@ def group_problems(hosts, value_of):
         by_value = {}
         for host in sorted(hosts):
             value = value_of(host, name)
-            if _empty(value) and name == 'mesh_node_subnet_len':
+            if empty(value) and name == 'mesh_node_subnet_len':
                 value = _default_subnet_len(value_of(host, 'mesh_node_network'))  # unset means flannel's default
-            by_value.setdefault(_canonical(default if _empty(value) else value), []).append(host)
+            by_value.setdefault(_canonical(default if empty(value) else value), []).append(host)
         if len(by_value) > 1:
             problems.append('%s differs across the group (%s); every host of the overlay needs the same value (set it in '
                             'group_vars)' % (name, '; '.join('%s on %s' % ('unset' if value == 'None' else value, ', '.join(names))
