@@ -15,8 +15,8 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire 
 
 # Route protocol numbers as iproute2 names them (rt_protos), ours included.
 PROTO_NAMES = {0: 'unspec', 1: 'redirect', 2: 'kernel', 3: 'boot', 4: 'static', 8: 'gated', 9: 'ra', 10: 'mrt',
-                11: 'zebra', 12: 'bird', 13: 'dnrouted', 14: 'xorp', 15: 'ntk', 16: 'dhcp', 42: 'babel', 186: 'bgp',
-                187: 'isis', 188: 'ospf', 189: 'rip', 192: 'eigrp', validate.ROUTE_PROTOCOL: validate.ROUTE_PROTOCOL_NAME}
+               11: 'zebra', 12: 'bird', 13: 'dnrouted', 14: 'xorp', 15: 'ntk', 16: 'dhcp', 42: 'babel', 186: 'bgp',
+               187: 'isis', 188: 'ospf', 189: 'rip', 192: 'eigrp', validate.ROUTE_PROTOCOL: validate.ROUTE_PROTOCOL_NAME}
 
 
 def ntop(packed):

@@ -88,7 +88,7 @@ class DirectRoutes(object):
 
     def _obj(self, rec):
         return objects.route_obj(self.devnames.get(rec.oif, 'if%s' % rec.oif), rec.family, rec.dst, rec.dst_len, rec.gateway,
-                               rec.protocol, onlink=False)
+                                 rec.protocol, onlink=False)
 
     def plan(self, wanted, exclusive=True):
         """A ChangeSet whose changes carry (phase, msg_type, flags, body) in ``run``; phase 0 removes."""
