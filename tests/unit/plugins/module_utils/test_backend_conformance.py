@@ -125,7 +125,7 @@ def test_the_saved_record_names_the_same_instance_for_teardown(name):
     first = node(name)
     record = spec.removal_record(copy.deepcopy(first.data))
     saved = spec.saved_backend(record)
-    assert type(saved) is registry.get(name) and saved.device == first.backend.device
+    assert isinstance(saved, registry.get(name)) and saved.name == name and saved.device == first.backend.device
     assert first.backend.same_instance(record['backend'])
     others = [other for other in BACKENDS if other != name]
     assert not any(first.backend.same_instance(dict(record['backend'], type=other)) for other in others)
