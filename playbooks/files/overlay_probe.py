@@ -179,7 +179,9 @@ def probe(spec):
     finally:
         capture.stop()
     for target, result in zip(spec['targets'], results):
-        encapsulated = capture.count('udp and dst host %s and dst port %s' % (target['underlay'], spec['port'])) if spec.get('port') else 0
+        # to the address this host's peer entry has for the target: its public address behind a NAT (mesh_node_public_address)
+        endpoint = spec.get('endpoints', {}).get(target['host']) or target['underlay']
+        encapsulated = capture.count('udp and dst host %s and dst port %s' % (endpoint, spec['port'])) if spec.get('port') else 0
         # per family: a direct path shows the overlay's packets in the clear, a tunnelled one never does
         # (vxlan's direct routing over an IPv4 underlay routes IPv4 directly and IPv6 through the VTEP)
         clear = {'path': capture.count('icmp and dst host %s' % target['container'])}

@@ -7,7 +7,8 @@
 Why not a client from PyPI (docs/leases.md, "Choice of client"): etcd3gw (pure Python, the
 same gateway) talks to one endpoint only and has no user/password authentication;
 python-etcd3 needs grpcio and has had no release since 2020. The lease store needs four
-calls (authenticate, range, txn, and a put for tests), all JSON over HTTP(S).
+calls (authenticate, range, txn, and a put for tests), all JSON over HTTP(S); the node agent (_agent.py) also
+watches a prefix (a streamed POST to /v3/watch).
 
 Endpoints are tried in order, starting with the last one that answered: a member that is
 down (connection refused, timeout) or that answers "unavailable" (no leader, no quorum) is
@@ -215,3 +216,176 @@ class EtcdClient:
     def grant(self, ttl):
         """A lease of ``ttl`` seconds (flanneld's leases; used by tests)."""
         return int(self.call('/v3/lease/grant', {'TTL': str(ttl)})['ID'])
+
+    # ---- the node agent's calls ------------------------------------------------------------
+
+    def get(self, key):
+        """(value, mod_revision) of one key, (None, 0) when it does not exist."""
+        reply = self.call('/v3/kv/range', {'key': b64(key)})
+        for kv in reply.get('kvs', ()):
+            return unb64(kv.get('value', '')), int(kv.get('mod_revision', 0))
+        return None, 0
+
+    def put_if(self, key, value, mod_revision):
+        """Write key only if it is still at mod_revision (0: does not exist); whether it was written."""
+        compare = [{'key': b64(key), 'target': 'MOD', 'result': 'EQUAL', 'mod_revision': str(mod_revision)}]
+        return self.txn(compare, [{'request_put': {'key': b64(key), 'value': b64(value)}}])[0]
+
+    def serving(self):
+        """Raise EtcdError unless the cluster serves a linearizable read now (a member without quorum does not)."""
+        self.call('/v3/kv/range', {'key': b64('\0'), 'count_only': True})
+
+    def watch(self, prefix, start_revision, opened=None):
+        """Every change of the keys under ``prefix`` from ``start_revision`` on: yields the list of events
+        [(type 'PUT' or 'DELETE', key, value, mod_revision)] of each watch response, on a connection of its own
+        (``opened(connection)`` is told it, so another thread can close it), until the stream ends: then
+        EtcdError, kind 'compacted' when start_revision is no longer kept (list again), else 'unreachable'."""
+        if self.user and self._token is None:
+            self._authenticate()
+        body = json.dumps({'create_request': {'key': b64(prefix), 'range_end': prefix_end(prefix),
+                                              'start_revision': str(start_revision)}}).encode('utf-8')
+        headers = {'Content-Type': 'application/json'}
+        if self._token:
+            headers['Authorization'] = self._token
+        failures = []
+        for step in range(len(self.endpoints)):
+            endpoint = self.endpoints[(self._current + step) % len(self.endpoints)]
+            url = urllib.parse.urlsplit(endpoint)
+            if url.scheme == 'https':
+                conn = http.client.HTTPSConnection(url.hostname, url.port or 2379, timeout=self.timeout, context=self._context)
+            else:
+                conn = http.client.HTTPConnection(url.hostname, url.port or 2379, timeout=self.timeout)
+            try:
+                conn.request('POST', '/v3/watch', body=body, headers=headers)
+                response = conn.getresponse()
+                if response.status != 200:
+                    raise OSError('HTTP %d %s' % (response.status, response.reason))
+                conn.sock.settimeout(None)  # the stream is quiet while nothing changes
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                failures.append('%s: %s' % (endpoint, exc))
+                continue
+            if opened is not None:
+                opened(conn)
+            try:
+                for events in self._watch_stream(endpoint, response, start_revision):
+                    yield events
+            finally:
+                conn.close()
+        raise EtcdError('unreachable', 'no etcd endpoint took the watch: %s' % '; '.join(failures))
+
+    @staticmethod
+    def _watch_stream(endpoint, response, start_revision):
+        while True:
+            try:
+                line = response.readline()
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                raise EtcdError('unreachable', 'the watch on %s broke: %s' % (endpoint, exc)) from None
+            if not line:
+                raise EtcdError('unreachable', 'the watch on %s ended' % endpoint)
+            try:
+                message = json.loads(line.decode('utf-8'))
+            except ValueError:
+                continue
+            if message.get('error'):
+                error = message['error']
+                raise EtcdError('unreachable', 'the watch on %s failed: %s' % (endpoint, error.get('message') or error))
+            result = message.get('result') or {}
+            if int(result.get('compact_revision') or 0):
+                raise EtcdError('compacted', 'etcd compacted past revision %s (now %s): listing again'
+                                % (start_revision, result['compact_revision']))
+            if result.get('canceled'):
+                raise EtcdError('unreachable', 'etcd cancelled the watch on %s: %s' % (endpoint, result.get('cancel_reason')))
+            events = [(event.get('type') or 'PUT', unb64(event['kv']['key']), unb64(event['kv'].get('value') or ''),
+                       int(event['kv'].get('mod_revision') or 0)) for event in result.get('events') or ()]
+            if events:
+                yield events
+    # ---- the auth API: users and roles (the node agents' identities, docs/agent.md) ----
+    # Keys and range ends are text here (the gateway wants base64); a permission is (type, key, range_end),
+    # type READ, WRITE or READWRITE, range_end '' for one key.
+
+    def authenticate_as(self, name, password):
+        """How etcd answers ``name`` with ``password``, without changing this client's own token:
+        'ok', 'wrong' (a wrong password, or no such user), 'no-password' (a user that has none: its
+        client certificate's CN authenticates it, over gRPC only) or 'disabled' (auth is not enabled)."""
+        reply = self._failover('/v3/auth/authenticate', {'name': name, 'password': password or ''})
+        message = str(reply.get('message') or reply.get('error') or '')
+        if not reply.get('code'):
+            return 'ok'
+        if 'not enabled' in message:
+            return 'disabled'
+        if 'no password user' in message:
+            return 'no-password'
+        if 'authentication failed' in message:
+            return 'wrong'
+        raise EtcdError('request', 'etcd: authenticate %s: %s' % (name, message))
+
+    def _absent(self, path, body, missing):
+        """The reply, or None when etcd says the user or role does not exist."""
+        try:
+            return self.call(path, body)
+        except EtcdError as exc:
+            if exc.kind == 'request' and missing in str(exc):
+                return None
+            raise
+
+    def role_list(self):
+        return list(self.call('/v3/auth/role/list', {}).get('roles', ()))
+
+    def role_get(self, name):
+        """The role's permissions as a sorted list of (type, key, range_end), or None when there is no such role."""
+        reply = self._absent('/v3/auth/role/get', {'role': name}, 'role name not found')
+        if reply is None:
+            return None
+        return sorted((perm.get('permType', 'READ'), _text(perm.get('key', '')), _text(perm.get('range_end', '')))
+                      for perm in reply.get('perm', ()))
+
+    def role_add(self, name):
+        self.call('/v3/auth/role/add', {'name': name})
+
+    def role_delete(self, name):
+        self.call('/v3/auth/role/delete', {'role': name})
+
+    def role_grant(self, name, perm_type, key, range_end=''):
+        """Grant a permission; one on the same key and range end changes its type."""
+        perm = {'permType': perm_type, 'key': _raw(key)}
+        if range_end:
+            perm['range_end'] = _raw(range_end)
+        self.call('/v3/auth/role/grant', {'name': name, 'perm': perm})
+
+    def role_revoke(self, name, key, range_end=''):
+        body = {'role': name, 'key': _raw(key)}
+        if range_end:
+            body['range_end'] = _raw(range_end)
+        self.call('/v3/auth/role/revoke', body)
+
+    def user_list(self):
+        return list(self.call('/v3/auth/user/list', {}).get('users', ()))
+
+    def user_get(self, name):
+        """The user's roles (sorted), or None when there is no such user."""
+        reply = self._absent('/v3/auth/user/get', {'name': name}, 'user name not found')
+        return None if reply is None else sorted(reply.get('roles', ()))
+
+    def user_add(self, name, password=None):
+        """A user with ``password``; without one, a user that only its client certificate's CN authenticates."""
+        body = {'name': name, 'password': password} if password else {'name': name, 'options': {'no_password': True}}
+        self.call('/v3/auth/user/add', body)
+
+    def user_delete(self, name):
+        self.call('/v3/auth/user/delete', {'name': name})
+
+    def user_grant(self, name, role):
+        self.call('/v3/auth/user/grant', {'user': name, 'role': role})
+
+    def user_changepw(self, name, password):
+        self.call('/v3/auth/user/changepw', {'name': name, 'password': password})
+
+
+def _raw(text):
+    """Base64 of a key given as text (surrogate escapes stand for bytes that are not UTF-8)."""
+    return base64.b64encode(text.encode('utf-8', 'surrogateescape')).decode('ascii')
+
+
+def _text(raw):
+    return base64.b64decode(raw).decode('utf-8', 'surrogateescape')

@@ -245,13 +245,15 @@ class Host(object):
                     time.sleep(0.1)
             yield
 
-    def record_apply(self, by, failure=None):
-        """Note the result of an apply in LAST_APPLY_FILE (not in check mode). Best effort: a
-        record that cannot be written must not fail the apply it describes."""
+    def record_apply(self, by, failure=None, agent=None):
+        """Note the result of an apply in LAST_APPLY_FILE (not in check mode), with the node agent's state when
+        it applied. Best effort: a record that cannot be written must not fail the apply it describes."""
         if self.check_mode:
             return
         record = {'result': 'failed' if failure is not None else 'ok', 'time': round(time.time(), 3), 'by': by,
                   'changes': len(self.report.changes), 'message': str(failure) if failure is not None else ''}
+        if agent is not None:
+            record['agent'] = agent
         with contextlib.suppress(OSError):
             write_atomic(LAST_APPLY_FILE, json.dumps(record, sort_keys=True) + '\n')
 

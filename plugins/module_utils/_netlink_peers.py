@@ -102,6 +102,34 @@ class KernelView(object):
                 self.fdb.setdefault(rec.lladdr, []).append(rec)
 
 
+class TargetedView(KernelView):
+    """The objects of the given peers only, from one get per object (neighbour, FDB entry, route): what a
+    change of one peer costs does not grow with the number of peers (the node agent's one-lease changes)."""
+
+    def __init__(self, nl, ifindex, peers):  # pylint: disable=super-init-not-called
+        self.neigh, self.fdb, self.routes = {}, {}, {}
+        queries = []
+        for peer in peers:
+            plen = peer.subnet.prefixlen
+            queries.append((('neighbour', (peer.family, peer.vtep_bytes)), wire.RTM_GETNEIGH, wire.parse_neigh,
+                            wire.neigh_body(peer.family, ifindex, 0, 0, peer.vtep_bytes)))
+            queries.append((('fdb', peer.mac_bytes), wire.RTM_GETNEIGH, wire.parse_neigh,
+                            wire.neigh_body(wire.AF_BRIDGE, ifindex, 0, wire.NTF_SELF, None, peer.mac_bytes)))
+            queries.append((('route', (peer.family, peer.dst_bytes, plen)), wire.RTM_GETROUTE, wire.parse_route,
+                            wire.route_query_body(peer.family, peer.dst_bytes)))
+        # a duplicate tag (both families of one peer share its FDB entry) is asked once
+        answers = nl.query(list(dict((query[0], query) for query in queries).values()))
+        for (kind, key), rec in answers.items():
+            if isinstance(rec, int) or rec is None:
+                continue  # ENOENT: not there
+            if kind == 'neighbour' and rec.ifindex == ifindex:
+                self.neigh[key] = rec
+            elif kind == 'fdb' and rec.lladdr is not None and not rec.flags & wire.NTF_MASTER:
+                self.fdb[key] = [rec]
+            elif kind == 'route' and rec.table == wire.RT_TABLE_MAIN and (rec.family, rec.dst, rec.dst_len) == key:
+                self.routes[key] = [rec]  # FIB_MATCH answers with the route that matches, maybe a shorter one
+
+
 def _owned_neigh(rec):
     return bool(rec.state & wire.NUD_PERMANENT)
 
@@ -141,6 +169,40 @@ class PeerReconciler(object):
                 self._plan_purge(view, peers, changes)
         else:
             self._plan_absent(view, peers, changes)
+        return changes
+
+    def plan_targeted(self, present, absent):
+        """A ChangeSet for some peers only: ``present`` added or updated, ``absent`` taken away (what they have
+        that no present peer keeps: a peer whose MAC changed keeps its route and neighbour, loses its old
+        FDB entry). Reads only the objects of these peers (TargetedView)."""
+        if self.vtep.get('kind') != 'vxlan':
+            raise validate.ValidationError('device %s is a %s device, not a VXLAN VTEP' % (self.dev, self.vtep.get('kind') or 'physical'))
+        view = TargetedView(self.nl, self.ifindex, list(present) + list(absent))
+        changes = ChangeSet()
+        self._check_underlay_family(present)
+        conflicts = self._plan_present(view, present, changes)
+        if conflicts:
+            raise EngineError('route(s) not owned by overlay.mesh (protocol %d on %s) already exist for peer subnet(s): %s'
+                              % (self.protocol, self.dev, '; '.join(conflicts)))
+        kept = set(change.key for change in changes.changes)
+        kept.update(('neighbour', (p.family, p.vtep_bytes)) for p in present)
+        kept.update(('fdb', p.mac_bytes) for p in present)
+        kept.update(('route', (p.family, p.dst_bytes, p.subnet.prefixlen)) for p in present)
+        gone = ChangeSet()
+        self._plan_absent(view, absent, gone)
+        changes.changes += [change for change in gone.changes if change.key[:2] not in kept]
+        return changes
+
+    def reconcile_targeted(self, present, absent, check_mode=False):
+        """plan_targeted(), applied (unless check_mode) and read back; the ChangeSet."""
+        changes = self.plan_targeted(present, absent)
+        if check_mode or not changes.changed:
+            return changes
+        self.apply(changes)
+        wrong = self._verify_targeted(changes)
+        if wrong:
+            raise EngineError('VTEP %s: reading back, the kernel did not keep %d change(s), for example %s'
+                              % (self.dev, len(wrong), wrong[0]))
         return changes
 
     def _check_underlay_family(self, peers):

@@ -35,13 +35,14 @@ from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes impo
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import NetlinkError
 
 PACKAGE = 'ansible_collections.overlay.mesh.plugins.module_utils'
-# The engine as installed under /usr/lib/overlay-mesh for the boot-time reapply and the udp
-# daemon: everything these two import (a unit test runs the installed copy without Ansible): the
-# modules below, and every registered backend's module with the ones it names in its ENGINE_MODULES.
+# The engine as installed under /usr/lib/overlay-mesh for the boot-time reapply, the node agent and the udp
+# daemon: everything these import (a unit test runs the installed copy without Ansible): the modules
+# below, and every registered backend's module with the ones it names in its ENGINE_MODULES.
 CORE_MODULES = (
     '_errors', '_spec', '_identity', '_host', '_docker', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply',
     '_node_boot', '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_objects', '_netlink_peers',
     '_netlink_validate', '_netlink_core', '_netlink_wire', '_netlink_routes', '_backends', '_backends.base', '_backends.registry',
+    '_etcd', '_lease_schema', '_flannel_interop', '_agent',
 )
 
 
@@ -60,15 +61,18 @@ ENGINE_MODULES = engine_modules()
 ENGINE_ROOT = os.path.join(_host.LIB_DIR, 'ansible_collections')
 STEP_ERRORS = (OverlayMeshError, NetlinkError, OSError)
 # The parts of a node, in the order apply() reconciles them.
-STEPS = ('engine', 'route protocol', 'leftovers', 'bridge', 'backend', 'kernel', 'nftables', 'files', 'units', 'saved contract')
-APPLY_LAUNCHER = '''#!/usr/bin/python3
-# overlay.mesh boot-time reapply (installed by overlay.mesh.node; the engine is in %(lib)s).
+STEPS = ('engine', 'route protocol', 'leftovers', 'bridge', 'backend', 'kernel', 'nftables', 'files', 'units', 'saved contract',
+         'agent')
+LAUNCHER = '''#!/usr/bin/python3
+# overlay.mesh %(what)s (installed by overlay.mesh.node; the engine is in %(lib)s).
 import sys
 sys.dont_write_bytecode = True  # /usr/lib/overlay-mesh holds exactly what overlay.mesh.node installed
 sys.path.insert(0, %(lib)r)
-from %(package)s._node_boot import main  # noqa: E402
+from %(package)s.%(module)s import main  # noqa: E402
 sys.exit(main(sys.argv[1:]))
-''' % {'lib': _host.LIB_DIR, 'package': PACKAGE}
+'''
+APPLY_LAUNCHER = LAUNCHER % {'what': 'boot-time reapply', 'lib': _host.LIB_DIR, 'package': PACKAGE, 'module': '_node_boot'}
+AGENT_LAUNCHER = LAUNCHER % {'what': 'node agent', 'lib': _host.LIB_DIR, 'package': PACKAGE, 'module': '_agent'}
 
 
 # ---- the saved contract ---------------------------------------------------------------------------
@@ -126,7 +130,8 @@ def install_engine(host):
     one object, its file count and a digest of them all; changes names every file."""
     wanted = dict((os.path.join(_host.LIB_DIR, relative), (0o644, source)) for relative, source in engine_sources().items())
     wanted[files.APPLY_COMMAND] = (0o755, APPLY_LAUNCHER)
-    installed = [files.APPLY_COMMAND] if os.path.lexists(files.APPLY_COMMAND) else []
+    wanted[files.AGENT_COMMAND] = (0o755, AGENT_LAUNCHER)
+    installed = [path for path in (files.APPLY_COMMAND, files.AGENT_COMMAND) if os.path.lexists(path)]
     for root, dirs, names in os.walk(ENGINE_ROOT):
         dirs[:] = [d for d in dirs if d != '__pycache__']
         installed.extend(os.path.join(root, name) for name in names)
@@ -198,6 +203,7 @@ def apply(node, host, previous=None, only=None):
         'files': lambda: _apply_files(node, host),
         'units': lambda: None if host.boot else _apply_units(host),
         'saved contract': lambda: None if host.boot else _save(node, host),
+        'agent': lambda: None if host.boot else _apply_agent(node, host, previous or {}),
     }
     failures = []
     for name in STEPS:
@@ -218,6 +224,22 @@ def _apply_units(host):
     """The boot-time unit, and the hook that puts the table back whenever nftables.service flushes it."""
     host.ensure_unit(files.BOOT_UNIT, files.BOOT_UNIT_TEXT)
     host.ensure_dropin(files.NFTABLES_DROPIN[0], files.NFTABLES_DROPIN[1], files.NFTABLES_DROPIN_TEXT)
+
+
+def _apply_agent(node, host, previous):
+    """The node agent's unit, running (restarted when its settings or the engine changed); none without the agent.
+    Last, after node.json is saved: the agent reads it when it starts."""
+    agent = node.data.get('agent')
+    if not agent:
+        host.remove_unit(files.AGENT_UNIT, stop=True)
+        return
+    changed = host.ensure_unit(files.AGENT_UNIT, files.AGENT_UNIT_TEXT)
+    active = host.systemctl('is-active', '--quiet', files.AGENT_UNIT, check=False).returncode == 0
+    if active and not (changed or host.installed_changes or previous.get('agent') != agent):
+        return
+    host.report.object('updated', {'type': 'service', 'name': files.AGENT_UNIT, 'detail': 'restarted' if active else 'started'})
+    if not host.check_mode:
+        host.systemctl('restart', files.AGENT_UNIT)
 
 
 def _save(node, host):
@@ -283,6 +305,7 @@ def remove(host, wanted=None, previous=None):
     """Take the node away. What the saved contract (previous) records is ours; of the names the
     caller gives (wanted), a device only when its MAC is the one this host has for it, so another
     tool's cni0 or flannel.1 is left alone. The caller holds host.locked()."""
+    host.remove_unit(files.AGENT_UNIT, stop=True)  # first: it would put peers back
     done = set()
     for record, strict in ((previous, False), (wanted, True)):
         backend = _node_spec.saved_backend(record)

@@ -46,12 +46,17 @@ def load(path):
         raise ValueError('cannot read the node state %s: %s' % (path, exc))
     except ValueError as exc:
         raise ValueError('the node state %s is not JSON: %s' % (path, exc))
+    return normalize(raw, path), raw
+
+
+def normalize(raw, path):
+    """A saved contract (or the agent's, its peers from the leases) as a Node; ValueError naming the file."""
     try:
         machine_id = _identity.read_machine_id()
     except _identity.IdentityError:
         machine_id = None  # the saved contract carries its MACs
     try:
-        return _node_spec.normalize(raw, machine_id=machine_id, underlay_mtu=_underlay.link_mtu), raw
+        return _node_spec.normalize(raw, machine_id=machine_id, underlay_mtu=_underlay.link_mtu)
     except ValidationError as exc:
         raise ValueError('the node state %s is not valid, nothing applied: %s' % (path, exc))
 

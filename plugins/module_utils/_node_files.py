@@ -13,6 +13,8 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _host
 
 BOOT_UNIT = 'overlay-mesh.service'
 APPLY_COMMAND = _host.LIB_DIR + '/overlay-mesh-apply'
+AGENT_UNIT = 'overlay-mesh-agent.service'
+AGENT_COMMAND = _host.LIB_DIR + '/overlay-mesh-agent'
 
 
 def subnet_env(network, subnet, mtu, ipmasq=True, ipv6_network=None, ipv6_subnet=None):
@@ -116,3 +118,21 @@ ExecStartPost=-/usr/bin/python3 %(command)s --only nftables %(state)s
 ExecReload=-/usr/bin/python3 %(command)s --only nftables %(state)s
 ExecStopPost=-/usr/bin/python3 %(command)s --only nftables %(state)s
 ''' % {'command': APPLY_COMMAND, 'state': _host.NODE_FILE}
+
+AGENT_UNIT_TEXT = '''# Written by overlay.mesh (mesh_node_agent): follows the leases in etcd and applies them to this host's
+# peers without a controller run (docs/agent.md). It starts after the boot-time reapply; with etcd
+# unreachable the saved contract stands.
+[Unit]
+Description=overlay.mesh node agent: the peers follow the leases in etcd
+Wants=network-online.target
+After=network-online.target %(boot)s
+
+[Service]
+Type=simple
+ExecStart=/usr/bin/python3 %(command)s %(state)s
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+''' % {'command': AGENT_COMMAND, 'state': _host.NODE_FILE, 'boot': BOOT_UNIT}

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 
+# Not called here, but shipped in the module's payload: node installs it as the node agent.
+from ansible_collections.overlay.mesh.plugins.module_utils import _agent  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils import _identity
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply

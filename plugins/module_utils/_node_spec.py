@@ -113,6 +113,22 @@ OPTIONS = {
         'conf_dir': {'type': 'path', 'default': DEFAULT_CNI_CONF_DIR},
         'network_name': {'type': 'str', 'default': DEFAULT_CNI_NETWORK},
     }},
+    # the node agent (docs/agent.md): follows the leases in etcd and applies them to the peers without a controller run
+    'agent': {'type': 'dict', 'options': {
+        'enabled': {'type': 'bool', 'default': False},
+        'name': {'type': 'str'},  # the host's name in its lease (OverlayMesh.host): its inventory name
+        'endpoints': {'type': 'list', 'elements': 'str', 'default': []},
+        'prefix': {'type': 'str', 'default': '/coreos.com/network'},
+        'ca_file': {'type': 'path'},
+        'cert_file': {'type': 'path'},
+        'key_file': {'type': 'path'},
+        'user': {'type': 'str'},
+        'password_file': {'type': 'path'},
+        'flannel_peers': {'type': 'bool', 'default': False},
+        'timeout': {'type': 'int', 'default': 5},
+        # mesh_node_public_address: the lease keeps it when the host's own address moves
+        'public_address': {'type': 'str', 'check': _address},
+    }},
     'docker': {'type': 'dict', 'options': {
         'enabled': {'type': 'bool', 'default': False},
         'restart': {'type': 'bool', 'default': False},
@@ -227,6 +243,7 @@ def normalize(raw, machine_id=None, underlay_mtu=None, partial=False):
     if data is None:
         checker.raise_problems()
     _drop_unused_ipv6(data)
+    _check_agent(checker, data)
     backend = _normalize_backend(checker, data, machine_id)
     if machine_id and data.get('bridge') and data['bridge'].get('name') and not data['bridge'].get('mac'):
         data['bridge']['mac'] = _identity.device_mac(machine_id, data['bridge']['name'])
@@ -239,6 +256,17 @@ def normalize(raw, machine_id=None, underlay_mtu=None, partial=False):
         _resolve_mtu(checker, data, backend, underlay_mtu, warnings)
     checker.raise_problems()
     return Node(data, backend(data['backend']), warnings)
+
+
+def _check_agent(checker, data):
+    """Without the agent, the contract (and node.json) is as before the agent existed."""
+    agent = data.get('agent')
+    if not isinstance(agent, dict) or not agent.get('enabled'):
+        data.pop('agent', None)
+        return
+    for option in ('name', 'endpoints'):
+        if not agent.get(option):
+            checker.problem('agent.%s' % option, 'required when the agent is enabled')
 
 
 def _drop_unused_ipv6(data):
@@ -401,8 +429,9 @@ def saved_backend(data):
 
 
 def removal_record(raw):
-    """What a (partial) contract names that a node makes: bridge, backend device, file paths."""
-    keys = ('bridge', 'backend', 'subnet_env', 'cni', 'route_protocol', 'network', 'ipv6_network')
+    """What a (partial) contract names that a node makes: bridge, backend device, file paths; and the agent's
+    settings (a change restarts it)."""
+    keys = ('bridge', 'backend', 'subnet_env', 'cni', 'route_protocol', 'network', 'ipv6_network', 'agent')
     checker = _spec.Validator()
     data = checker.mapping(dict((key, raw[key]) for key in keys if raw.get(key) is not None),
                            dict((key, dict(OPTIONS[key], required=False)) for key in keys))

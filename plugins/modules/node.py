@@ -223,6 +223,56 @@ options:
           - Restart Docker (if it runs) when C(daemon.json) changed; off so running containers are not stopped.
         type: bool
         default: false
+  agent:
+    description:
+      - The node agent (C(docs/agent.md)), C(overlay-mesh-agent.service): it follows the leases in etcd and applies each
+        join, move and leave to this host's peers without a controller run, and re-registers this host's lease when its
+        underlay address changes. Left out, or with O(agent.enabled=false), there is no agent (its unit is removed).
+    type: dict
+    suboptions:
+      enabled:
+        description: Run the agent.
+        type: bool
+        default: false
+      name:
+        description: The host's name in its lease (the C(OverlayMesh) member's C(host)); required with O(agent.enabled).
+        type: str
+      endpoints:
+        description: Client URLs of the etcd members as this host reaches them; required with O(agent.enabled).
+        type: list
+        elements: str
+        default: []
+      prefix:
+        description: Key prefix of the network, as flannel's C(-etcd-prefix).
+        type: str
+        default: /coreos.com/network
+      ca_file:
+        description: CA certificate of the members (a file on the host).
+        type: path
+      cert_file:
+        description: This host's client certificate (a file on the host).
+        type: path
+      key_file:
+        description: Key of O(agent.cert_file) (a file on the host).
+        type: path
+      user:
+        description: This host's etcd user, when etcd's authentication is on.
+        type: str
+      password_file:
+        description: File on the host holding the password of O(agent.user).
+        type: path
+      flannel_peers:
+        description: Hosts running flanneld on the prefix are peers too (the role's C(mesh_node_etcd_flannel_peers)).
+        type: bool
+        default: false
+      timeout:
+        description: Seconds to wait for one member's answer.
+        type: int
+        default: 5
+      public_address:
+        description: The address this host's lease publishes (the role's C(mesh_node_public_address)); the agent keeps it when
+          the host's own address moves. Left out, the lease follows the host's underlay address.
+        type: str
 seealso:
   - module: overlay.mesh.node_info
   - module: overlay.mesh.subnet_leases

@@ -18,9 +18,12 @@ import ipaddress
 import re
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
+from ansible_collections.overlay.mesh.plugins.module_utils import _spec
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
 from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
+from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _etcd_identities
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases
 from ansible_collections.overlay.mesh.plugins.plugin_utils._node_report import empty, public_address_set, underlay_address
 
@@ -49,9 +52,12 @@ ROLE_VARIABLES = ('mesh_node_group', 'mesh_node_state', 'mesh_node_remove', 'mes
                   'mesh_node_subnet_len', 'mesh_node_subnet_min', 'mesh_node_subnet_max', 'mesh_node_subnet', 'mesh_node_lease_file',
                   'mesh_node_lease_lock_timeout',
                   'mesh_node_underlay_address', 'mesh_node_underlay_interface', 'mesh_node_underlay_reach', 'mesh_node_underlay_family',
-                  'mesh_node_ipv6_subnet_len', 'mesh_node_registry', 'mesh_node_public_address') + tuple(
+                  'mesh_node_ipv6_subnet_len', 'mesh_node_registry', 'mesh_node_public_address', 'mesh_node_agent') + tuple(
+                      'mesh_node_agent_etcd_' + name for name in ('endpoints', 'ca_file', 'cert_file', 'key_file')) + tuple(
                       'mesh_node_etcd_' + name for name in ('endpoints', 'ca_file', 'cert_file', 'key_file', 'user', 'password',
-                                                            'prefix', 'timeout', 'max_txn_ops', 'flannel_peers'))
+                                                            'prefix', 'timeout', 'max_txn_ops', 'flannel_peers',
+                                                            'admin_user', 'admin_password')) + tuple(
+                      'mesh_node_agent_etcd_' + name for name in ('auth', 'user', 'password'))
 # Where contract values that no single role variable gives come from, for messages.
 SOURCES = {
     'subnet': 'the lease (lease file, mesh_node_subnet)',
@@ -143,20 +149,6 @@ def describe_problems(host, exc, kind):
     return '%s: %s' % (host, '; '.join(texts))
 
 
-def peers_of(host, leases, members, backend):
-    """Every other member with a complete lease record, as node contract peers."""
-    needed = ['subnet', 'underlay'] + sorted(key for key, option in backend.PEER_OPTIONS.items() if option.get('required'))
-    peers = []
-    for name in sorted(set(members)):
-        record = leases.get(name) or {}
-        if name == host or not all(record.get(key) for key in needed):
-            continue  # a host that never converged has no underlay or backend data yet
-        peer = {'name': name}
-        peer.update((key, record[key]) for key in needed + sorted(backend.PEER_OPTIONS) + ['ipv6_subnet'] if record.get(key))
-        peers.append(peer)
-    return peers
-
-
 def public_address(variables, host, info=None):
     """The address peers reach ``host`` at (flannel's --public-ip: mesh_node_public_address, for a host behind a 1:1
     NAT or with a floating address), else its underlay address from ``info`` (None before node_info). It is what the
@@ -194,11 +186,58 @@ def public_address(variables, host, info=None):
     return str(address)
 
 
+# Where the role puts the node agent's credentials on the host (roles/mesh_node/vars/main.yml says the same).
+AGENT_DIR = '/etc/overlay-mesh/agent'
+AGENT_FILES = {'ca_file': 'ca.pem', 'cert_file': 'cert.pem', 'key_file': 'key.pem', 'password': 'password'}
+
+
+def agent_variable(variables, option):
+    """mesh_node_agent_etcd_<option>, else the controller's mesh_node_etcd_<option> (the same identity)."""
+    value = variables.get('mesh_node_agent_etcd_' + option)
+    return variables.get('mesh_node_etcd_' + option) if empty(value) else value
+
+
+def agent_settings(variables, host):
+    """The contract's ``agent`` section (None without mesh_node_agent); credentials as paths on the host."""
+    try:
+        wanted = _spec.to_bool(variables.get('mesh_node_agent') or False)  # -e mesh_node_agent=false is a string
+    except ValueError:
+        raise InputError('%s: mesh_node_agent: %r is not a boolean' % (host, variables.get('mesh_node_agent'))) from None
+    if not wanted:
+        return None
+    if (variables.get('mesh_node_registry') or 'file') != 'etcd':
+        raise InputError('%s: mesh_node_agent: the agent follows the leases in etcd; it needs mesh_node_registry: etcd'
+                         ' (the lease file needs no agent: site applies it)' % host)
+    endpoints = agent_variable(variables, 'endpoints')
+    if not endpoints:
+        raise InputError('%s: mesh_node_agent: no etcd endpoints (mesh_node_agent_etcd_endpoints or mesh_node_etcd_endpoints)' % host)
+    settings = {'enabled': True, 'name': host, 'endpoints': list(endpoints),
+                'prefix': variables.get('mesh_node_etcd_prefix') or '/coreos.com/network',
+                'flannel_peers': bool(variables.get('mesh_node_etcd_flannel_peers'))}
+    if not empty(variables.get('mesh_node_public_address')):
+        settings['public_address'] = str(variables['mesh_node_public_address'])  # what the lease keeps, whatever the host has
+    if not empty(variables.get('mesh_node_etcd_timeout')):
+        settings['timeout'] = int(float(variables['mesh_node_etcd_timeout']))
+    for option in ('ca_file', 'cert_file', 'key_file'):
+        if not empty(agent_variable(variables, option)):
+            settings[option] = '%s/%s' % (AGENT_DIR, AGENT_FILES[option])
+    user = agent_variable(variables, 'user')
+    if not empty(variables.get('mesh_node_etcd_admin_user')) and empty(variables.get('mesh_node_agent_etcd_user')):
+        user = _etcd_identities.default_name(host)  # the identity the role makes for the host
+    if not empty(user):
+        settings['user'] = user
+        settings['password_file'] = '%s/%s' % (AGENT_DIR, AGENT_FILES['password'])
+    return settings
+
+
 def node_contract(variables, host, info=None, leases=None, members=None):
     """The contract of ``host``. Without ``info`` (node_info's result) and ``leases`` (subnet_leases'
     result) only the role-given part, checked as far as it goes. Raises InputError."""
     public_address(variables, host, info)
     contract = contract_from_variables(variables)
+    agent = agent_settings(variables, host)
+    if agent:
+        contract['agent'] = agent
     kind = (contract.get('backend') or {}).get('type') or _node_spec.DEFAULT_BACKEND
     if info:
         underlay = info.get('underlay') or {}
@@ -224,7 +263,7 @@ def node_contract(variables, host, info=None, leases=None, members=None):
             contract['ipv6_subnet'] = lease.get('ipv6_subnet')
         backend = registry.get(kind)
         if backend is not None:
-            contract['peers'] = peers_of(host, leases.get('leases') or {}, members or [], backend)
+            contract['peers'] = _lease_schema.contract_peers(host, leases.get('leases') or {}, members or [], backend)
             # hosts of a fleet running flanneld, from the etcd registry (mesh_node_etcd_flannel_peers)
             contract['peers'] += [dict(record, name=name) for name, record in sorted((leases.get('flannel_peers') or {}).items())]
     try:

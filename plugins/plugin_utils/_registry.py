@@ -4,12 +4,8 @@
 
 """The etcd lease store (``registry: etcd``), in flannel's key schema. See docs/leases.md.
 
-``<prefix>/config`` holds flannel's network config; each lease is
-``<prefix>/subnets/10.244.1.0-24`` (dual stack ``10.244.1.0-24&fd00:244:0:1::-64``, IPv6 only
-``0.0.0.0-0&fd00:244:0:1::-64``) with flannel's JSON value plus an ``OverlayMesh`` member (flannel
-ignores unknown members) naming the inventory host. Keys and values are as flanneld writes them:
-flannel's pkg/subnet/subnet.go (MakeSubnetKey, subnetRegex), pkg/lease/lease.go (LeaseAttrs) and
-pkg/backend/vxlan/vxlan.go (newSubnetAttrs, VXLANConfig). Allocation is _leases.allocate() on what one range request read, written
+``<prefix>/config`` holds flannel's network config; the leases are under ``<prefix>/subnets/``, keys and
+values as module_utils/_lease_schema.py reads and writes them (the node agent reads them with it too). Allocation is _leases.allocate() on what one range request read, written
 back by one transaction that holds only if no lease key changed since that read; on a
 conflict (another controller wrote first) the whole cycle runs again.
 """
@@ -22,93 +18,13 @@ import os
 import random
 import time
 
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _flannel_interop
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
+from ansible_collections.overlay.mesh.plugins.module_utils import _flannel_interop
 from ansible_collections.overlay.mesh.plugins.module_utils._etcd import EtcdError, b64, prefix_end
+from ansible_collections.overlay.mesh.plugins.module_utils._lease_schema import (  # noqa: F401  (names tests use)
+    NO_IPV4, OURS, backend_settings as _backend, decode, lease_value, parse_subnet_key, subnet_key)
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
 
 DEFAULT_PREFIX = '/coreos.com/network'
-OURS = 'OverlayMesh'
-# Fields of our record kept in the OverlayMesh member (the subnets are in the key).
-_OWN_FIELDS = ('underlay', 'vtep_mac', 'public_key')
-
-
-def _key_part(text):
-    """``10.244.1.0/24`` -> ``10.244.1.0-24``, as flannel names a subnet in a key."""
-    return text.replace('/', '-')
-
-
-# flannel's MakeSubnetKey always starts with an IPv4 subnet: an IPv6-only lease has the empty one, 0.0.0.0/0.
-NO_IPV4 = '0.0.0.0-0'
-
-
-def subnet_key(prefix, record):
-    """The key of a lease as flannel's MakeSubnetKey writes it: its IPv4 subnet (``0.0.0.0-0`` when it has
-    none), then ``&`` its IPv6 subnet when it has one."""
-    name = _key_part(record[L.FIELD_V4]) if record.get(L.FIELD_V4) else NO_IPV4
-    if record.get(L.FIELD_V6):
-        name += '&' + _key_part(record[L.FIELD_V6])
-    return '%s/subnets/%s' % (prefix, name)
-
-
-def parse_subnet_key(name):
-    """Record {subnet, ipv6_subnet} of a key's last part (an IPv4 subnet, then optionally ``&`` an IPv6 one,
-    as flannel's ParseSubnetKey reads it; ``0.0.0.0-0`` is no IPv4 subnet); ValueError when it is not one of flannel's."""
-    rec = {}
-    parts = name.split('&')
-    if len(parts) > 2:
-        raise ValueError('%r is not a subnet key (IPv4 subnet, optionally & an IPv6 subnet)' % name)
-    for number, part in enumerate(parts):
-        addr, sep, plen = part.rpartition('-')
-        if not sep:
-            raise ValueError('%r is not a subnet key (address-length)' % name)
-        version = L._parse_cidr('%s/%s' % (addr, plen))[0]  # pylint: disable=protected-access
-        if version != (4 if number == 0 else 6):
-            raise ValueError('%r is not a subnet key (flannel\'s names an IPv4 subnet first, then & an IPv6 one)' % name)
-        if part != NO_IPV4:
-            rec[L.FIELD_V4 if version == 4 else L.FIELD_V6] = '%s/%s' % (addr, plen)
-    if not rec:
-        raise ValueError('%r names no subnet' % name)
-    return rec
-
-
-def _number(value):
-    # -e mesh_node_vxlan_vni=42 arrives as a string; flannel reads numbers
-    return None if value in (None, '') else int(value)
-
-
-def _backend(backend):
-    backend = dict(backend or {})
-    return {'type': backend.get('type') or 'vxlan', 'vni': _number(backend.get('vni')), 'port': _number(backend.get('port')),
-            'direct_routing': bool(backend.get('direct_routing'))}
-
-
-def lease_value(host, record, backend):
-    """flannel's lease JSON for one of our hosts plus OverlayMesh, as flanneld's backends write LeaseAttrs: ``PublicIP``
-    (always: flannel's ip.IP4 is no pointer; ``0.0.0.0`` without an IPv4 underlay) with ``BackendData`` for the IPv4
-    subnet; with an IPv6 subnet also ``PublicIPv6`` with ``BackendV6Data`` (flanneld's dual stack decodes both, and
-    skips the whole lease when it cannot). Our one VTEP serves both families over the one underlay address, so both
-    members carry the same VNI and VtepMAC; the family without an underlay address gets the unspecified address
-    (flanneld reaches that part of the lease nowhere, and the rest of it as usual)."""
-    underlay = record.get('underlay') or ''
-    value = {'PublicIP': underlay if underlay and ':' not in underlay else '0.0.0.0'}
-    if ':' in underlay or record.get(L.FIELD_V6):
-        value['PublicIPv6'] = underlay if ':' in underlay else '::'
-    value['BackendType'] = backend['type']
-    data = {}
-    if backend['type'] == 'vxlan':
-        data['VNI'] = backend['vni'] or 1
-        if record.get('vtep_mac'):
-            data['VtepMAC'] = record['vtep_mac']
-    if record.get('public_key'):
-        data['PublicKey'] = record['public_key']
-    if record.get(L.FIELD_V4) or not record.get(L.FIELD_V6):
-        value['BackendData'] = data or None
-    if record.get(L.FIELD_V6):
-        value['BackendV6Data'] = data or None
-    own = {'host': host}
-    own.update((k, record[k]) for k in _OWN_FIELDS if record.get(k))
-    value[OURS] = own
-    return json.dumps(value, sort_keys=False, separators=(',', ':'))
 
 
 def config_value(config, backend):
@@ -156,24 +72,17 @@ class State:
             if not key.startswith(subnets):
                 continue
             try:
-                rec = parse_subnet_key(key[len(subnets):])
+                host, rec, data = decode(key, value, subnets)
             except ValueError as exc:
                 self.problems.append('etcd key %s: %s' % (key, exc))
                 continue
-            try:
-                data = json.loads(value)
-            except ValueError:
-                data = None
-            own = data.get(OURS) if isinstance(data, dict) else None
-            if not isinstance(own, dict) or not isinstance(own.get('host'), str):
+            if host is None:
                 self.foreign[self._foreign_label(key, data, lease)] = rec
                 self.flanneld.append((key, rec, data))
                 continue
-            host = own['host']
             if host in self.host_key:
                 self.problems.append('host %s: two leases in etcd: %s and %s; delete one' % (host, self.host_key[host], key))
                 continue
-            rec.update((k, own[k]) for k in _OWN_FIELDS if own.get(k))
             self.leases[host] = rec
             self.keys[key] = (value, mod)
             self.host_key[host] = key

@@ -121,6 +121,12 @@ def textfile(report, host, peers_programmed, last_apply=None):
                   '# HELP overlay_mesh_last_apply_changes Objects the last apply added, updated or removed.',
                   '# TYPE overlay_mesh_last_apply_changes gauge',
                   'overlay_mesh_last_apply_changes{by="%s"} %d' % (by, int(last_apply.get('changes') or 0))]
+    agent = (last_apply or {}).get('agent')
+    if isinstance(agent, dict):
+        lines += ['# HELP overlay_mesh_agent_synced 1 when the node agent follows etcd, 0 when it is degraded (etcd unreachable'
+                  ' or without quorum: the last applied peers stand).',
+                  '# TYPE overlay_mesh_agent_synced gauge',
+                  'overlay_mesh_agent_synced %d' % (agent.get('state') == 'synced')]
     lines += ['# HELP overlay_mesh_peers_programmed Peers in the node contract the host applied.',
               '# TYPE overlay_mesh_peers_programmed gauge',
               'overlay_mesh_peers_programmed %d' % peers_programmed,

@@ -7,7 +7,7 @@ interface that its own underlay lookup does not pick, and a rule of its own that
 it (a NAT's half), and names it as its public address, as a host behind a 1:1 NAT names the address
 the NAT gives it: node2's lease publishes it, node1's VTEP sends
 to it, containers' traffic crosses. host-gw refuses it before anything changes on any host or in
-the lease file. (A lab segment behind a NAT router is not built yet.)
+the lease file. (molecule `nat` runs hosts behind the lab's 1:1 NAT router: `overlay_lab.py up --nat-hosts`.)
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ failed `up`.
     overlay_lab.py up --name r --hosts 4 --segments 2   # two L2 segments joined by a router
     overlay_lab.py reboot --name demo node2     # a real reboot: all kernel network state gone
     overlay_lab.py move --name r node2 --segment 0      # live: another segment, another address
+    overlay_lab.py up --name n --hosts 4 --nat-hosts 2  # node3, node4 on a private segment behind a 1:1 NAT
+    overlay_lab.py remap --name n node3         # the NAT gives node3 another public address
     overlay_lab.py shell --name demo node1      # a root shell inside node1
     overlay_lab.py controller --name demo -- ansible-playbook -i /var/lib/overlay-mesh-lab/demo/inventory-ssh.yml ...
                                                 # over SSH as user ops with sudo, from the switch's namespace
@@ -101,6 +103,14 @@ INOTIFY_SYSCTL_DIR = Path("/proc/sys/fs/inotify")
 INOTIFY_PER_HOST = {"max_user_instances": 9, "max_user_watches": 40}  # 8 and 26; containerd adds 1 and 1 (runtimes)
 INOTIFY_SPARE = {"max_user_instances": 32, "max_user_watches": 1024}  # for whatever the machine starts meanwhile
 INOTIFY_STEP = {"max_user_instances": 64, "max_user_watches": 8192}  # a raised limit is a multiple of this
+# A segment behind a 1:1 NAT (up --nat-hosts N): the last N hosts sit on a private segment (the /24
+# after the lab's) behind a router namespace ovl-<lab>-nat whose public leg is NAT_ROUTER_OFFSET on the
+# lab's segment. Each private host gets a public address of its own there, NAT_PUBLIC_OFFSET + its
+# number at first (node3: .131); `remap` moves it to the next free one. Hosts stay below them.
+NAT_ROUTER_OFFSET = 2
+NAT_PUBLIC_OFFSET = 128
+NAT_MAX_HOSTS = NAT_PUBLIC_OFFSET - FIRST_HOST_OFFSET
+NAT_TABLE = "overlay_lab_nat"
 
 
 class LabError(Exception):
@@ -381,6 +391,18 @@ def _prepare_image(rootfs: Path, variant: str = "base") -> None:
 
 # ---- the lab ---------------------------------------------------------------------------------
 
+def check_nat_hosts(nat_hosts: int, count: int, segments: int, underlay: str) -> None:
+    """--nat-hosts: IPv4 only (the NAT maps IPv4 addresses), with one segment, hosts below the public addresses."""
+    if nat_hosts == 0:
+        return
+    if not 0 < nat_hosts <= count:
+        raise LabError(f"--nat-hosts {nat_hosts}: 0 to --hosts ({count})")
+    if underlay != "ipv4" or segments != 1:
+        raise LabError(f"--nat-hosts {nat_hosts}: only with --underlay ipv4 and one segment (not {underlay}, {segments})")
+    if count > NAT_MAX_HOSTS:
+        raise LabError(f"--nat-hosts {nat_hosts}: a lab with a NAT has at most {NAT_MAX_HOSTS} hosts (not {count})")
+
+
 class Lab:
     def __init__(self, name: str):
         if not LAB_NAME_RE.match(name):
@@ -473,13 +495,14 @@ class Lab:
         }
 
     # -- up --
-    def up(self, count: int, log=print, segments: int = 1, variant: str = "base", underlay: str = "ipv4") -> dict:
+    def up(self, count: int, log=print, segments: int = 1, variant: str = "base", underlay: str = "ipv4", nat_hosts: int = 0) -> dict:
         if not 1 <= count <= 200:
             raise LabError(f"--hosts {count}: a lab has 1 to 200 hosts")
         if underlay not in UNDERLAYS:
             raise LabError(f"--underlay {underlay}: one of {', '.join(UNDERLAYS)}")
         if not 1 <= segments <= min(count, 8):
             raise LabError(f"--segments {segments}: a lab has 1 to 8 segments, at most one per host")
+        check_nat_hosts(nat_hosts, count, segments, underlay)
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces and systemd-nspawn)")
         for tool in ("systemd-nspawn", "debootstrap", "nsenter", "ip"):
@@ -489,7 +512,8 @@ class Lab:
         with self.locked():
             state = self.load()
             if state:
-                if len(state["hosts"]) == count and len(state.get("segments", [1])) == segments and \
+                if len(state["hosts"]) == count and len(self.routed_segments(state)) == segments and \
+                        sum(1 for h in state["hosts"].values() if h.get("public_address")) == nat_hosts and \
                         state.get("variant", "base") == variant and state.get("underlay", "ipv4") == underlay and \
                         all(self.host_running(h) for h in state["hosts"].values()):
                     log(f"lab {self.name} is already up")
@@ -519,8 +543,13 @@ class Lab:
                 "switch_netns": self.switch_netns,
                 "hosts": {},
             }
+            if nat_hosts:
+                self.plan_nat(state)
             for index in range(1, count + 1):
-                host = self.plan_host(index, subnets, subnets6)
+                if index > count - nat_hosts:
+                    host = self.plan_nat_host(index, state)
+                else:
+                    host = self.plan_host(index, subnets, subnets6)
                 state["hosts"][host["name"]] = host
             self.save(state)  # recorded before anything exists, so `down` can undo a failed `up`
             try:
@@ -529,6 +558,8 @@ class Lab:
                 shutil.rmtree(self.dir)  # nothing was created yet
                 raise
             self._create_switch(state)
+            if state.get("nat_netns"):
+                self._create_nat_router(state)
             self._prepare_ssh_key()
             for host in state["hosts"].values():
                 self._create_host_network(state, host)
@@ -541,7 +572,8 @@ class Lab:
             self.save(state)
             self.write_inventory(state)
             log(f"lab {self.name}: {count} hosts up in {time.monotonic() - started:.1f} s on "
-                f"{', '.join(segment['subnet'] for segment in state['segments'])}")
+                f"{', '.join(segment['subnet'] for segment in state['segments'])}"
+                + (f" ({state['segments'][-1]['subnet']} behind a 1:1 NAT)" if nat_hosts else ""))
             return state
 
     def _ensure_inotify(self, state: dict, reason: str, log) -> None:
@@ -559,6 +591,122 @@ class Lab:
         """The lab's segments (a lab made before segments existed has one, on bridge "underlay")."""
         return state.get("segments") or [{"subnet": state["subnet"], "gateway": state["gateway"], "bridge": "underlay"}]
 
+    @classmethod
+    def routed_segments(cls, state: dict) -> list:
+        """The segments hosts are spread over (and `move` moves between): all but the NAT's private one."""
+        return [segment for segment in cls.segments_of(state) if not segment.get("nat")]
+
+    # -- a segment behind a 1:1 NAT --
+    def plan_nat(self, state: dict) -> None:
+        """Add the NAT router and its private segment (the /24 after the lab's) to a planned state: the
+        segment comes last, its bridge "nat" in the switch namespace, its gateway the router's private leg."""
+        private = self.segment_subnets(2)[1]
+        state["nat_netns"] = f"ovl-{self.name}-nat"
+        state["nat_router_address"] = str(ipaddress.ip_network(state["subnet"]).network_address + NAT_ROUTER_OFFSET)
+        state["segments"].append({"subnet": str(private), "gateway": str(private.network_address + 1), "bridge": "nat", "nat": True})
+
+    def plan_nat_host(self, index: int, state: dict) -> dict:
+        """Host node<index> on the private segment, with its first public address on the lab's segment."""
+        number = len(state["segments"]) - 1
+        host = self.plan_host(index, [ipaddress.ip_network(state["segments"][number]["subnet"])])
+        host["segment"] = number
+        host["public_address"] = str(ipaddress.ip_network(state["subnet"]).network_address + NAT_PUBLIC_OFFSET + index)
+        return host
+
+    @staticmethod
+    def nat_rules(state: dict) -> str:
+        """The NAT router's whole nftables table, replaced atomically: each private host's address is
+        rewritten to its public one on the way out (source) and back on the way in (destination).
+        Stateless, by address only: UDP tunnels both ways (VXLAN source ports vary per flow), a remap
+        applies to the next packet (conntrack entries of the old mapping, kept fresh by a tunnel that
+        never goes idle, would outlive it), and two private hosts reach each other at their public
+        addresses through the router (hairpin)."""
+        pre = post = ""
+        for host in state["hosts"].values():
+            if host.get("public_address"):
+                pre += f"    ip daddr {host['public_address']} ip daddr set {host['address']}\n"
+                post += f"    ip saddr {host['address']} ip saddr set {host['public_address']}\n"
+        return (f"table ip {NAT_TABLE} {{}}\ndelete table ip {NAT_TABLE}\ntable ip {NAT_TABLE} {{\n"
+                f"  chain pre {{\n    type filter hook prerouting priority raw; policy accept;\n{pre}  }}\n"
+                f"  chain post {{\n    type filter hook postrouting priority srcnat; policy accept;\n{post}  }}\n}}\n")
+
+    def _create_nat_router(self, state: dict) -> None:
+        """A router namespace between the lab's segment (its public leg "pub") and the private one
+        ("priv"). It holds every public address on "pub" (so it answers ARP for them) and rewrites
+        them with nat_rules(). Its default route is the lab's gateway, the switch, which never
+        forwards: nothing leaves the lab."""
+        nat, sw = state["nat_netns"], state["switch_netns"]
+        public, private = self.segments_of(state)[0], next(s for s in self.segments_of(state) if s.get("nat"))
+        run(["ip", "netns", "add", nat])
+        run(["ip", "-n", nat, "link", "set", "lo", "up"])
+        run(["ip", "netns", "exec", nat, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+             "net.ipv4.conf.default.rp_filter=0", "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.default.send_redirects=0"])
+        for leg, port, segment in (("pub", "natpub", public), ("priv", "natpriv", private)):
+            run(["ip", "-n", sw, "link", "add", port, "type", "veth", "peer", "name", leg, "netns", nat])
+            run(["ip", "-n", sw, "link", "set", port, "master", segment["bridge"], "up"])
+            run(["ip", "-n", nat, "link", "set", leg, "up"])
+        prefixlen = ipaddress.ip_network(public["subnet"]).prefixlen
+        run(["ip", "-n", nat, "addr", "add", f"{state['nat_router_address']}/{prefixlen}", "dev", "pub", "nodad"])
+        run(["ip", "-n", nat, "addr", "add", f"{private['gateway']}/{ipaddress.ip_network(private['subnet']).prefixlen}",
+             "dev", "priv", "nodad"])
+        run(["ip", "-n", nat, "route", "add", "default", "via", public["gateway"], "dev", "pub"])
+        for host in state["hosts"].values():
+            if host.get("public_address"):
+                run(["ip", "-n", nat, "addr", "add", f"{host['public_address']}/32", "dev", "pub", "nodad"])
+        run(["ip", "netns", "exec", nat, "nft", "-f", "-"], input=self.nat_rules(state))
+
+    def remap(self, host_name: str, public_address: str | None = None, log=print) -> dict:
+        """The NAT gives a private host another public address (the next free one unless given), live."""
+        with self.locked():
+            state = self.load()
+            if not state or host_name not in state["hosts"]:
+                raise LabError(f"lab {self.name} has no host {host_name}")
+            host = state["hosts"][host_name]
+            if not host.get("public_address"):
+                raise LabError(f"{host_name} of lab {self.name} is not behind the NAT (up --nat-hosts)")
+            old = host["public_address"]
+            new = public_address or self.next_public_address(state, old)
+            self.check_public_address(state, host_name, new)
+            nat = state["nat_netns"]
+            run(["ip", "-n", nat, "addr", "add", f"{new}/32", "dev", "pub", "nodad"])
+            host["public_address"] = new
+            run(["ip", "netns", "exec", nat, "nft", "-f", "-"], input=self.nat_rules(state))
+            run(["ip", "-n", nat, "addr", "del", f"{old}/32", "dev", "pub"])
+            # peers on the segment drop their ARP entry for the old address at once
+            run(["ip", "-n", nat, "neigh", "flush", "dev", "pub"], check=False)
+            self.save(state)
+            self.write_inventory(state)
+            log(f"{host_name} (behind the NAT, {host['address']}) remapped: public address {old} -> {new}")
+            return host
+
+    @staticmethod
+    def taken_addresses(state: dict) -> set:
+        """Addresses in use on the lab's segment: hosts', public ones, the gateway and the NAT router's."""
+        return ({h["address"] for h in state["hosts"].values()} | {h["public_address"] for h in state["hosts"].values()
+                if h.get("public_address")} | {state["gateway"], state.get("nat_router_address")})
+
+    def next_public_address(self, state: dict, current: str) -> str:
+        """The next free public address after current, from .NAT_PUBLIC_OFFSET+1 to .254, wrapping."""
+        subnet = ipaddress.ip_network(state["subnet"])
+        pool = [str(subnet.network_address + offset) for offset in range(NAT_PUBLIC_OFFSET + 1, subnet.num_addresses - 1)]
+        taken = self.taken_addresses(state)
+        start = pool.index(current) if current in pool else -1
+        for candidate in pool[start + 1:] + pool[:start + 1]:
+            if candidate not in taken:
+                return candidate
+        raise LabError(f"lab {self.name}: no free public address left in {subnet}")
+
+    def check_public_address(self, state: dict, host_name: str, address: str) -> None:
+        subnet = ipaddress.ip_network(state["subnet"])
+        try:
+            ok = ipaddress.ip_address(address) in subnet and address not in (str(subnet.network_address), str(subnet.broadcast_address))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise LabError(f"--public-address {address}: an address of the lab's segment {subnet}")
+        if address in self.taken_addresses(state) - {state["hosts"][host_name]["public_address"]}:
+            raise LabError(f"--public-address {address}: taken in lab {self.name}")
+
     def _create_switch(self, state: dict) -> None:
         ns = state["switch_netns"]
         run(["ip", "netns", "add", ns])
@@ -570,7 +718,7 @@ class Lab:
             run(["ip", "-n", ns, "link", "add", segment["bridge"], "type", "bridge"])
             run(["ip", "-n", ns, "link", "set", segment["bridge"], "up"])
         if not state.get("router_netns"):
-            # one segment: the switch holds the hosts' gateway address(es) itself
+            # one routed segment: the switch holds the hosts' gateway address(es) itself
             for address, prefixlen in self.gateways_of(segments[0]):
                 run(["ip", "-n", ns, "addr", "add", f"{address}/{prefixlen}", "dev", segments[0]["bridge"], "nodad"])
             return
@@ -581,7 +729,7 @@ class Lab:
         run(["ip", "-n", router, "link", "set", "lo", "up"])
         run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
              "net.ipv4.conf.default.rp_filter=0", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_ra=0"])
-        for number, segment in enumerate(segments):
+        for number, segment in enumerate(self.routed_segments(state)):
             leg = f"rt{number}"
             run(["ip", "-n", ns, "link", "add", leg, "type", "veth", "peer", "name", f"seg{number}", "netns", router])
             run(["ip", "-n", ns, "link", "set", leg, "master", segment["bridge"], "up"])
@@ -695,6 +843,8 @@ class Lab:
             for number in range(len(self.segments_of(state))):
                 members = [host["name"] for host in hosts if host.get("segment", 0) == number]
                 groups += [f"    segment{number}:", "      hosts:"] + [f"        {name}:" for name in members]
+        if state.get("nat_netns"):
+            groups += ["    behind_nat:", "      hosts:"] + [f"        {h['name']}:" for h in hosts if h.get("public_address")]
 
         def inventory(path, how, connection, per_host=lambda host: []):
             lines = [f"# Inventory of lab {self.name}, written by tests/lab/overlay_lab.py. {how}", "all:", "  vars:"]
@@ -708,6 +858,8 @@ class Lab:
                           f"          overlay_lab_segment: {host.get('segment', 0)}"]
                 if host.get("address6"):
                     lines.append(f"          overlay_lab_underlay_address6: {host['address6']}")
+                if host.get("public_address"):
+                    lines.append(f"          overlay_lab_public_address: {host['public_address']}")
             tmp = path.with_suffix(".tmp")
             tmp.write_text("\n".join(lines + groups) + "\n")
             tmp.replace(path)
@@ -716,14 +868,18 @@ class Lab:
                   "tests/lab/connection_plugins/lab_nsenter.py).", ["ansible_connection: lab_nsenter"])
         if not all(host.get("ssh_host_key") for host in hosts):
             return
+
+        def reach(host):  # from the switch's namespace, a host behind the NAT is reached at its public address
+            return host.get("public_address") or host["address"]
+
         # known_hosts by address, rewritten when a host moves: host keys are checked, as they should be
-        self.known_hosts_path.write_text("".join(f"{host['address']} {host['ssh_host_key']}\n" for host in hosts))
+        self.known_hosts_path.write_text("".join(f"{reach(host)} {host['ssh_host_key']}\n" for host in hosts))
         inventory(self.ssh_inventory_path, "Hosts are reached over\n# SSH as a sudo user, from the switch's namespace:"
                   f" overlay_lab.py controller --name {self.name} -- ansible-playbook -i {self.ssh_inventory_path} ...",
                   ["ansible_connection: ssh", f"ansible_user: {SSH_USER}", f"ansible_become_password: {SSH_PASSWORD}",
                    f"ansible_ssh_private_key_file: {self.ssh_key_path}",
                    f"ansible_ssh_common_args: -o UserKnownHostsFile={self.known_hosts_path} -o StrictHostKeyChecking=yes"],
-                  lambda host: [f"ansible_host: {host['address']}"])
+                  lambda host: [f"ansible_host: {reach(host)}"])
 
     def _prepare_ssh_key(self) -> None:
         """The lab's own key pair, for user ops on every host."""
@@ -797,10 +953,13 @@ class Lab:
             state = self.load()
             if not state or host_name not in state["hosts"]:
                 raise LabError(f"lab {self.name} has no host {host_name}")
-            segments = self.segments_of(state)
+            segments = self.routed_segments(state)
             if not 0 <= segment < len(segments):
-                raise LabError(f"--segment {segment}: lab {self.name} has segments 0 to {len(segments) - 1}")
+                raise LabError(f"--segment {segment}: lab {self.name} has segments 0 to {len(segments) - 1}"
+                               + (" (and the NAT's private one, which no host moves to or from)" if state.get("nat_netns") else ""))
             host = state["hosts"][host_name]
+            if host.get("public_address"):
+                raise LabError(f"{host_name} of lab {self.name} is behind the NAT: `remap` gives it another public address")
             old = f"{host['address']}/{host['prefixlen']}"
             target = segments[segment]
             index = int(host_name[len("node"):])
@@ -837,8 +996,9 @@ class Lab:
                 list(pool.map(self._stop, hosts))
             for host in hosts:
                 self._delete_netns(host["netns"])
-            if state.get("router_netns"):
-                self._delete_netns(state["router_netns"])
+            for router in ("router_netns", "nat_netns"):
+                if state.get(router):
+                    self._delete_netns(state[router])
             self._delete_netns(state["switch_netns"])
             shutil.rmtree(self.dir)
             log(f"lab {self.name} removed")
@@ -855,7 +1015,7 @@ def list_labs() -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in ("up", "down", "reboot", "move", "shell", "exec", "status", "inventory", "controller"):
+    for command in ("up", "down", "reboot", "move", "remap", "shell", "exec", "status", "inventory", "controller"):
         p = sub.add_parser(command)
         p.add_argument("--name", default=os.environ.get("LAB", "lab"), help="lab name (default: $LAB or 'lab')")
         if command == "up":
@@ -866,10 +1026,14 @@ def main(argv=None) -> int:
                            help="the underlay's address families (ipv6: IPv6 only, from 2001:db8::/32; dual: both)")
             p.add_argument("--image", choices=sorted(VARIANTS), default="base",
                            help="runtimes: hosts with docker.io, podman and busybox-static that run real containers")
-        if command in ("reboot", "move", "shell", "exec"):
+            p.add_argument("--nat-hosts", type=int, default=0,
+                           help="put the last N hosts on a private segment behind a 1:1 NAT router, each with a public address")
+        if command in ("reboot", "move", "remap", "shell", "exec"):
             p.add_argument("host")
         if command == "move":
             p.add_argument("--segment", type=int, required=True, help="the segment to move the host to (0-based)")
+        if command == "remap":
+            p.add_argument("--public-address", help="the host's new public address (default: the next free one)")
         if command in ("exec", "controller"):
             p.add_argument("argv", nargs=argparse.REMAINDER)
     sub.add_parser("list")
@@ -885,7 +1049,7 @@ def main(argv=None) -> int:
             return 0
         lab = Lab(args.name)
         if args.command == "up":
-            lab.up(args.hosts, segments=args.segments, variant=args.image, underlay=args.underlay)
+            lab.up(args.hosts, segments=args.segments, variant=args.image, underlay=args.underlay, nat_hosts=args.nat_hosts)
             print(f"inventory: {lab.inventory_path}")
             print(f"enter a host: {sys.argv[0]} shell --name {lab.name} node1")
         elif args.command == "down":
@@ -894,6 +1058,8 @@ def main(argv=None) -> int:
             lab.reboot(args.host)
         elif args.command == "move":
             lab.move(args.host, args.segment)
+        elif args.command == "remap":
+            lab.remap(args.host, args.public_address)
         elif args.command == "inventory":
             print(lab.inventory_path)
         elif args.command == "status":
@@ -904,6 +1070,7 @@ def main(argv=None) -> int:
             for host in state["hosts"].values():
                 leader = lab.leader_pid(host)
                 print(f"{host['name']:10} {host['address']:16} {host.get('address6') or ''} segment {host.get('segment', 0)}  {host['mac']}  "
+                      f"{'public ' + host['public_address'] + '  ' if host.get('public_address') else ''}"
                       f"{'running, pid ' + str(leader) if leader else 'stopped'}")
         elif args.command == "shell":
             state = lab.load()

@@ -7,8 +7,11 @@ from __future__ import annotations
 import concurrent.futures
 import ipaddress
 import json
+import os
 import time
 from pathlib import Path
+
+import pytest
 
 import overlay_lab
 import rootns
@@ -79,3 +82,66 @@ def test_hosts_are_distinct_and_reboot_is_real(make_lab):
     assert link_after["address"] == link_before["address"]
     assert _exec(lab, "node2", "systemctl", "is-system-running").stdout.strip() == "running"
     assert _exec(lab, "node1", "ping", "-c1", "-W1", lab.load()["hosts"]["node2"]["address"]).returncode == 0
+
+
+def _udp_source(lab, receiver, sender, destination, port=8472):
+    """Send one UDP datagram from sender to destination; return the source address receiver saw."""
+    listen = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', %d)); s.settimeout(5); "
+              "open('/run/udp-ready', 'w').close(); print(s.recvfrom(64)[1][0])" % port)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        got = pool.submit(_exec, lab, receiver, "python3", "-c", listen)
+        deadline = time.monotonic() + 5
+        while _exec(lab, receiver, "test", "-e", "/run/udp-ready").returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _exec(lab, receiver, "rm", "-f", "/run/udp-ready")
+        sent = _exec(lab, sender, "python3", "-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+                     ".sendto(b'x', ('%s', %d))" % (destination, port))
+        assert sent.returncode == 0, sent.stderr
+        return got.result().stdout.strip()
+
+
+def test_hosts_behind_a_1to1_nat_are_reached_at_their_public_addresses_which_remap_moves():
+    before = rootns.snapshot()
+    name = os.environ.get("OVERLAY_MESH_LAB_PREFIX", "") + "t-nat"
+    lab = overlay_lab.Lab(name)
+    try:
+        lab.up(3, log=lambda *_: None, nat_hosts=2)
+        state = lab.load()
+        node1, node2, node3 = (state["hosts"][n] for n in ("node1", "node2", "node3"))
+        private = ipaddress.ip_network(state["segments"][1]["subnet"])
+        assert node1.get("public_address") is None and node1["segment"] == 0
+        assert ipaddress.ip_address(node2["address"]) in private and node2["segment"] == 1
+        inventory = lab.inventory_path.read_text()
+        assert f"overlay_lab_public_address: {node2['public_address']}" in inventory and "behind_nat:" in inventory
+
+        # From the lab's segment a private host is reached at its public address only, and what it
+        # sends arrives from that address; both ways for UDP (the overlay's tunnels).
+        assert _exec(lab, "node1", "ping", "-c1", "-W1", node2["public_address"]).returncode == 0
+        assert _exec(lab, "node1", "ping", "-c1", "-W1", node2["address"]).returncode != 0
+        assert _udp_source(lab, "node1", "node2", node1["address"]) == node2["public_address"]
+        assert _udp_source(lab, "node2", "node1", node2["public_address"]) == node1["address"]
+        # two private hosts reach each other at their public addresses too (hairpin), seen from their public ones
+        assert _udp_source(lab, "node3", "node2", node3["public_address"]) == node2["public_address"]
+
+        # remap: the old public address is dead at once, the new one carries both ways
+        old = node2["public_address"]
+        new = lab.remap("node2", log=lambda *_: None)["public_address"]
+        assert new != old and f"overlay_lab_public_address: {new}" in lab.inventory_path.read_text()
+        assert _exec(lab, "node1", "ping", "-c1", "-W1", old).returncode != 0
+        assert _udp_source(lab, "node1", "node2", node1["address"]) == new
+        assert _udp_source(lab, "node2", "node1", new) == node1["address"]
+        with pytest.raises(overlay_lab.LabError, match="not behind the NAT"):
+            lab.remap("node1", log=lambda *_: None)
+        with pytest.raises(overlay_lab.LabError, match="is behind the NAT"):
+            lab.move("node2", 0, log=lambda *_: None)
+
+        # a reboot keeps a private host behind the NAT at its public address
+        lab.reboot("node3", log=lambda *_: None)
+        assert _udp_source(lab, "node1", "node3", node1["address"]) == node3["public_address"]
+    finally:
+        lab.down(log=lambda *_: None)
+    after = rootns.snapshot()
+    for key in before:
+        if key != "lab_leftovers":
+            assert before[key] == after[key], f"root namespace {key} changed"
+    assert [item for item in after["lab_leftovers"] if name in item] == []

@@ -18,6 +18,8 @@ NOT_OURS = {
     '_netlink_compat.NetlinkError',
     # the etcd client is the lead's (issue 22, node agent) for now; its errors are caught by name where used
     '_etcd.EtcdError',
+    # the etcd identities (issue 22) are the lead's new code; derive from OverlayMeshError when it settles
+    '_etcd_identities.IdentityError',
 }
 
 

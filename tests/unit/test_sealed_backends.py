@@ -36,7 +36,8 @@ ALLOWED = {
 # name the vxlan and wireguard backends' published fields and flannel's backend types for now.
 PENDING = {
     'plugins/plugin_utils/_registry.py': 'flannel\'s BackendType and its vxlan port in etcd, per backend',
-    'plugins/plugin_utils/_flannel_interop.py': 'flannel\'s vxlan leases beside ours',
+    'plugins/module_utils/_flannel_interop.py': 'flannel\'s vxlan leases beside ours',
+    'plugins/module_utils/_lease_schema.py': 'the lease store\'s default backend type (registry.DEFAULT would do)',
 }
 
 

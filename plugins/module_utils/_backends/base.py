@@ -82,6 +82,12 @@ class Backend(object):
         """What peers need to know of this host (its lease record carries it)."""
         return {}
 
+    @classmethod
+    def flannel_data(cls, record, settings):
+        """flannel's ``BackendData`` for a lease record of this backend (what flanneld's backend of this name
+        writes); settings: the lease store's {type, vni, port, direct_routing}."""
+        return {}
+
     def same_instance(self, other):
         """Whether another saved params mapping describes the same device (nothing to tear down)."""
         return other.get('type') == self.name and other.get('device') == self.device
@@ -89,6 +95,13 @@ class Backend(object):
     def apply(self, node, host):
         """Reconcile the data path to every peer on the host; changes go to host.report."""
         raise NotImplementedError
+
+    def apply_peers(self, node, host, changed, removed):
+        """Reconcile the data path to some peers only, for the node agent's one-lease changes: ``changed``, the
+        contract's entries of peers added or changed; ``removed``, the previous entries of peers gone or changed.
+        node.peers is already the new list. This default reconciles every peer (apply); a backend whose
+        apply reads the state of every peer does better."""
+        self.apply(node, host)
 
     def teardown(self, host, record, strict=False):
         """Remove everything of this backend instance that is on the host. record: the contract (or its

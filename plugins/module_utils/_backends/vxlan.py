@@ -216,6 +216,13 @@ class Backend(BaseBackend):
     def publish(self):
         return {'vtep_mac': self.params['mac']}
 
+    @classmethod
+    def flannel_data(cls, record, settings):
+        data = {'VNI': settings.get('vni') or DEFAULT_VNI}
+        if record.get('vtep_mac'):
+            data['VtepMAC'] = record['vtep_mac']
+        return data
+
     def apply(self, node, host):
         ipr = open_iproute()
         try:
@@ -239,10 +246,7 @@ class Backend(BaseBackend):
         # a dual-stack overlay: a peer's IPv6 subnet behind the same VTEP (its MAC, one FDB entry), unless
         # it goes direct (an IPv6 underlay); over an IPv4 underlay it has no direct route and stays here
         routed_directly = set(subnet for peer in direct for subnet in routes.direct_subnets(node, peer))
-        wanted = peers_engine.normalise_peers(
-            [{'subnet': subnet, 'vtep_mac': p['vtep_mac'], 'underlay': p['underlay']}
-             for p in node.peers for subnet in (p['subnet'], p.get('ipv6_subnet') if node.ipv6_subnet else None)
-             if subnet and subnet not in routed_directly])
+        wanted = self._vtep_peers(node, node.peers, routed_directly)
         if link is None or link.get('kind') != 'vxlan':
             # check mode on a host where the VTEP is still to be created
             host.report.changeset(peers_engine.plan_without_vtep(self.device, wanted, node.route_protocol))
@@ -252,6 +256,32 @@ class Backend(BaseBackend):
                 host.report.changeset(reconciler.reconcile(wanted, 'present', exclusive=True, check_mode=host.check_mode,
                                                            with_current=True))
         routes.reconcile_direct(node, host, direct, exclusive=True, skip_kinds=self.PEER_ROUTE_KINDS)
+
+    def apply_peers(self, node, host, changed, removed):
+        """Only the neighbour, FDB entry and route of each peer that changed (no dump of the VTEP's peers).
+        Direct routing and a VTEP still to be made go the whole way (apply)."""
+        ipr = open_iproute()
+        try:
+            link = links.read_link(ipr, self.device)
+            names = links.link_names(ipr)
+        finally:
+            ipr.close()
+        if self.params.get('direct_routing') or link is None or link.get('kind') != 'vxlan' or not link.get('up'):
+            self.apply(node, host)
+            return
+        with wire.NetlinkRoute() as nl:
+            reconciler = peers_engine.PeerReconciler(nl, link, node.route_protocol, names)
+            host.report.changeset(reconciler.reconcile_targeted(self._vtep_peers(node, changed), self._vtep_peers(node, removed),
+                                                                check_mode=host.check_mode))
+
+    @staticmethod
+    def _vtep_peers(node, peers, routed_directly=()):
+        """Contract peers as the VTEP's (subnet, MAC, underlay) entries: a dual-stack peer's IPv6 subnet behind the
+        same VTEP, unless it is routed directly."""
+        return peers_engine.normalise_peers(
+            [{'subnet': subnet, 'vtep_mac': p['vtep_mac'], 'underlay': p['underlay']}
+             for p in peers for subnet in (p['subnet'], p.get('ipv6_subnet') if node.ipv6_subnet else None)
+             if subnet and subnet not in routed_directly])
 
     def direct_peers(self, node, host):
         """The peers routed directly: with direct_routing, those on this host's underlay segment."""

@@ -272,6 +272,10 @@ class Backend(BaseBackend):
         return {'public_key': self.params['public_key']} if self.params.get('public_key') else {}
 
     @classmethod
+    def flannel_data(cls, record, settings):
+        return {'PublicKey': record['public_key']} if record.get('public_key') else {}
+
+    @classmethod
     def host_identity(cls, params):
         """What the host has for these options: its public key, once it has a key."""
         public = hostkey.host_public_key(params.get('device') or DEFAULT_DEVICE)

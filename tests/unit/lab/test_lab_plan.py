@@ -64,3 +64,68 @@ def test_segments_are_consecutive_subnets_and_hosts_alternate_between_them():
     assert [host["segment"] for host in hosts] == [0, 1, 0, 1]
     assert all(overlay_lab.ipaddress.ip_address(host["address"]) in subnets[host["segment"]] for host in hosts)
     assert len({host["address"].rsplit(".", 1)[1] for host in hosts}) == 4  # a host keeps its number on any segment
+
+
+def _nat_state(name="natlab", count=4, nat_hosts=2):
+    """The state `up --nat-hosts` plans, without booting anything."""
+    lab = overlay_lab.Lab(name)
+    subnet = lab.subnet()
+    state = {"subnet": str(subnet), "gateway": str(subnet.network_address + 1), "hosts": {},
+             "segments": [{"subnet": str(subnet), "gateway": str(subnet.network_address + 1), "bridge": "underlay"}]}
+    lab.plan_nat(state)
+    for index in range(1, count + 1):
+        host = lab.plan_nat_host(index, state) if index > count - nat_hosts else lab.plan_host(index, subnet)
+        state["hosts"][host["name"]] = host
+    return lab, state
+
+
+def test_nat_hosts_sit_on_a_private_segment_with_public_addresses_on_the_labs():
+    lab, state = _nat_state()
+    public, private = (ipaddress.ip_network(segment["subnet"]) for segment in state["segments"])
+    assert private == lab.segment_subnets(2)[1] and private.subnet_of(overlay_lab.UNDERLAY_RANGE)
+    assert lab.routed_segments(state) == state["segments"][:1] and state["segments"][1]["nat"]
+    assert state["nat_netns"] == "ovl-natlab-nat"
+    hosts = state["hosts"]
+    assert [hosts[name].get("public_address") for name in ("node1", "node2")] == [None, None]
+    for name in ("node3", "node4"):
+        host = hosts[name]
+        assert host["segment"] == 1 and ipaddress.ip_address(host["address"]) in private
+        assert ipaddress.ip_address(host["public_address"]) in public
+    everything = [h["address"] for h in hosts.values()] + [hosts["node3"]["public_address"], hosts["node4"]["public_address"]]
+    everything += [state["gateway"], state["nat_router_address"]]
+    assert len(set(everything)) == len(everything)
+
+
+def test_nat_rules_rewrite_both_ways_statelessly_and_replace_the_whole_table():
+    _lab, state = _nat_state()
+    rules = overlay_lab.Lab.nat_rules(state)
+    node3 = state["hosts"]["node3"]
+    assert f"ip daddr {node3['public_address']} ip daddr set {node3['address']}" in rules
+    assert f"ip saddr {node3['address']} ip saddr set {node3['public_address']}" in rules
+    assert rules.startswith(f"table ip {overlay_lab.NAT_TABLE} {{}}\ndelete table ip {overlay_lab.NAT_TABLE}\n")
+    assert " ct " not in rules and "snat" not in rules.replace("priority srcnat", "") and "dnat" not in rules
+    assert state["hosts"]["node1"]["address"] not in rules
+
+
+def test_remap_picks_the_next_free_public_address_and_refuses_taken_or_foreign_ones():
+    lab, state = _nat_state()
+    node3, node4 = state["hosts"]["node3"], state["hosts"]["node4"]
+    new = lab.next_public_address(state, node3["public_address"])
+    assert new not in lab.taken_addresses(state) and ipaddress.ip_address(new) in ipaddress.ip_network(state["subnet"])
+    lab.check_public_address(state, "node3", new)
+    lab.check_public_address(state, "node3", node3["public_address"])  # its own is not "taken"
+    for bad, why in ((node4["public_address"], "taken"), (state["hosts"]["node1"]["address"], "taken"), ("10.0.0.1", "an address of"),
+                     (state["gateway"], "taken"), ("nonsense", "an address of")):
+        with pytest.raises(overlay_lab.LabError, match=why):
+            lab.check_public_address(state, "node3", bad)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((5, 4, 1, "ipv4"), "0 to --hosts"), ((-1, 4, 1, "ipv4"), "0 to --hosts"),
+    ((1, 4, 2, "ipv4"), "one segment"), ((1, 4, 1, "dual"), "--underlay ipv4"),
+    ((1, 200, 1, "ipv4"), f"at most {overlay_lab.NAT_MAX_HOSTS} hosts"),
+])
+def test_bad_nat_hosts_are_refused(args, message):
+    with pytest.raises(overlay_lab.LabError, match=message):
+        overlay_lab.check_nat_hosts(*args)
+    overlay_lab.check_nat_hosts(0, *args[1:])  # no NAT: anything goes

@@ -73,7 +73,8 @@ def test_the_engine_is_one_line_and_changes_names_every_file(tmp_path, monkeypat
     monkeypatch.setattr(_host, 'LIB_DIR', lib)
     monkeypatch.setattr(_node_apply, 'ENGINE_ROOT', os.path.join(lib, 'ansible_collections'))
     monkeypatch.setattr(_node_files, 'APPLY_COMMAND', os.path.join(lib, 'overlay-mesh-apply'))
-    count = len(_node_apply.engine_sources()) + 1  # and the launcher
+    monkeypatch.setattr(_node_files, 'AGENT_COMMAND', os.path.join(lib, 'overlay-mesh-agent'))
+    count = len(_node_apply.engine_sources()) + 2  # and the two launchers
 
     check = _host.Host(check_mode=True)
     _node_apply.install_engine(check)

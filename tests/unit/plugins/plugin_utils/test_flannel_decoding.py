@@ -30,7 +30,7 @@ import re
 
 import pytest
 
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _flannel_interop as interop
+from ansible_collections.overlay.mesh.plugins.module_utils import _flannel_interop as interop
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _registry as R
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _flannel_interop as interop
+from ansible_collections.overlay.mesh.plugins.module_utils import _flannel_interop as interop
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_inputs as inputs
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _registry as R

@@ -67,6 +67,11 @@ def test_textfile_metrics_of_the_last_apply():
     assert 'overlay_mesh_last_apply_success{by="boot"} 0\n' in two
     # a host that never applied (or an older engine) has no last-apply metrics, not made-up ones
     assert 'last_apply' not in report_lib.textfile(report, 'node3', 2, None)
+    # the node agent's state, where it runs (docs/agent.md)
+    assert 'overlay_mesh_agent_synced' not in one
+    degraded = dict(last['node1'], by='agent', agent={'state': 'degraded', 'message': 'no etcd endpoint answered'})
+    assert 'overlay_mesh_agent_synced 0\n' in report_lib.textfile(report, 'node1', 2, degraded)
+    assert 'overlay_mesh_agent_synced 1\n' in report_lib.textfile(report, 'node1', 2, dict(degraded, agent={'state': 'synced'}))
 
 
 def test_a_dual_stack_pair_is_ok_only_when_both_families_are():

@@ -1,0 +1,367 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The node agent (mesh_node_agent, with the etcd registry): overlay-mesh-agent.service on each host.
+
+    /usr/lib/overlay-mesh/overlay-mesh-agent [/etc/overlay-mesh/node.json]
+
+It keeps the node's peers equal to the leases in etcd without a controller run (docs/agent.md):
+lists ``<prefix>/subnets/``, applies the saved contract (node.json) with its peers taken from the leases,
+then watches the prefix from the listed revision and applies each change to the peers it touches only
+(Backend.apply_peers: one peer's neighbour, FDB entry and route on vxlan). It follows its own underlay
+address and re-registers its lease's PublicIP when the address changes. The same engine as the node
+module and the boot-time reapply does every change, under the same lock, and saves node.json, so a
+reboot and the next site run start from what the agent applied.
+
+etcd unreachable or without quorum never removes a peer: the last applied state stands, the agent
+says it is degraded (/run/overlay-mesh/agent.json and last-apply.json) and lists again once etcd serves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _etcd
+from ansible_collections.overlay.mesh.plugins.module_utils import _flannel_interop
+from ansible_collections.overlay.mesh.plugins.module_utils import _host
+from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema as schema
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_boot
+from ansible_collections.overlay.mesh.plugins.module_utils import _underlay
+
+STATUS_FILE = os.path.join(_host.RUN_DIR, 'agent.json')
+UNIT = 'overlay-mesh-agent.service'
+# Seconds between checks that etcd still serves: a watch on a member that lost quorum stays open and silent.
+HEALTH_EVERY = 5.0
+BACKOFF = (1, 2, 4, 8, 10)  # seconds before listing again after a failure, growing while it lasts
+ADDRESS_SETTLE = 0.3  # seconds to let a burst of address events (DHCP, a move) settle before looking
+# What the agent applies: the peers' part of the node (the rest is the controller's, or the boot's).
+# kernel: a device made again (the VTEP of a host that moved) gets its per-device settings (rp_filter) back.
+PARTS = ('backend', 'kernel', 'nftables', 'saved contract')
+_RTMGRP_IPV4_IFADDR = 0x10
+_RTMGRP_IPV6_IFADDR = 0x100
+
+
+def log(message):
+    sys.stdout.write('overlay-mesh-agent: %s\n' % message)
+    sys.stdout.flush()
+
+
+def _peer_text(peer):
+    data = ', '.join('%s %s' % (key, peer[key]) for key in sorted(peer) if key not in ('name', 'subnet', 'underlay'))
+    return '%s (%s at %s%s)' % (peer['name'], peer['subnet'], peer['underlay'], ', ' + data if data else '')
+
+
+class Agent(object):
+    """One host's agent. ``events``: what the watch and the address listener hand to the one thread that applies."""
+
+    def __init__(self, path=_host.NODE_FILE, out=log):
+        self.path = path
+        self.log = out
+        self.saved_text = None   # node.json as the agent last read or wrote it
+        self.raw = None          # ... and as a dict: the contract the agent applies, peers replaced
+        self._load()
+        settings = self.raw['agent']
+        self.name = settings['name']
+        self.prefix = settings['prefix'].rstrip('/')
+        self.subnets = self.prefix + '/subnets/'
+        self.flannel_peers = settings.get('flannel_peers')
+        self.client = self._client(settings)
+        self.kvs = {}            # key -> (host or None, record, value JSON, mod_revision)
+        self._checked = {}       # peer entry (JSON) -> whether it passed the contract's checks
+        self.revision = 0
+        self.events = queue.Queue()
+        self.watch_connection = None
+        self.state = {'state': 'starting', 'since': time.time(), 'revision': 0, 'changes': 0, 'leases': 0, 'message': ''}
+        self.kernel_changes = []  # per applied event, the kernel and file changes it made (the bench reads them)
+
+    # ---- the contract ------------------------------------------------------------------------
+    def _load(self):
+        """node.json as the node module (or the agent) last saved it; a site run may have changed it meanwhile."""
+        text = _host.Host.read(self.path)
+        if text is None:
+            raise ValueError('no node state %s: the node module saves it (run site on this host)' % self.path)
+        if text == self.saved_text:
+            return False
+        node, _raw = _node_boot.load(self.path)
+        if not (node.data.get('agent') or {}).get('enabled'):
+            raise ValueError('the node state %s does not turn the agent on (mesh_node_agent)' % self.path)
+        self.saved_text, self.raw, self.node = text, node.data, node
+        return True
+
+    @staticmethod
+    def _client(settings):
+        password = None
+        if settings.get('password_file'):
+            with open(settings['password_file']) as handle:
+                password = handle.read().strip()
+        return _etcd.EtcdClient(settings['endpoints'], ca_file=settings.get('ca_file'), cert_file=settings.get('cert_file'),
+                                key_file=settings.get('key_file'), user=settings.get('user'), password=password,
+                                timeout=settings.get('timeout') or 5)
+
+    def peers(self):
+        """The contract's peers from the leases, as the controller builds them (_lease_schema.contract_peers)."""
+        ours = dict((host, record) for host, record, _data, _mod in self.kvs.values() if host)
+        backend = self.node.backend
+        found = [peer for peer in schema.contract_peers(self.name, ours, list(ours), type(backend)) if self._valid(peer)]
+        if self.flannel_peers:
+            flanneld = [(key, record, data) for key, (host, record, data, _mod) in sorted(self.kvs.items()) if host is None]
+            settings = schema.backend_settings(self.raw['backend'])
+            theirs, problems = _flannel_interop.peers(flanneld, settings['vni'] or 1, settings['type'], self.node.underlay_version)
+            for problem in problems:
+                self.log('skipped: %s' % problem)
+            found += [dict(record, name=name) for name, record in sorted(theirs.items())]
+        return found
+
+    def _valid(self, peer):
+        """Whether a peer from a lease passes the contract's checks (a damaged lease must not stop the others)."""
+        key = json.dumps(peer, sort_keys=True)
+        if key not in self._checked:
+            try:
+                _node_boot.normalize(dict(self.raw, peers=[peer]), 'etcd')
+                self._checked[key] = True
+            except ValueError as exc:
+                self.log('skipped the lease of %s: %s' % (peer.get('name'), str(exc).split('nothing applied: ', 1)[-1]))
+                self._checked[key] = False
+        return self._checked[key]
+
+    def _apply(self, peers, what, changed=None, removed=None, underlay=None):
+        """Apply the contract with these peers: all of it (changed None), or only these peers' entries. Under the
+        node's lock, on node.json as it is now (a site run may have changed it), which is then saved."""
+        host = _host.Host()
+        failure = None
+        with host.locked():
+            try:
+                reloaded = self._load()  # a site run saved another contract: all of it again
+                raw = dict(self.raw, peers=peers)
+                if underlay:
+                    raw['underlay'] = dict(raw['underlay'], **underlay)
+                node = _node_boot.normalize(raw, self.path)
+                if changed is None or underlay or reloaded:
+                    _node_apply.apply(node, host, previous=self.raw, only=PARTS)
+                else:
+                    node.backend.apply_peers(node, host, changed, removed)
+                    if set(p['underlay'] for p in peers) != set(p['underlay'] for p in self.raw['peers']):
+                        _node_apply.apply(node, host, only=('nftables',))  # the firewall's set of peers
+                    _node_apply.apply(node, host, only=('saved contract',))
+                self.saved_text = host.read(self.path)
+                self.raw, self.node = node.data, node
+            except _node_apply.STEP_ERRORS + (ValueError,) as exc:  # pylint: disable=catching-non-exception
+                failure = exc
+            host.record_apply('agent', failure, agent=self._status())
+        count = len(host.report.changes)
+        self.kernel_changes.append(count)
+        if failure is not None:
+            self.log('%s: failed: %s' % (what, failure))
+        elif count:
+            self.log('%s: %d change(s): %s' % (what, count, '; '.join(host.report.changes)))
+        return failure is None
+
+    # ---- etcd --------------------------------------------------------------------------------
+    def resync(self):
+        """List the prefix and apply every peer: at start, after a compaction, a reconnect or an outage."""
+        revision, kvs = self.client.range_prefix(self.subnets)
+        self.kvs = {}
+        for key, value, mod, _lease in kvs:
+            self._take(key, value, mod)
+        self.revision = revision
+        peers = self.peers()
+        self._apply(peers, 'listed %d lease(s) at revision %d' % (len(self.kvs), revision))
+        self._set_state('synced', '')
+        self.check_address()
+
+    def _take(self, key, value, mod):
+        try:
+            host, record, data = schema.decode(key, value, self.subnets)
+        except ValueError as exc:
+            self.log('skipped etcd key %s: %s' % (key, exc))
+            self.kvs.pop(key, None)
+            return
+        self.kvs[key] = (host, record, data, mod)
+
+    def on_events(self, events):
+        """One watch response (a transaction's events come together): apply what it changed of the peers."""
+        before = dict((p['name'], p) for p in self.raw.get('peers') or [])
+        for kind, key, value, mod in events:
+            self.revision = max(self.revision, mod)
+            if kind == 'DELETE':
+                self.kvs.pop(key, None)
+            else:
+                self._take(key, value, mod)
+        peers = self.peers()
+        after = dict((p['name'], p) for p in peers)
+        changed = [after[name] for name in sorted(after) if before.get(name) != after[name]]
+        removed = [before[name] for name in sorted(before) if after.get(name) != before[name]]
+        self.state['revision'] = self.revision
+        if not changed and not removed:
+            return
+        what = '; '.join(['%s %s' % ('moved' if p['name'] in before else 'added', _peer_text(p)) for p in changed]
+                         + ['removed %s' % _peer_text(p) for p in removed if p['name'] not in after])
+        self._apply(peers, 'revision %d: %s' % (self.revision, what), changed, removed)
+        self.state['changes'] += 1
+        self._write_status()
+
+    def own_lease(self):
+        for key, (host, record, _data, mod) in self.kvs.items():
+            if host == self.name:
+                return key, record, mod
+        return None, None, 0
+
+    # ---- the underlay address ------------------------------------------------------------------
+    def current_underlay(self):
+        """{address, network, interface, mtu} of the underlay now: the contract's while the host still has its address
+        (a second address on the interface moves nothing), else the first global address of that family on the
+        underlay interface; None when there is none (the address is gone and no other came yet)."""
+        underlay = self.raw['underlay']
+        family = 'ipv6' if ':' in underlay['address'] else 'ipv4'
+        try:
+            found = list(_underlay.global_addresses(_underlay.ip_json('addr', 'show'), family))
+        except _underlay.UnderlayError:
+            return None
+        mine = [one for one in found if one[1] == underlay['address']]
+        others = [one for one in found if one[0] == underlay.get('interface')]
+        if mine or not others:
+            return dict(underlay) if mine else None
+        interface, address, prefixlen, mtu = others[0]
+        network = str(ipaddress.ip_interface('%s/%d' % (address, prefixlen)).network)
+        return {'address': address, 'network': network, 'interface': interface, 'mtu': mtu}
+
+    def check_address(self):
+        """The host's underlay address moved: re-point its own devices; then the lease, unless it publishes a public
+        address (mesh_node_public_address). Also after a list: a re-registration that etcd refused during an outage."""
+        now = self.current_underlay()
+        if now is None:
+            return
+        if now['address'] != self.raw['underlay']['address']:
+            self.log('underlay address moved from %s to %s' % (self.raw['underlay']['address'], now['address']))
+            underlay = dict((k, v) for k, v in now.items() if k in self.raw['underlay'] or k in ('address', 'network'))
+            self._apply(self.raw.get('peers') or [], 'underlay moved to %s' % now['address'], underlay=underlay)
+        published = self.raw['agent'].get('public_address') or now['address']
+        key, record, mod = self.own_lease()
+        for _attempt in range(5):
+            if key is None or record.get('underlay') == published:
+                return  # no lease yet (site writes it), or it is right
+            value = schema.lease_value(self.name, dict(record, underlay=published), schema.backend_settings(self.raw['backend']))
+            if self.client.put_if(key, value, mod):
+                self.log('lease %s re-registered at %s' % (key, published))
+                return
+            text, mod = self.client.get(key)  # written meanwhile (by a controller): again on what it is now
+            if text is None:
+                return
+            _host_name, record, _data = schema.decode(key, text, self.subnets)
+        self.log('lease %s: could not re-register (written by someone else each time)' % key)
+
+    def _follow_addresses(self):
+        """Thread: any address added or removed on the host wakes the applying thread (netlink events)."""
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        sock.bind((0, _RTMGRP_IPV4_IFADDR | _RTMGRP_IPV6_IFADDR))
+        while True:
+            try:
+                sock.recv(65536)
+            except OSError:
+                time.sleep(1)  # ENOBUFS after a burst: look anyway
+            self.events.put(('address', None))
+
+    def _watch(self, events, revision):
+        """Thread: the watch's responses into events, then why it ended."""
+        try:
+            for changes in self.client.watch(self.subnets, revision, opened=self._opened):
+                events.put(('leases', changes))
+        except _etcd.EtcdError as exc:
+            events.put(('watch ended', exc))
+
+    def _opened(self, connection):
+        self.watch_connection = connection
+
+    def _stop_watch(self):
+        connection, self.watch_connection = self.watch_connection, None
+        if connection is not None and connection.sock is not None:
+            try:
+                connection.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # ---- state -----------------------------------------------------------------------------------
+    def _status(self):
+        return dict(self.state, revision=self.revision, leases=len(self.kvs), peers=len(self.raw.get('peers') or []))
+
+    def _set_state(self, state, message):
+        if state != self.state['state']:
+            self.state.update(state=state, since=time.time())
+            self.log('%s%s' % (state, ': ' + message if message else ''))
+        self.state['message'] = message
+        self._write_status()
+
+    def _write_status(self):
+        status = self._status()
+        try:
+            _host.write_atomic(STATUS_FILE, json.dumps(status, sort_keys=True) + '\n')
+            last = json.loads(_host.Host.read(_host.LAST_APPLY_FILE) or '{}')
+            if last.get('agent', {}).get('state') != status['state']:
+                last['agent'] = status
+                _host.write_atomic(_host.LAST_APPLY_FILE, json.dumps(last, sort_keys=True) + '\n')
+        except (OSError, ValueError):
+            pass  # best effort, as record_apply
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    def run_once(self):
+        """List, apply, then follow the watch until something goes wrong (raises EtcdError)."""
+        self.resync()
+        # the watch has a connection of its own (the client's are this thread's); a new queue per watch, so
+        # that the end of an earlier one cannot end this one
+        self.events = events = queue.Queue()
+        threading.Thread(target=self._watch, args=(events, self.revision + 1), daemon=True).start()
+        try:
+            while True:
+                try:
+                    kind, item = self.events.get(timeout=HEALTH_EVERY)
+                except queue.Empty:
+                    self.client.serving()
+                    continue
+                if kind == 'leases':
+                    self.on_events(item)
+                elif kind == 'address':
+                    time.sleep(ADDRESS_SETTLE)
+                    self.check_address()
+                else:
+                    raise item
+        finally:
+            self._stop_watch()
+
+    def run(self):
+        threading.Thread(target=self._follow_addresses, daemon=True).start()
+        attempt = 0
+        while True:
+            try:
+                self.run_once()
+            except _etcd.EtcdError as exc:
+                if exc.kind == 'compacted':
+                    self.log(str(exc))
+                    continue
+                if self.state['state'] == 'synced':
+                    attempt = 0  # it had worked: start the back-off again
+                self._set_state('degraded', '%s; the last applied peers stand' % exc)
+            except ValueError as exc:  # node.json gone or invalid: the node module will restart or remove us
+                self._set_state('degraded', str(exc))
+            time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
+            attempt += 1
+
+
+def main(argv=None):
+    args = sys.argv[1:] if argv is None else argv
+    path = args[0] if args else _host.NODE_FILE
+    try:
+        agent = Agent(path)
+    except (ValueError, OSError, _etcd.EtcdError) as exc:
+        log('cannot start: %s' % exc)
+        return 2
+    log('following %s for %s (%s)' % (agent.subnets, agent.name, ', '.join(agent.client.endpoints)))
+    agent.run()
+    return 0

@@ -1,0 +1,140 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The node agent's bookkeeping: which peers a watch response changes, and that it never asks for more than them.
+
+What it does to a kernel is tested on lab hosts (molecule agent), against a real etcd with TLS; here the applying
+step is recorded instead, so that every case of the diff (join, MAC change, move, leave, a transaction that
+replaces a key, a damaged lease, flanneld's leases, our own lease) is checked exactly. The installed engine (no
+Ansible) must start the agent and say clearly why it cannot run without its settings.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _agent
+from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema as schema
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
+
+PREFIX = '/coreos.com/network'
+SUBNETS = PREFIX + '/subnets/'
+BACKEND = schema.backend_settings({'type': 'vxlan', 'vni': 1, 'port': 8472})
+NODE = {'version': 1, 'underlay': {'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500},
+        'network': '10.244.0.0/16', 'subnet': '10.244.1.0/24', 'mtu': 1450,
+        'bridge': {'name': 'cni0', 'mac': '02:00:00:00:01:01'},
+        'backend': {'type': 'vxlan', 'vni': 1, 'port': 8472, 'device': 'mesh.1', 'mac': '02:00:00:00:02:01'},
+        'peers': [], 'agent': {'enabled': True, 'name': 'node1', 'endpoints': ['http://198.18.0.11:2379'], 'flannel_peers': True}}
+
+
+def lease(host, subnet, underlay, mac):
+    record = {'subnet': subnet, 'underlay': underlay, 'vtep_mac': mac}
+    return schema.subnet_key(PREFIX, record), schema.lease_value(host, record, BACKEND)
+
+
+def flanneld(subnet, underlay, mac):
+    key = '%s/subnets/%s' % (PREFIX, subnet.replace('/', '-'))
+    return key, json.dumps({'PublicIP': underlay, 'BackendType': 'vxlan', 'BackendData': {'VNI': 1, 'VtepMAC': mac}})
+
+
+@pytest.fixture
+def agent(tmp_path, monkeypatch):
+    path = tmp_path / 'node.json'
+    path.write_text(json.dumps(NODE))
+    made = _agent.Agent(str(path), out=lambda line: made.lines.append(line))
+    made.lines, made.applied = [], []
+
+    def record(peers, what, changed=None, removed=None, underlay=None):
+        made.applied.append((what, changed, removed))
+        made.raw = dict(made.raw, peers=peers)
+        return True
+
+    monkeypatch.setattr(made, '_apply', record)
+    monkeypatch.setattr(made, '_write_status', lambda: None)
+    kvs = [lease('node1', '10.244.1.0/24', '198.18.0.11', '02:00:00:00:02:01'),
+           lease('node2', '10.244.2.0/24', '198.18.0.12', '02:00:00:00:02:02')]
+    for index, (key, value) in enumerate(kvs):
+        made._take(key, value, index + 1)  # pylint: disable=protected-access
+    made.raw = dict(made.raw, peers=made.peers())
+    return made
+
+
+def names(peers):
+    return [peer['name'] for peer in peers or []]
+
+
+def test_the_peers_are_the_controllers(agent):
+    assert agent.raw['peers'] == [{'name': 'node2', 'subnet': '10.244.2.0/24', 'underlay': '198.18.0.12', 'vtep_mac': '02:00:00:00:02:02'}]
+
+
+def test_a_join_applies_the_new_peer_only(agent):
+    agent.on_events([('PUT',) + lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03') + (7,)])
+    (what, changed, removed), = agent.applied
+    assert names(changed) == ['node3'] and removed == [] and 'added node3 (10.244.3.0/24 at 198.18.0.13' in what
+    assert agent.revision == 7 and names(agent.raw['peers']) == ['node2', 'node3']
+
+
+def test_a_new_mac_changes_that_peer_and_hands_over_its_old_entry(agent):
+    agent.on_events([('PUT',) + lease('node2', '10.244.2.0/24', '198.18.0.12', '02:00:00:00:0f:02') + (8,)])
+    (what, changed, removed), = agent.applied
+    assert [p['vtep_mac'] for p in changed] == ['02:00:00:00:0f:02'] and [p['vtep_mac'] for p in removed] == ['02:00:00:00:02:02']
+    assert what.startswith('revision 8: moved node2')
+
+
+def test_a_transaction_that_moves_a_host_to_another_key_is_one_change(agent):
+    old_key = lease('node2', '10.244.2.0/24', '198.18.0.12', '02:00:00:00:02:02')[0]
+    agent.on_events([('DELETE', old_key, '', 9), ('PUT',) + lease('node2', '10.244.9.0/24', '198.18.0.12', '02:00:00:00:02:02') + (9,)])
+    (_what, changed, removed), = agent.applied
+    assert [p['subnet'] for p in changed] == ['10.244.9.0/24'] and [p['subnet'] for p in removed] == ['10.244.2.0/24']
+
+
+def test_a_leave_removes_the_peer(agent):
+    key = lease('node2', '10.244.2.0/24', '198.18.0.12', '02:00:00:00:02:02')[0]
+    agent.on_events([('DELETE', key, '', 10)])
+    (what, changed, removed), = agent.applied
+    assert changed == [] and names(removed) == ['node2'] and 'removed node2' in what and agent.raw['peers'] == []
+
+
+def test_our_own_lease_and_unchanged_values_apply_nothing(agent):
+    agent.on_events([('PUT',) + lease('node1', '10.244.1.0/24', '198.18.0.11', '02:00:00:00:02:01') + (11,)])
+    agent.on_events([('PUT',) + lease('node2', '10.244.2.0/24', '198.18.0.12', '02:00:00:00:02:02') + (12,)])
+    assert agent.applied == [] and agent.revision == 12
+
+
+def test_a_damaged_lease_is_skipped_and_the_others_still_apply(agent):
+    key, value = lease('node3', '10.244.3.0/24', '198.18.0.13', 'not-a-mac')
+    agent.on_events([('PUT', key, value, 13), ('PUT', SUBNETS + 'garbage', '{}', 13),
+                     ('PUT',) + lease('node4', '10.244.4.0/24', '198.18.0.14', '02:00:00:00:02:04') + (13,)])
+    (_what, changed, _removed), = agent.applied
+    assert names(changed) == ['node4']
+    assert any('skipped the lease of node3' in line for line in agent.lines)
+    assert any('skipped etcd key %sgarbage' % SUBNETS in line for line in agent.lines)
+
+
+def test_flanneld_neighbours_are_followed(agent):
+    agent.on_events([('PUT',) + flanneld('10.244.50.0/24', '198.18.0.50', '0a:58:0a:f4:32:01') + (14,)])
+    agent.on_events([('PUT',) + flanneld('10.244.50.0/24', '198.18.0.50', '0a:58:0a:f4:32:02') + (15,)])
+    agent.on_events([('DELETE', flanneld('10.244.50.0/24', '198.18.0.50', '')[0], '', 16)])
+    (_w1, added, _r1), (_w2, moved, old), (_w3, none, gone) = agent.applied
+    assert names(added) == ['flanneld@198.18.0.50'] and moved[0]['vtep_mac'] == '0a:58:0a:f4:32:02'
+    assert old[0]['vtep_mac'] == '0a:58:0a:f4:32:01' and none == [] and names(gone) == ['flanneld@198.18.0.50']
+
+
+def test_the_installed_engine_starts_the_agent_without_ansible(tmp_path):
+    root = tmp_path / 'lib'
+    for relative, source in _node_apply.engine_sources().items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    state = tmp_path / 'node.json'
+    state.write_text(json.dumps(dict(NODE, agent={'enabled': False})))
+    code = ('import sys; sys.path.insert(0, %r)\n'
+            'from ansible_collections.overlay.mesh.plugins.module_utils._agent import main\n'
+            'assert not [m for m in sys.modules if m == "ansible" or m.startswith("ansible.")]\n'
+            'sys.exit(main([%r]))\n') % (str(root), str(state))
+    proc = subprocess.run([sys.executable, '-I', '-S', '-c', code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert 'does not turn the agent on (mesh_node_agent)' in proc.stdout
