@@ -3,7 +3,7 @@
 """The agent scenario's measurements, from the machine running molecule: etcd is used from node1 (with the engine
 and the credentials the role installed there), kernel entries are read on every host by entering its namespaces.
 
-    agent_check.py LAB put KEY VALUE | delete KEY | get PREFIX
+    agent_check.py LAB put KEY VALUE | delete KEY | get PREFIX | put-refused KEY VALUE | auth-enable ROOT_PASSWORD
     agent_check.py LAB wait --hosts node1,node2 --route SUBNET [--gone] [--fdb MAC=UNDERLAY] [--timeout S]
     agent_check.py LAB timed-put KEY VALUE --hosts ... --route SUBNET [--fdb MAC=UNDERLAY] [--timeout S]
     agent_check.py LAB timed-delete KEY --hosts ... --route SUBNET [--timeout S]
@@ -29,11 +29,23 @@ import json, sys
 sys.path.insert(0, '/usr/lib/overlay-mesh')
 from ansible_collections.overlay.mesh.plugins.module_utils import _etcd
 agent = json.load(open('/etc/overlay-mesh/node.json'))['agent']
+password = open(agent['password_file']).read().strip() if agent.get('password_file') else None
 client = _etcd.EtcdClient(agent['endpoints'], ca_file=agent.get('ca_file'), cert_file=agent.get('cert_file'),
-                          key_file=agent.get('key_file'), timeout=3)
+                          key_file=agent.get('key_file'), user=agent.get('user'), password=password, timeout=3)
 op, args = sys.argv[1], sys.argv[2:]
 if op == 'put':
     client.put(args[0], args[1])
+elif op == 'auth-enable':  # before auth is on: a root user with this password, then auth on
+    client.user_add('root', args[0])
+    client.user_grant('root', 'root')
+    client.call('/v3/auth/enable', {})
+elif op == 'put-refused':  # this host's identity must be refused writing the key
+    try:
+        client.put(args[0], args[1])
+    except _etcd.EtcdError as exc:
+        print('refused: %s' % exc)
+    else:
+        sys.exit('etcd let %s (%s) write %s' % (agent.get('user'), 'node1', args[0]))
 elif op == 'delete':
     client.call('/v3/kv/deleterange', {'key': _etcd.b64(args[0])})
 else:
@@ -79,7 +91,7 @@ def wait(lab, hosts, route, gone=False, fdb=None, timeout=2.0, start=None):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('lab')
-    parser.add_argument('op', choices=['put', 'delete', 'get', 'wait', 'timed-put', 'timed-delete'])
+    parser.add_argument('op', choices=['put', 'delete', 'get', 'put-refused', 'auth-enable', 'wait', 'timed-put', 'timed-delete'])
     parser.add_argument('args', nargs='*')
     parser.add_argument('--hosts', default='')
     parser.add_argument('--route')
@@ -89,7 +101,7 @@ def main():
     opts = parser.parse_args()
     lab = Lab(opts.lab)
     hosts = [h for h in opts.hosts.split(',') if h]
-    if opts.op in ('put', 'delete', 'get'):
+    if opts.op in ('put', 'delete', 'get', 'put-refused', 'auth-enable'):
         sys.stdout.write(etcd(lab, opts.op, *opts.args))
         return 0
     if opts.op == 'wait':
