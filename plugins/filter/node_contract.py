@@ -24,13 +24,17 @@ def _inputs():
     return importlib.import_module('ansible_collections.overlay.mesh.plugins.plugin_utils._node_inputs')
 
 
+def _warn_unknown(_node_inputs, host, variables):
+    for name in _node_inputs.unknown_variables(variables):
+        display.warning('%s: %s is not a variable of the overlay.mesh.mesh_node role (ignored)' % (host, name))
+
+
 def node_contract(variables, host, info=None, leases=None, members=None, warn_unknown=False):
     _node_inputs = _inputs()
     if not isinstance(variables, dict):
         raise AnsibleFilterError('overlay.mesh.node_contract: the input must be a mapping of mesh_node_* variables')
     if warn_unknown:
-        for name in _node_inputs.unknown_variables(variables):
-            display.warning('%s: %s is not a variable of the overlay.mesh.mesh_node role (ignored)' % (host, name))
+        _warn_unknown(_node_inputs, host, variables)
     try:
         contract, warnings = _node_inputs.node_contract(dict(variables), str(host), info=info or None,
                                                         leases=leases or None, members=list(members or []))
@@ -60,8 +64,7 @@ def node_contracts(hosts, hostvars, leases=None, members=None, variables_key='me
         return bool(_fact(hostvars, host, present_key, False))
     if warn_unknown:
         for host in hosts or []:
-            for name in _node_inputs.unknown_variables(_fact(hostvars, host, variables_key, {})):
-                display.warning('%s: %s is not a variable of the overlay.mesh.mesh_node role (ignored)' % (host, name))
+            _warn_unknown(_node_inputs, host, _fact(hostvars, host, variables_key, {}))
     try:
         built = _node_inputs.node_contracts(list(hosts or []), lambda host: _fact(hostvars, host, variables_key, {}),
                                             lambda host: _fact(hostvars, host, info_key) if info_key else None, present, leases=leases, members=members)

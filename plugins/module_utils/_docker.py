@@ -32,14 +32,9 @@ IPTABLES = ('/usr/sbin/iptables', '/sbin/iptables')
 DOCKER_UNITS = ('/etc/systemd/system/docker.service', '/lib/systemd/system/docker.service', '/usr/lib/systemd/system/docker.service')
 
 
-def halves(subnet):
-    """(the node bridge's part, docker0's part) of the host's subnet."""
-    return tuple(subnet.subnets(prefixlen_diff=1))
-
-
 def settings(node):
     """What the node sets in daemon.json: docker0 on the upper half of the subnet, the overlay MTU."""
-    upper = halves(node.subnet)[1]
+    upper = node.subnet_halves[1]
     wanted = {'bip': '%s/%d' % (upper.network_address + 1, upper.prefixlen), 'mtu': node.mtu}
     if node['firewall']['masquerade']:
         wanted['ip-masq'] = False

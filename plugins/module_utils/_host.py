@@ -42,10 +42,19 @@ LOCK_TIMEOUT = 120
 OWN_DIRS = (STATE_DIR, LIB_DIR, RUN_DIR)
 
 # Order of object kinds in reports and diffs.
-_KIND_ORDER = ('engine', 'file', 'link', 'address', 'neighbour', 'fdb', 'wireguard', 'wireguard-peer', 'route', 'sysctl',
-               'nftables', 'iptables', 'service')
+_KIND_ORDER = ['engine', 'file', 'link', 'address', 'neighbour', 'fdb', 'route', 'sysctl', 'nftables', 'iptables', 'service']
+# The kinds a backend reports of its own (register_kind): kind -> one line for an object of it.
+_DESCRIBERS = {}
 # A kind with more unchanged objects than this shows them as one line ("neighbour: 99 unchanged").
 UNCHANGED_SHOWN = 3
+
+
+def register_kind(kind, describe_obj, before='route'):
+    """A backend's own kind of report object (WireGuard's device and its peers): describe_obj(obj) gives its
+    line, and its lines come just before those of the kind ``before``."""
+    if kind not in _KIND_ORDER:
+        _KIND_ORDER.insert(_KIND_ORDER.index(before), kind)
+    _DESCRIBERS[kind] = describe_obj
 
 
 def describe(obj):
@@ -73,14 +82,8 @@ def describe(obj):
         if obj.get('onlink'):
             text += ' onlink'
         return '%s proto %s' % (text, obj['protocol'])
-    if kind == 'wireguard':
-        # the public key only: the private key never goes into a report
-        return 'wireguard %s listen-port %s fwmark %s public-key %s' % (
-            obj['name'], obj.get('listen_port'), obj.get('fwmark'), obj.get('public_key'))
-    if kind == 'wireguard-peer':
-        return 'wireguard-peer %s endpoint %s allowed-ips %s keepalive %s dev %s' % (
-            obj['public_key'], obj.get('endpoint') or '(none)', obj.get('allowed_ips') or '(none)', obj.get('keepalive') or 0,
-            obj['dev'])
+    if kind in _DESCRIBERS:
+        return _DESCRIBERS[kind](obj)
     if kind == 'sysctl':
         # sysctl's own notation: dots between levels, a dot inside a device name shown as a slash
         return 'sysctl %s = %s' % ('.'.join(part.replace('.', '/') for part in obj['key'].split('/')), obj['value'])
@@ -386,11 +389,13 @@ class Host(object):
         return True
 
 
-def write_atomic(path, content, mode=0o644):
+def write_atomic(path, content, mode=0o644, prefix='.overlay-mesh-', suffix='', make_dirs=True, sync_dir=False):
+    """Replace path atomically: a temporary file in its directory (made when missing, with make_dirs), fsync,
+    rename; with sync_dir the directory is synced too, so the rename itself survives a crash."""
     directory = os.path.dirname(path) or '.'
-    if not os.path.isdir(directory):
+    if make_dirs and not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
-    handle, tmp = tempfile.mkstemp(prefix='.overlay-mesh-', dir=directory)
+    handle, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
     try:
         with os.fdopen(handle, 'wb' if isinstance(content, bytes) else 'w') as stream:
             stream.write(content)
@@ -402,3 +407,10 @@ def write_atomic(path, content, mode=0o644):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if sync_dir:
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)

@@ -16,13 +16,15 @@ import hashlib
 import hmac
 import re
 
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
+
 MACHINE_ID_FILE = '/etc/machine-id'
 _MACHINE_ID_RE = re.compile(r'^[0-9a-f]{32}$')
 # Part of the hash key: other software deriving MACs from the machine-id gets other values.
 _PURPOSE = b'overlay.mesh device MAC v1:'
 
 
-class IdentityError(Exception):
+class IdentityError(OverlayMeshError):
     pass
 
 

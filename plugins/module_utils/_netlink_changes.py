@@ -9,8 +9,10 @@ Kernel objects are described by plain dicts (JSON-friendly) with a ``type`` key:
 
 from __future__ import annotations
 
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 
-class EngineError(Exception):
+
+class EngineError(OverlayMeshError):
     """The engine cannot reach the desired state; the message names the object and value."""
 
 

@@ -18,6 +18,8 @@ import os
 import socket
 import struct
 
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
+
 # ---- constants (linux/netlink.h) -----------------------------------------------------------
 NETLINK_ROUTE = 0
 NETLINK_GENERIC = 16
@@ -50,7 +52,7 @@ _I32 = struct.Struct('=i')
 _U32 = struct.Struct('=I')
 
 
-class NetlinkFailure(Exception):
+class NetlinkFailure(OverlayMeshError):
     """A netlink request or dump failed as a whole (not per item); ``code`` is the errno."""
 
     def __init__(self, code, message):

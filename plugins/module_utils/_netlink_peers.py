@@ -25,27 +25,14 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as wire
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import ChangeSet, EngineError
+from ansible_collections.overlay.mesh.plugins.module_utils._netlink_objects import (
+    describe_route, fdb_obj, mac_bytes, neigh_obj, route_obj, state_name)
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
-_PROTO_NAMES = {0: 'unspec', 1: 'redirect', 2: 'kernel', 3: 'boot', 4: 'static', 8: 'gated', 9: 'ra', 10: 'mrt',
-                11: 'zebra', 12: 'bird', 13: 'dnrouted', 14: 'xorp', 15: 'ntk', 16: 'dhcp', 42: 'babel', 186: 'bgp',
-                187: 'isis', 188: 'ospf', 189: 'rip', 192: 'eigrp', validate.ROUTE_PROTOCOL: validate.ROUTE_PROTOCOL_NAME}
 _ROUTE_ADD = wire.NLM_F_CREATE | wire.NLM_F_EXCL
 # Up to this many changes are read back with one get per object; more with a full dump.
 VERIFY_TARGETED_MAX = 300
 _REPLACE = wire.NLM_F_CREATE | wire.NLM_F_REPLACE
-
-
-def ntop(packed):
-    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
-
-
-def mac_text(packed):
-    return ':'.join('%02x' % octet for octet in bytearray(packed))
-
-
-def mac_bytes(text):
-    return bytes(bytearray(int(part, 16) for part in text.split(':')))
 
 
 class Peer(object):
@@ -93,41 +80,6 @@ def normalise_peers(peers, what='peer'):
         macs[mac] = (label if other is None else other[0], underlay, (other[2] if other else set()) | set([subnet.version]))
         result.append(Peer(subnet, mac, underlay))
     return result
-
-
-# ---- object descriptions (what the module returns) ------------------------------------------
-def neigh_obj(dev, dst, lladdr, state='permanent'):
-    return {'type': 'neighbour', 'dev': dev, 'address': ntop(dst), 'lladdr': mac_text(lladdr) if lladdr else None,
-            'state': state}
-
-
-def fdb_obj(dev, lladdr, dst, state='permanent'):
-    return {'type': 'fdb', 'dev': dev, 'lladdr': mac_text(lladdr), 'dst': ntop(dst) if dst else None, 'self': True,
-            'state': state}
-
-
-def route_obj(dev, family, dst, dst_len, gateway, protocol, onlink=True):
-    width = 4 if family == socket.AF_INET else 16
-    return {'type': 'route', 'dev': dev, 'dst': '%s/%d' % (ntop(dst or b'\0' * width), dst_len),
-            'gateway': ntop(gateway) if gateway else None, 'onlink': onlink, 'table': 'main',
-            'protocol': _PROTO_NAMES.get(protocol, protocol)}
-
-
-def _state_name(state):
-    return 'permanent' if state & wire.NUD_PERMANENT else '0x%x' % state
-
-
-def describe_route(record, devnames):
-    width = 4 if record.family == socket.AF_INET else 16
-    text = '%s/%d' % (ntop(record.dst or b'\0' * width), record.dst_len)
-    if record.gateway:
-        text += ' via %s' % ntop(record.gateway)
-    if record.oif is not None:
-        text += ' dev %s' % devnames.get(record.oif, 'if%d' % record.oif)
-    text += ' proto %s' % _PROTO_NAMES.get(record.protocol, record.protocol)
-    if record.priority:
-        text += ' metric %d' % record.priority
-    return text
 
 
 # ---- the kernel as it is ------------------------------------------------------------------
@@ -277,7 +229,7 @@ class PeerReconciler(object):
             if rec is None or rec.lladdr != peer.mac_bytes or not rec.state & wire.NUD_PERMANENT:
                 body = wire.neigh_body(family, ifindex, wire.NUD_PERMANENT, 0, peer.vtep_bytes, peer.mac_bytes)
                 obj = neigh_obj(dev, peer.vtep_bytes, peer.mac_bytes)
-                before = None if rec is None else neigh_obj(dev, rec.dst, rec.lladdr, _state_name(rec.state))
+                before = None if rec is None else neigh_obj(dev, rec.dst, rec.lladdr, state_name(rec.state))
                 changes.add('added' if rec is None else 'updated', ('neighbour', key), obj, before,
                             (1, peer, wire.RTM_NEWNEIGH, _REPLACE, body))
             # FDB: peer VTEP MAC -> underlay address, self, permanent (once per MAC: both families share it)
@@ -326,7 +278,7 @@ class PeerReconciler(object):
         else:
             body = wire.neigh_body(wire.AF_BRIDGE, ifindex, wire.NUD_PERMANENT, wire.NTF_SELF, peer.underlay_bytes,
                                    peer.mac_bytes)
-            before = fdb_obj(dev, peer.mac_bytes, dsts[0], _state_name(entries[0].state)) if entries else None
+            before = fdb_obj(dev, peer.mac_bytes, dsts[0], state_name(entries[0].state)) if entries else None
             changes.add('updated' if entries else 'added', key, obj, before, (1, peer, wire.RTM_NEWNEIGH, _REPLACE, body))
             # replace rewrites the first remote, unless the wanted one is already among them
             extras = dsts if peer.underlay_bytes in dsts else dsts[1:]
@@ -348,14 +300,14 @@ class PeerReconciler(object):
 
     def _remove_neigh(self, rec, changes):
         body = wire.neigh_body(rec.family, self.ifindex, 0, 0, rec.dst)
-        changes.add('removed', ('neighbour', (rec.family, rec.dst)), neigh_obj(self.dev, rec.dst, rec.lladdr, _state_name(rec.state)),
+        changes.add('removed', ('neighbour', (rec.family, rec.dst)), neigh_obj(self.dev, rec.dst, rec.lladdr, state_name(rec.state)),
                     None, (1, None, wire.RTM_DELNEIGH, 0, body))
 
     def _remove_fdb(self, mac, entries, changes):
         body = wire.neigh_body(wire.AF_BRIDGE, self.ifindex, 0, wire.NTF_SELF, None, mac)
         for rec in entries:
             changes.add('removed', ('fdb', mac) if rec is entries[0] else ('fdb', mac, rec.dst),
-                        fdb_obj(self.dev, mac, rec.dst, _state_name(rec.state)), None,
+                        fdb_obj(self.dev, mac, rec.dst, state_name(rec.state)), None,
                         (1, None, wire.RTM_DELNEIGH, 0, body) if rec is entries[0] else None)
 
     def _owned_routes(self, view):
@@ -399,12 +351,12 @@ class PeerReconciler(object):
                 dev, rec.family, rec.dst, rec.dst_len, rec.gateway, rec.protocol, bool(rec.flags & wire.RTNH_F_ONLINK))
         for key, rec in view.neigh.items():
             if _owned_neigh(rec):
-                current[('neighbour', key)] = neigh_obj(dev, rec.dst, rec.lladdr, _state_name(rec.state))
+                current[('neighbour', key)] = neigh_obj(dev, rec.dst, rec.lladdr, state_name(rec.state))
         for mac, entries in view.fdb.items():
             if _owned_fdb(mac, entries):
-                current[('fdb', mac)] = fdb_obj(dev, mac, entries[0].dst, _state_name(entries[0].state))
+                current[('fdb', mac)] = fdb_obj(dev, mac, entries[0].dst, state_name(entries[0].state))
                 for rec in entries[1:]:
-                    current[('fdb', mac, rec.dst)] = fdb_obj(dev, mac, rec.dst, _state_name(rec.state))
+                    current[('fdb', mac, rec.dst)] = fdb_obj(dev, mac, rec.dst, state_name(rec.state))
         return current
 
     # ---- applying -----------------------------------------------------------------------------

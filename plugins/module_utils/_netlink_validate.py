@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
+
 IFNAMSIZ_MAX = 15
 VNI_MIN = 1
 VNI_MAX = 16777215
@@ -19,7 +21,7 @@ ROUTE_PROTOCOL = 217
 ROUTE_PROTOCOL_NAME = 'overlay-mesh'
 
 
-class ValidationError(ValueError):
+class ValidationError(OverlayMeshError, ValueError):
     """User input the engine refuses; the message names the object and the value."""
 
 

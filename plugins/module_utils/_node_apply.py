@@ -19,32 +19,47 @@ import hashlib
 import importlib
 import json
 import os
+import sys
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _docker
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as peers_engine
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_routes as routes
 from ansible_collections.overlay.mesh.plugins.module_utils import _nftables
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_files as files
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
-from ansible_collections.overlay.mesh.plugins.module_utils._backends import host_gw
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import NetlinkError
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_wire import NetlinkFailure
 
 PACKAGE = 'ansible_collections.overlay.mesh.plugins.module_utils'
-# The engine as installed under /usr/lib/overlay-mesh for the boot-time reapply and the udp
-# daemon: everything these two import (a unit test runs the installed copy without Ansible).
-ENGINE_MODULES = (
-    '_spec', '_identity', '_host', '_docker', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply', '_node_boot',
-    '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_peers', '_netlink_validate', '_netlink_core', '_netlink_wire',
-    '_netlink_routes', '_backends', '_backends.base', '_backends.registry', '_backends.vxlan', '_backends.udp',
-    '_backends.udp_daemon', '_backends.host_gw', '_backends.wireguard', '_backends.wireguard_model', '_backends.wireguard_keys',
-    '_backends.wireguard_uapi', '_backends.wireguard_genl', '_etcd', '_lease_schema', '_flannel_interop', '_agent',
+# The engine as installed under /usr/lib/overlay-mesh for the boot-time reapply, the node agent and the udp
+# daemon: everything these import (a unit test runs the installed copy without Ansible): the modules
+# below, and every registered backend's module with the ones it names in its ENGINE_MODULES.
+CORE_MODULES = (
+    '_errors', '_spec', '_identity', '_host', '_docker', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply',
+    '_node_boot', '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_objects', '_netlink_peers',
+    '_netlink_validate', '_netlink_core', '_netlink_wire', '_netlink_routes', '_backends', '_backends.base', '_backends.registry',
+    '_etcd', '_lease_schema', '_flannel_interop', '_agent',
 )
+
+
+def engine_modules():
+    """CORE_MODULES, then each registered backend's module and the extra modules it declares."""
+    names = list(CORE_MODULES)
+    for backend in registry.BACKENDS.values():
+        module = sys.modules[backend.__module__]
+        for name in (module.__name__[len(PACKAGE) + 1:],) + tuple(getattr(module, 'ENGINE_MODULES', ())):
+            if name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+ENGINE_MODULES = engine_modules()
 ENGINE_ROOT = os.path.join(_host.LIB_DIR, 'ansible_collections')
-STEP_ERRORS = (EngineError, ValidationError, NetlinkError, NetlinkFailure, OSError)
+STEP_ERRORS = (OverlayMeshError, NetlinkError, OSError)
 # The parts of a node, in the order apply() reconciles them.
 STEPS = ('engine', 'route protocol', 'leftovers', 'bridge', 'backend', 'kernel', 'nftables', 'files', 'units', 'saved contract',
          'agent')
@@ -82,7 +97,8 @@ def read_saved(host):
 
 def _from_release_0_1(old):
     kind = old.get('backend')
-    device = (old.get('vxlan') or {}).get('name') if kind == 'vxlan' else 'mesh-udp'
+    backend = registry.get(kind)
+    device = backend.release_0_1_device(old) if backend is not None else None
     record = {'backend': {'type': kind, 'device': device}, 'bridge': {'name': (old.get('bridge') or {}).get('name')}}
     if (old.get('subnet_env') or {}).get('dest'):
         record['subnet_env'] = old['subnet_env']['dest']
@@ -245,7 +261,7 @@ def _remove_leftovers(node, host, previous):
     if previous.get('cni') and files.cni_conflist_path(previous) != files.cni_conflist_path(node.data):
         host.remove(files.cni_conflist_path(previous))
     if previous.get('ipv6_network') and previous['ipv6_network'] != node.data.get('ipv6_network'):
-        host_gw.purge_network(host, previous.get('route_protocol') or node.route_protocol, previous['ipv6_network'])
+        routes.purge_network(host, previous.get('route_protocol') or node.route_protocol, previous['ipv6_network'])
 
 
 def _apply_firewall(node, host):

@@ -19,8 +19,11 @@ AGENT_COMMAND = _host.LIB_DIR + '/overlay-mesh-agent'
 
 def subnet_env(network, subnet, mtu, ipmasq=True, ipv6_network=None, ipv6_subnet=None):
     """flannel's /run/flannel/subnet.env: FLANNEL_SUBNET is the subnet's first address with its length;
-    a dual-stack overlay adds FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET, as flannel does."""
-    lines = ['FLANNEL_NETWORK=%s' % network, 'FLANNEL_SUBNET=%s/%d' % (subnet.network_address + 1, subnet.prefixlen)]
+    a dual-stack overlay adds FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET, as flannel does (an IPv6-only one,
+    network None, has only those: the subnet_env filter's leases)."""
+    lines = []
+    if network and subnet:
+        lines += ['FLANNEL_NETWORK=%s' % network, 'FLANNEL_SUBNET=%s/%d' % (subnet.network_address + 1, subnet.prefixlen)]
     if ipv6_network and ipv6_subnet:
         lines += ['FLANNEL_IPV6_NETWORK=%s' % ipv6_network,
                   'FLANNEL_IPV6_SUBNET=%s/%d' % (ipv6_subnet.network_address + 1, ipv6_subnet.prefixlen)]

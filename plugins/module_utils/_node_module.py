@@ -25,15 +25,13 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _prerequisites
 from ansible_collections.overlay.mesh.plugins.module_utils import _spec
 from ansible_collections.overlay.mesh.plugins.module_utils import _underlay
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import NetlinkError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_module import require_pyroute2
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_wire import NetlinkFailure
 
 
-ERRORS = (ValidationError, EngineError, NetlinkFailure, NetlinkError, _underlay.UnderlayError, _identity.IdentityError,
-          OSError)
+ERRORS = (OverlayMeshError, NetlinkError, OSError)
 LEGACY_IDENTITY = os.path.join(_host.STATE_DIR, 'identity.json')
 LEGACY_RECORD = os.path.join(_host.STATE_DIR, 'lease.json')
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ipaddress
 
-from ansible_collections.overlay.mesh.plugins.module_utils import _docker
 from ansible_collections.overlay.mesh.plugins.module_utils import _identity
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
 from ansible_collections.overlay.mesh.plugins.module_utils import _spec
@@ -35,7 +34,7 @@ DEFAULT_BRIDGE = 'cni0'
 DEFAULT_SUBNET_ENV = '/run/flannel/subnet.env'
 DEFAULT_CNI_CONF_DIR = '/etc/cni/net.d'
 DEFAULT_CNI_NETWORK = 'overlay-mesh'
-DEFAULT_BACKEND = 'vxlan'
+DEFAULT_BACKEND = registry.DEFAULT
 # Below this, the kernel disables IPv6 on a device.
 IPV6_MIN_MTU = 1280
 
@@ -196,8 +195,13 @@ class Node(object):
     def bridge_subnet(self):
         """The part of the subnet on the node's bridge: all of it, or its lower half beside Docker (_docker.py)."""
         if self.data['docker']['enabled']:
-            return _docker.halves(self.subnet)[0]
+            return self.subnet_halves[0]
         return self.subnet
+
+    @property
+    def subnet_halves(self):
+        """(the node bridge's part, docker0's part) of the host's subnet when Docker is beside the overlay."""
+        return tuple(self.subnet.subnets(prefixlen_diff=1))
 
     @property
     def mtu(self):

@@ -12,8 +12,10 @@ import ipaddress
 import json
 import subprocess
 
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 
-class UnderlayError(Exception):
+
+class UnderlayError(OverlayMeshError):
     pass
 
 

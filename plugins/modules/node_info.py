@@ -181,6 +181,7 @@ underlay:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_module
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
 
 
 def main():
@@ -195,7 +196,7 @@ def main():
                 variables=dict(type='dict'),
             )),
             bridge=dict(type='dict', default={}),
-            backend=dict(type='dict', default={'type': 'vxlan'}),
+            backend=dict(type='dict', default={'type': registry.DEFAULT}),
             prerequisites=dict(type='list', elements='str', choices=['node', 'verify'], default=[]),
             drift=dict(type='bool', default=False),
         ),

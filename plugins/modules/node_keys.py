@@ -76,12 +76,13 @@ changes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_module
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            backend=dict(type='dict', default={'type': 'vxlan'}),
+            backend=dict(type='dict', default={'type': registry.DEFAULT}),
             rotate=dict(type='bool', default=False),
         ),
         supports_check_mode=True,

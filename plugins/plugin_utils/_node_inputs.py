@@ -20,10 +20,12 @@ import re
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec
 from ansible_collections.overlay.mesh.plugins.module_utils import _spec
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_validate import ValidationError
 from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _etcd_identities
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases
+from ansible_collections.overlay.mesh.plugins.plugin_utils._node_report import empty, public_address_set, underlay_address
 
 PREFIX = 'mesh_node_'
 # Role variable -> where it goes in the contract.
@@ -76,7 +78,7 @@ GROUP_VARIABLES = {
 }
 
 
-class InputError(Exception):
+class InputError(OverlayMeshError):
     """The role's variables do not make a valid contract for a host; the message names both."""
 
 
@@ -109,22 +111,18 @@ def _set(contract, path, value):
     target[keys[-1]] = value
 
 
-def _empty(value):
-    return value is None or (isinstance(value, str) and value.strip() == '')
-
-
 def contract_from_variables(variables):
     """The contract's role-given part (no underlay, lease or peers yet)."""
     contract = {}
     for name, path in sorted(CONTRACT_VARIABLES.items()):
-        if not _empty(variables.get(name)):
+        if not empty(variables.get(name)):
             _set(contract, path, variables[name])
     kind = (contract.get('backend') or {}).get('type') or _node_spec.DEFAULT_BACKEND
     backend = registry.get(kind)
     if backend is not None:
         for option in role_options(backend):
             value = variables.get(backend_variable(kind, option))
-            if not _empty(value):
+            if not empty(value):
                 _set(contract, 'backend.' + option, value)
     return contract
 
@@ -157,19 +155,21 @@ def public_address(variables, host, info=None):
     host's lease record publishes (``underlay``) and what peers use as its endpoint (vxlan, udp, WireGuard). Raises
     InputError naming the host and the variable: not an address, another family than the underlay, inside the
     overlay network, or with host-gw (its peers route through each other's addresses on one L2 segment)."""
-    underlay = ((info or {}).get('underlay') or {}).get('address') or None
-    value = variables.get('mesh_node_public_address')
-    if _empty(value):
+    underlay = underlay_address(info)
+    if not public_address_set(variables):
         return underlay
+    value = variables['mesh_node_public_address']
     try:
         address = ipaddress.ip_address(str(value).strip())
     except ValueError:
         raise InputError('%s: mesh_node_public_address: %r is not an IP address' % (host, value)) from None
     kind = variables.get('mesh_node_backend') or _node_spec.DEFAULT_BACKEND
     problems = []
-    if kind == 'host-gw':
-        problems.append("the host-gw backend routes through the hosts' own addresses on one L2 segment; a public address"
-                        " (NAT) needs vxlan, udp or wireguard")
+    backend = registry.get(kind)
+    if backend is not None and not backend.PUBLIC_ADDRESS:
+        others = [name for name in registry.names() if registry.get(name).PUBLIC_ADDRESS]
+        problems.append("the %s backend routes through the hosts' own addresses on one L2 segment; a public address (NAT)"
+                        " needs %s or %s" % (kind, ', '.join(others[:-1]), others[-1]))
     underlay_version = ipaddress.ip_address(underlay).version if underlay else address.version
     if underlay_version != address.version:
         problems.append('%s is IPv%d but the underlay address %s is IPv%d' % (address, address.version, underlay, underlay_version))
@@ -194,7 +194,7 @@ AGENT_FILES = {'ca_file': 'ca.pem', 'cert_file': 'cert.pem', 'key_file': 'key.pe
 def agent_variable(variables, option):
     """mesh_node_agent_etcd_<option>, else the controller's mesh_node_etcd_<option> (the same identity)."""
     value = variables.get('mesh_node_agent_etcd_' + option)
-    return variables.get('mesh_node_etcd_' + option) if _empty(value) else value
+    return variables.get('mesh_node_etcd_' + option) if empty(value) else value
 
 
 def agent_settings(variables, host):
@@ -217,17 +217,17 @@ def agent_settings(variables, host):
     settings = {'enabled': True, 'name': host, 'endpoints': list(endpoints),
                 'prefix': variables.get('mesh_node_etcd_prefix') or '/coreos.com/network',
                 'flannel_peers': bool(variables.get('mesh_node_etcd_flannel_peers'))}
-    if not _empty(variables.get('mesh_node_public_address')):
+    if not empty(variables.get('mesh_node_public_address')):
         settings['public_address'] = str(variables['mesh_node_public_address'])  # what the lease keeps, whatever the host has
-    if not _empty(variables.get('mesh_node_etcd_timeout')):
+    if not empty(variables.get('mesh_node_etcd_timeout')):
         settings['timeout'] = int(float(variables['mesh_node_etcd_timeout']))
     for option in ('ca_file', 'cert_file', 'key_file'):
-        if not _empty(agent_variable(variables, option)):
+        if not empty(agent_variable(variables, option)):
             settings[option] = '%s/%s' % (AGENT_DIR, AGENT_FILES[option])
     user = agent_variable(variables, 'user')
-    if not _empty(variables.get('mesh_node_etcd_admin_user')) and _empty(variables.get('mesh_node_agent_etcd_user')):
+    if not empty(variables.get('mesh_node_etcd_admin_user')) and empty(variables.get('mesh_node_agent_etcd_user')):
         user = _etcd_identities.default_name(host)  # the identity the role makes for the host
-    if not _empty(user):
+    if not empty(user):
         settings['user'] = user
         settings['password_file'] = '%s/%s' % (AGENT_DIR, AGENT_FILES['password'])
     return settings
@@ -317,9 +317,9 @@ def group_problems(hosts, value_of):
         by_value = {}
         for host in sorted(hosts):
             value = value_of(host, name)
-            if _empty(value) and name == 'mesh_node_subnet_len':
+            if empty(value) and name == 'mesh_node_subnet_len':
                 value = _default_subnet_len(value_of(host, 'mesh_node_network'))  # unset means flannel's default
-            by_value.setdefault(_canonical(default if _empty(value) else value), []).append(host)
+            by_value.setdefault(_canonical(default if empty(value) else value), []).append(host)
         if len(by_value) > 1:
             problems.append('%s differs across the group (%s); every host of the overlay needs the same value (set it in '
                             'group_vars)' % (name, '; '.join('%s on %s' % ('unset' if value == 'None' else value, ', '.join(names))

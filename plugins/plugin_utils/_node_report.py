@@ -10,10 +10,14 @@ the node spec and the backends (pyroute2 with them)."""
 from __future__ import annotations
 
 
+def empty(value):
+    """A role variable left unset: None, or a string of nothing but white space."""
+    return value is None or (isinstance(value, str) and value.strip() == '')
+
+
 def public_address_set(variables):
     """Whether mesh_node_public_address is given (a non-empty value)."""
-    value = (variables or {}).get('mesh_node_public_address')
-    return value is not None and str(value).strip() != ''
+    return not empty((variables or {}).get('mesh_node_public_address'))
 
 
 def underlay_address(info):

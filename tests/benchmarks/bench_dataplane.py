@@ -51,6 +51,7 @@ from overlay_lab import Lab  # noqa: E402  pylint: disable=wrong-import-position
 from _report import figure  # noqa: E402  pylint: disable=wrong-import-position
 
 DAEMON = os.path.join(REPO, 'plugins', 'module_utils', '_backends', 'udp_daemon.py')  # runs as a script too
+PACKETS = os.path.join(os.path.dirname(DAEMON), 'udp_packets.py')  # beside it: the script imports it
 LAB_NAME = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'udpbench'  # a prefix lets two checkouts run at once
 CONTAINER = 'ovlu-c'
 UDP_MTU_OVERHEAD = 28
@@ -159,6 +160,8 @@ def alternate(lab, state, hosts, gateways, addresses, seconds, log, name):
 def start_daemon(lab, host, config):
     with open(DAEMON, encoding='utf-8') as handle:
         host_sh(lab, host, 'mkdir -p /usr/lib/overlay-mesh /etc/overlay-mesh && cat > /usr/lib/overlay-mesh/overlay-mesh-udp.py', stdin=handle.read())
+    with open(PACKETS, encoding='utf-8') as handle:
+        host_sh(lab, host, 'cat > /usr/lib/overlay-mesh/udp_packets.py', stdin=handle.read())
     host_sh(lab, host, 'cat > /etc/overlay-mesh/udp.json', stdin=json.dumps(config))
     pid = host_sh(lab, host, 'setsid python3 /usr/lib/overlay-mesh/overlay-mesh-udp.py /etc/overlay-mesh/udp.json '
                              '>/var/log/overlay-mesh-udp.log 2>&1 </dev/null & echo $!').strip()

@@ -3,7 +3,9 @@
 
 """What every backend (data path between hosts) provides to the node apply.
 
-A backend is one file in this folder, listed in registry.py. It owns its options (the
+A backend is one file in this folder, listed in registry.py (a module of its own may name the
+other modules of this folder it needs in ENGINE_MODULES, so that the engine installed on the host
+carries them). It owns its options (the
 ``backend`` mapping of the node contract), the data it needs from each peer, its
 encapsulation overhead, its device and ports, how it is reconciled and torn down. The role,
 the node module and the boot-time apply know backends only through this interface.
@@ -29,6 +31,11 @@ class Backend(object):
     # The backend has a secret generated on the host (a WireGuard key): the role runs overlay.mesh.node_keys
     # after every check and before the leases are written, so peers learn the public key in the same run.
     KEYED = False
+    # Link kinds of this backend's own devices that carry per-peer routes of our route protocol (a VTEP's):
+    # the direct routes (_netlink_routes) of any backend never take those for theirs.
+    PEER_ROUTE_KINDS = ()
+    # The backend reaches a peer at an address other than the peer's own (a public address, behind NAT).
+    PUBLIC_ADDRESS = True
     # The backend carries a dual-stack overlay (ipv6_network): IPv6 subnets to peers beside IPv4 ones.
     DUAL_STACK = False
 
@@ -39,6 +46,11 @@ class Backend(object):
     def normalize(cls, params, machine_id=None):
         """Fill defaults that depend on other options (device name, derived MAC); returns params."""
         return params
+
+    @classmethod
+    def release_0_1_device(cls, state):
+        """The device a host converged by release 0.1 has for this backend, from that release's state.json."""
+        return None
 
     @classmethod
     def host_identity(cls, params):

@@ -19,114 +19,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_compat as compat
-from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_routes as routes
-from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
-from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as wire
 from ansible_collections.overlay.mesh.plugins.module_utils._backends.base import Backend as BaseBackend
-from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 
 NAME = 'host-gw'
-
-
-def underlay_link(ipr, node):
-    """(ifindex, name, network) of the underlay interface: the one holding the underlay address."""
-    address = node.underlay_address
-    for index, interface, _scope in links.read_addresses(ipr):
-        if interface.ip == address:
-            name = links.link_names(ipr).get(index, 'if%d' % index)
-            if node.underlay.get('interface') and node.underlay['interface'] != name:
-                raise EngineError('underlay address %s is on %s, not on the underlay interface %s'
-                                  % (address, name, node.underlay['interface']))
-            return index, name, interface.network
-    raise EngineError('underlay address %s is not configured on any interface of this host' % address)
-
-
-def underlay_network(node):
-    """This host's underlay network, as configured on its underlay interface now."""
-    ipr = compat.open_iproute()
-    try:
-        return underlay_link(ipr, node)[2]
-    finally:
-        ipr.close()
-
-
-def _other_links(ipr):
-    """{ifindex: name} of every link that is not a VXLAN VTEP: where our direct routes may be."""
-    return dict((msg['index'], msg.get_attr('IFLA_IFNAME')) for msg in ipr.get_links()
-                if compat.nested(msg, 'IFLA_LINKINFO', 'IFLA_INFO_KIND') != 'vxlan')
-
-
-def direct_subnets(node, peer):
-    """The subnets of this peer that go directly via its underlay address: the IPv4 one, and the IPv6 one of
-    a dual-stack overlay when that address is IPv6 (the kernel has no IPv6 route via an IPv4 next hop)."""
-    subnets = [peer['subnet']]
-    if node.ipv6_subnet and peer.get('ipv6_subnet') and ipaddress.ip_address(peer['underlay']).version == 6:
-        subnets.append(peer['ipv6_subnet'])
-    return subnets
-
-
-def overlay_networks(network, ipv6_network):
-    return [ipaddress.ip_network(one) for one in (network, ipv6_network) if one]
-
-
-def reconcile_direct(node, host, peers, exclusive):
-    """Program the direct routes of these peers (via their underlay address on the underlay interface);
-    exclusive: also remove our other direct routes into the overlay networks, on any device."""
-    ipr = compat.open_iproute()
-    try:
-        devices = _other_links(ipr)
-        wanted = []
-        if peers:
-            index, name, network = underlay_link(ipr, node)
-            for peer in peers:
-                gateway = ipaddress.ip_address(peer['underlay'])
-                if gateway not in network:
-                    raise EngineError('peer %s: %s is not on-link from this host (underlay network %s); routing it'
-                                      ' directly needs one L2 segment' % (peer.get('name') or peer['subnet'], gateway, network))
-                wanted += [routes.DirectRoute(ipaddress.ip_network(subnet), gateway, index, name)
-                           for subnet in direct_subnets(node, peer)]
-        names = links.link_names(ipr)
-    finally:
-        ipr.close()
-    with wire.NetlinkRoute() as nl:
-        changes = routes.DirectRoutes(nl, node.route_protocol, devices, names,
-                                      within=overlay_networks(node.network, node.ipv6_network)).reconcile(
-            wanted, exclusive=exclusive, check_mode=host.check_mode)
-    host.report.changeset(changes)
-
-
-def purge_direct(host, record):
-    """Remove every direct route of ours: our protocol, not on a VTEP, into the recorded overlay networks."""
-    record = record or {}
-    if not record.get('network'):
-        return  # a record without its network (release 0.1): no direct route was ever made
-    ipr = compat.open_iproute()
-    try:
-        devices = _other_links(ipr)
-    finally:
-        ipr.close()
-    protocol = record.get('route_protocol') or validate.ROUTE_PROTOCOL
-    with wire.NetlinkRoute() as nl:
-        within = overlay_networks(record['network'], record.get('ipv6_network'))
-        changes = routes.DirectRoutes(nl, protocol, devices, within=within).reconcile(
-            [], exclusive=True, check_mode=host.check_mode)
-    host.report.changeset(changes)
-
-
-def purge_network(host, protocol, network):
-    """Every route of ours into ``network``, on any device: what a dual-stack overlay turned off (or moved to
-    another IPv6 network) leaves behind, whichever backend made it (host-gw's, the VTEP's, WireGuard's)."""
-    ipr = compat.open_iproute()
-    try:
-        devices = links.link_names(ipr)
-    finally:
-        ipr.close()
-    with wire.NetlinkRoute() as nl:
-        changes = routes.DirectRoutes(nl, protocol, devices, within=[ipaddress.ip_network(network)]).reconcile(
-            [], exclusive=True, check_mode=host.check_mode)
-    host.report.changeset(changes)
 
 
 class Backend(BaseBackend):
@@ -134,6 +30,8 @@ class Backend(BaseBackend):
     OPTIONS = {}
     OVERHEAD = {4: 0, 6: 0}
     DUAL_STACK = True
+    # peers are routed via their own underlay addresses, on one L2 segment
+    PUBLIC_ADDRESS = False
 
     def check(self, data, problem):
         if data.get('ipv6_network') and ipaddress.ip_address(data['underlay']['address']).version != 6:
@@ -151,7 +49,13 @@ class Backend(BaseBackend):
                         ' peers directly)' % (peer.get('name') or peer['subnet'], peer['underlay'], network))
 
     def apply(self, node, host):
-        reconcile_direct(node, host, node.peers, exclusive=True)
+        routes.reconcile_direct(node, host, node.peers, exclusive=True, skip_kinds=_skip_kinds())
 
     def teardown(self, host, record, strict=False):
-        purge_direct(host, record)
+        routes.purge_direct(host, record, skip_kinds=_skip_kinds())
+
+
+def _skip_kinds():
+    """The link kinds whose routes of our protocol are another backend's own (a VTEP's), never direct routes."""
+    from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry  # registry imports this module
+    return registry.peer_route_kinds()

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import host_gw, udp, vxlan, wireguard
 
+# The backend of a contract (and a role) that names none: flannel's default.
+DEFAULT = vxlan.NAME
 BACKENDS = dict((module.Backend.name, module.Backend) for module in (vxlan, udp, host_gw, wireguard))
 
 
 def names():
     return sorted(BACKENDS)
+
+
+def peer_route_kinds():
+    """The link kinds on which a backend keeps per-peer routes of its own (Backend.PEER_ROUTE_KINDS)."""
+    return tuple(sorted(set(kind for backend in BACKENDS.values() for kind in backend.PEER_ROUTE_KINDS)))
 
 
 def get(name):

@@ -21,11 +21,15 @@ from ansible_collections.overlay.mesh.plugins.module_utils._backends import udp_
 from ansible_collections.overlay.mesh.plugins.module_utils._backends.base import Backend as BaseBackend
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 
+# installed with the engine (_node_apply): the daemon the unit runs
+ENGINE_MODULES = ('_backends.udp_daemon', '_backends.udp_packets')
 NAME = 'udp'
 UNIT = 'overlay-mesh-udp.service'
 CONFIG_FILE = os.path.join(_host.STATE_DIR, 'udp.json')
 LAUNCHER = os.path.join(_host.LIB_DIR, 'overlay-mesh-udp')
 DAEMON_MODULE = 'ansible_collections.overlay.mesh.plugins.module_utils._backends.udp_daemon'
+# a change to any of these installed modules restarts the daemon
+DAEMON_MODULES = (DAEMON_MODULE, DAEMON_MODULE.replace('udp_daemon', 'udp_packets'))
 
 LAUNCHER_TEXT = '''#!/usr/bin/python3
 # overlay.mesh udp backend daemon (installed by overlay.mesh.node; the code is in %(lib)s).
@@ -77,6 +81,10 @@ class Backend(BaseBackend):
     OVERHEAD = udp_daemon.OVERHEAD
     GROUP_OPTIONS = ('port',)
 
+    @classmethod
+    def release_0_1_device(cls, state):
+        return udp_daemon.DEFAULT_DEVICE  # release 0.1's udp device had no other name
+
     def ports(self):
         return [('udp', self.params['port'])]
 
@@ -102,7 +110,7 @@ class Backend(BaseBackend):
         # a reload only swaps the peer table; device, addresses, MTU and port need a restart
         fixed_changed = running is not None and any(running.get(key) != config.get(key) for key in udp_daemon.RESTART_KEYS
                                                     if key in config)
-        daemon_changed = launcher_changed or unit_changed or fixed_changed or DAEMON_MODULE in host.installed_changes
+        daemon_changed = launcher_changed or unit_changed or fixed_changed or bool(host.installed_changes.intersection(DAEMON_MODULES))
         active = os.path.exists(os.path.join(_host.UNIT_DIR, UNIT)) and \
             host.systemctl('is-active', '--quiet', UNIT, check=False).returncode == 0
         if not active or daemon_changed:

@@ -16,9 +16,9 @@ import ipaddress
 from ansible_collections.overlay.mesh.plugins.module_utils import _identity
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_links as links
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_peers as peers_engine
+from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_routes as routes
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as wire
-from ansible_collections.overlay.mesh.plugins.module_utils._backends import host_gw
 from ansible_collections.overlay.mesh.plugins.module_utils._backends.base import Backend as BaseBackend
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import first, open_iproute
@@ -183,6 +183,7 @@ def reconcile_vtep(params, check_mode=False):
 # ---- the backend of the node contract ----------------------------------------------------------
 class Backend(BaseBackend):
     name = NAME
+    PEER_ROUTE_KINDS = ('vxlan',)  # the VTEP's onlink routes to the peers' VTEP addresses
     OPTIONS = {
         'vni': {'type': 'int', 'default': DEFAULT_VNI, 'check': validate.vni},
         'port': {'type': 'int', 'default': DEFAULT_PORT, 'check': validate.port},
@@ -204,6 +205,10 @@ class Backend(BaseBackend):
         if not params.get('mac') and machine_id and params.get('device'):
             params['mac'] = _identity.device_mac(machine_id, params['device'])
         return params
+
+    @classmethod
+    def release_0_1_device(cls, state):
+        return (state.get('vxlan') or {}).get('name')
 
     def ports(self):
         return [('udp', self.params['port'])]
@@ -237,10 +242,10 @@ class Backend(BaseBackend):
         # place (no moment without one); the VTEP's peers then drop its neighbour and FDB entry; last,
         # the direct routes no peer wants any more go (also when direct routing is off).
         if direct:
-            host_gw.reconcile_direct(node, host, direct, exclusive=False)
+            routes.reconcile_direct(node, host, direct, exclusive=False, skip_kinds=self.PEER_ROUTE_KINDS)
         # a dual-stack overlay: a peer's IPv6 subnet behind the same VTEP (its MAC, one FDB entry), unless
         # it goes direct (an IPv6 underlay); over an IPv4 underlay it has no direct route and stays here
-        routed_directly = set(subnet for peer in direct for subnet in host_gw.direct_subnets(node, peer))
+        routed_directly = set(subnet for peer in direct for subnet in routes.direct_subnets(node, peer))
         wanted = self._vtep_peers(node, node.peers, routed_directly)
         if link is None or link.get('kind') != 'vxlan':
             # check mode on a host where the VTEP is still to be created
@@ -250,7 +255,7 @@ class Backend(BaseBackend):
                 reconciler = peers_engine.PeerReconciler(nl, link, node.route_protocol, names)
                 host.report.changeset(reconciler.reconcile(wanted, 'present', exclusive=True, check_mode=host.check_mode,
                                                            with_current=True))
-        host_gw.reconcile_direct(node, host, direct, exclusive=True)
+        routes.reconcile_direct(node, host, direct, exclusive=True, skip_kinds=self.PEER_ROUTE_KINDS)
 
     def apply_peers(self, node, host, changed, removed):
         """Only the neighbour, FDB entry and route of each peer that changed (no dump of the VTEP's peers).
@@ -283,7 +288,7 @@ class Backend(BaseBackend):
         if not self.params.get('direct_routing'):
             return []
         try:
-            network = host_gw.underlay_network(node)
+            network = routes.underlay_network(node)
         except EngineError as exc:
             if not host.boot:
                 raise
@@ -297,7 +302,7 @@ class Backend(BaseBackend):
         direct routing. strict: only when the VTEP's MAC is the one this host has for it (a flannel.1
         of another tool is left alone)."""
         if not strict:
-            host_gw.purge_direct(host, record)
+            routes.purge_direct(host, record, skip_kinds=self.PEER_ROUTE_KINDS)
         ipr = open_iproute()
         try:
             link = links.read_link(ipr, self.device)

@@ -16,7 +16,7 @@ and never leaves it. Contracts, lease records, reports and diffs carry the publi
 The device is the kernel's (generic netlink) when the kernel has the wireguard module, else
 wireguard-go's (userspace, the same configuration over its UAPI socket), run by
 overlay-mesh-wireguard.service. One reconcile configures both (wireguard_genl and wireguard_uapi speak
-the one model of wireguard_model; keys are wireguard_keys).
+the one model of wireguard_model; keys are wireguard_keys, the host's key file wireguard_hostkey).
 Every peer of the device is ours: the device, its name and its key are the collection's.
 """
 
@@ -34,6 +34,7 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_route
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_wire as nlwire
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_genl as genl
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_hostkey as hostkey
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_keys as keys
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_uapi as uapi
 from ansible_collections.overlay.mesh.plugins.module_utils._backends.wireguard_model import WireGuardError
@@ -41,12 +42,14 @@ from ansible_collections.overlay.mesh.plugins.module_utils._backends.base import
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_changes import EngineError
 from ansible_collections.overlay.mesh.plugins.module_utils._netlink_compat import open_iproute
 
+# installed with the engine (_node_apply)
+ENGINE_MODULES = ('_backends.wireguard_model', '_backends.wireguard_keys', '_backends.wireguard_hostkey', '_backends.wireguard_uapi',
+                  '_backends.wireguard_genl')
 NAME = 'wireguard'
 DEFAULT_PORT = 51820
 DEFAULT_DEVICE = 'mesh-wg'
 # Outer IPv4 20 + UDP 8 + WireGuard data header 16 + authentication tag 16; an IPv6 outer header is 20 more.
 OVERHEAD = {4: 60, 6: 80}
-KEY_DIR = os.path.join(_host.STATE_DIR, 'wireguard')
 UNIT = 'overlay-mesh-wireguard.service'
 WIREGUARD_GO_PATHS = ('/usr/bin/wireguard-go', '/usr/sbin/wireguard-go', '/usr/local/bin/wireguard-go')
 SOCKET_WAIT = 15  # seconds for wireguard-go to open its socket once started
@@ -74,11 +77,6 @@ WantedBy=multi-user.target
 '''
 
 
-def key_path(device, staged=False):
-    """The host's key file; staged: a rotated key not applied yet (the device still has the other)."""
-    return os.path.join(KEY_DIR, '%s.key%s' % (device, '.new' if staged else ''))
-
-
 def starting_marker(device):
     """Written by a node run that starts wireguard-go: its ExecStartPost then leaves the device to that run."""
     return os.path.join(_host.RUN_DIR, 'wireguard-%s.starting' % device)
@@ -89,90 +87,6 @@ def _key_option(value, what):
         return keys.key_to_text(keys.key_from_text(str(value), what))
     except WireGuardError as exc:
         raise validate.ValidationError(str(exc))
-
-
-# ---- the host's key ---------------------------------------------------------------------------
-def read_private_key(device, staged=False):
-    """The host's private key for device (bytes), None without one; a damaged key file is an error."""
-    path = key_path(device, staged)
-    text = _host.Host.read(path)
-    if text is None:
-        return None
-    try:
-        return keys.clamp(keys.key_from_text(text.strip(), 'private key in %s' % path))
-    except WireGuardError as exc:
-        raise EngineError('%s: move it away to get a new key (the peers learn it in the same run)' % exc)
-
-
-def _public(private):
-    return keys.key_to_text(keys.public_key(private))
-
-
-def host_public_key(device):
-    """The public key the host publishes: of its staged (rotated) key when it has one, else of its key."""
-    private = read_private_key(device, staged=True)
-    if private is None:
-        private = read_private_key(device)
-    return _public(private) if private is not None else None
-
-
-def ensure_key(host, device, rotate=False):
-    """The public key the host publishes (text): its key made when it has none; with rotate, a new key
-    staged beside the one in use (the node apply puts it in use, so a run stopped in between leaves the
-    device, the saved contract and the boot path consistent). In check mode a key to make is reported
-    and a throwaway key's public key returned, so that the peers' plans show the entry they would get.
-    The report names the file only: a private key never goes into a report, diff or result."""
-    current = read_private_key(device)
-    if current is not None and not rotate:
-        return host_public_key(device)
-    path = key_path(device, staged=current is not None)
-    host.report.object('updated' if current is not None else 'added',
-                       {'type': 'file', 'name': path, 'detail': 'private key %s, mode 0600' %
-                        ('rotated: in use from this run\'s apply' if current is not None else 'generated')})
-    private = keys.generate_private_key()
-    if not host.check_mode:
-        _write_key(path, private)
-    return _public(private)
-
-
-def _write_key(path, private):
-    if not os.path.isdir(KEY_DIR):
-        os.makedirs(KEY_DIR, 0o700)
-    os.chmod(KEY_DIR, 0o700)
-    _host.write_atomic(path, keys.key_to_text(private) + '\n', mode=0o600)
-
-
-def key_for(host, device, wanted_public):
-    """The private key to configure: the host's key (or its staged one) whose public key is wanted_public
-    (the contract's), put in use when staged; made when the host has none. None in check mode for a key
-    still to be made. Raises when neither matches (the contract is older than the key)."""
-    staged, current = read_private_key(device, staged=True), read_private_key(device)
-    for private, is_staged in ((staged, True), (current, False)):
-        if private is None or (wanted_public and _public(private) != wanted_public):
-            continue
-        if is_staged:
-            host.report.object('updated', {'type': 'file', 'name': key_path(device), 'detail': 'rotated key put in use'})
-            if not host.check_mode:
-                os.rename(key_path(device, staged=True), key_path(device))
-        return private
-    if host.boot:
-        # a new key here would not match what the peers have: the next converge makes one
-        raise EngineError('no WireGuard key in %s matches the saved contract\'s public key %s; run the mesh_node role'
-                          % (KEY_DIR, wanted_public))
-    if current is not None or staged is not None:
-        if host.check_mode:
-            return None  # a key made by node_keys in this check-mode run
-        raise EngineError('backend.public_key %s is not the public key of this host\'s key: the key changed after the'
-                          ' contract was built; run the role again' % wanted_public)
-    ensure_key(host, device)  # a contract applied without node_keys (the module used on its own)
-    return read_private_key(device)
-
-
-def remove_key(host, device):
-    for staged in (True, False):
-        host.remove(key_path(device, staged))  # its name only, as every removed file
-    if os.path.isdir(KEY_DIR) and not os.listdir(KEY_DIR) and not host.check_mode:
-        os.rmdir(KEY_DIR)
 
 
 # ---- the device: the kernel's or wireguard-go's ---------------------------------------------------
@@ -222,6 +136,23 @@ class UserspaceDevice(KernelDevice):
     def create(self):
         raise EngineError('device %s is not there: wireguard-go (%s) did not create it; see journalctl -u %s'
                           % (self.name, UNIT, UNIT))
+
+
+def _device_line(obj):
+    # the public key only: the private key never goes into a report
+    return 'wireguard %s listen-port %s fwmark %s public-key %s' % (
+        obj['name'], obj.get('listen_port'), obj.get('fwmark'), obj.get('public_key'))
+
+
+def _peer_line(obj):
+    return 'wireguard-peer %s endpoint %s allowed-ips %s keepalive %s dev %s' % (
+        obj['public_key'], obj.get('endpoint') or '(none)', obj.get('allowed_ips') or '(none)', obj.get('keepalive') or 0,
+        obj['dev'])
+
+
+# the device and its peers in reports, between the FDB entries and the routes
+_host.register_kind('wireguard', _device_line)
+_host.register_kind('wireguard-peer', _peer_line)
 
 
 def _describe_peer(device, key, peer):
@@ -347,13 +278,13 @@ class Backend(BaseBackend):
     @classmethod
     def host_identity(cls, params):
         """What the host has for these options: its public key, once it has a key."""
-        public = host_public_key(params.get('device') or DEFAULT_DEVICE)
+        public = hostkey.host_public_key(params.get('device') or DEFAULT_DEVICE)
         return {'public_key': public} if public else {}
 
     @classmethod
     def ensure_keys(cls, host, params, rotate=False):
         """The host's key, made (or a new one staged: rotate) when needed; returns what the host publishes."""
-        return {'public_key': ensure_key(host, params.get('device') or DEFAULT_DEVICE, rotate=rotate)}
+        return {'public_key': hostkey.ensure_key(host, params.get('device') or DEFAULT_DEVICE, rotate=rotate)}
 
     @classmethod
     def check_host(cls, params):
@@ -389,9 +320,9 @@ class Backend(BaseBackend):
             ipr.close()
 
     def apply(self, node, host):
-        private = key_for(host, self.device, self.params.get('public_key'))
+        private = hostkey.key_for(host, self.device, self.params.get('public_key'))
         if private is not None:
-            self.params['public_key'] = _public(private)  # saved with the contract: the host's lease record carries it
+            self.params['public_key'] = hostkey.public_text(private)  # saved with the contract: the host's lease record carries it
         link = self._link()
         implementation = self.implementation(link)
         if link is not None and link['kind'] == ('tun' if implementation == 'kernel' else 'wireguard'):
@@ -509,11 +440,11 @@ class Backend(BaseBackend):
                 host.report.changeset(KernelDevice(ipr, device, state='absent').reconcile('absent', host.check_mode))
         finally:
             ipr.close()
-        remove_key(host, device)
+        hostkey.remove_key(host, device)
 
 
 def _holds_our_key(device):
-    private = read_private_key(device)
+    private = hostkey.read_private_key(device)
     try:
         return private is not None and genl.GenlClient(device).get().get('private_key') == private
     except WireGuardError:

@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO / 'tests' / 'lab'))
 from overlay_lab import Lab  # noqa: E402  pylint: disable=wrong-import-position
 
 DAEMON = REPO / 'plugins' / 'module_utils' / '_backends' / 'udp_daemon.py'  # runs as a script too
+PACKETS = DAEMON.parent / 'udp_packets.py'  # beside it
 LAB_NAME = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'udpit'  # a prefix lets two checkouts test at once
 DEVICE = 'mesh-udp'
 CONFIG = '/etc/overlay-mesh/udp.json'
@@ -62,6 +63,7 @@ class UdpLab(object):
     def prepare(self, host):
         number = self.index(host)
         self.sh(host, 'mkdir -p /usr/lib/overlay-mesh && cat > /usr/lib/overlay-mesh/overlay-mesh-udp.py', stdin=DAEMON.read_text())
+        self.sh(host, 'cat > /usr/lib/overlay-mesh/udp_packets.py', stdin=PACKETS.read_text())  # the script imports it
         self.sh(host, 'sysctl -qw net.ipv4.ip_forward=1 && ip link add cni0 type bridge && ip address add 10.244.{n}.1/24 dev cni0 && '
                       'ip link set cni0 up && ip netns add ovlu-c && ip link add ovlu-h type veth peer name eth0 netns ovlu-c && '
                       'ip link set ovlu-h master cni0 up && ip -n ovlu-c address add 10.244.{n}.200/24 dev eth0 && '

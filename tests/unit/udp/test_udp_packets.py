@@ -1,6 +1,6 @@
 # Copyright (c) 2026 overlay.mesh contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Packet logic of the UDP backend daemon (plugins/module_utils/_backends/udp_daemon.py), no root."""
+"""Packet logic of the UDP backend daemon (plugins/module_utils/_backends/udp_packets.py, udp_daemon.py), no root."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import udp_daemon as udp
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import udp_packets as packets
 
-OFF = udp.VNET_LEN
+OFF = packets.VNET_LEN
 CONFIG = {'device': 'mesh-udp', 'address': '10.244.1.0', 'subnet': '10.244.1.0/24', 'network': '10.244.0.0/16', 'mtu': 1472,
           'port': 8285, 'local': '198.18.0.11', 'offload': True,
           'peers': [{'subnet': '10.244.2.0/24', 'underlay': '198.18.0.12'}, {'subnet': '10.244.3.0/24', 'underlay': '198.18.0.13', 'port': 9000},
@@ -23,26 +24,26 @@ def ipv4(src, dst, ttl=64, proto=17, payload=b'x' * 12, frag=0):
     """An IPv4 packet with a correct header checksum."""
     header = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(payload), 1, frag, ttl, proto, 0,
                          bytes(map(int, src.split('.'))), bytes(map(int, dst.split('.'))))
-    header = header[:10] + struct.pack('!H', udp.checksum(header)) + header[12:]
+    header = header[:10] + struct.pack('!H', packets.checksum(header)) + header[12:]
     return header + payload
 
 
-def framed(packet, vnet=udp.VNET_ZERO):
+def framed(packet, vnet=packets.VNET_ZERO):
     """The packet as the device hands it over: virtio_net_hdr first."""
     return bytearray(vnet + packet)
 
 
 @pytest.fixture(name='plane')
 def plane_fixture():
-    return udp.Dataplane(CONFIG)
+    return packets.Dataplane(CONFIG)
 
 
 # ---- peer table ----
 
 def test_lookup_finds_the_peer_of_the_subnet(plane):
-    assert plane.table.lookup(udp.ip_to_int('10.244.2.77')) == ('198.18.0.12', 8285)
-    assert plane.table.lookup(udp.ip_to_int('10.244.3.1')) == ('198.18.0.13', 9000)
-    assert plane.table.lookup(udp.ip_to_int('10.244.9.1')) is None
+    assert plane.table.lookup(packets.ip_to_int('10.244.2.77')) == ('198.18.0.12', 8285)
+    assert plane.table.lookup(packets.ip_to_int('10.244.3.1')) == ('198.18.0.13', 9000)
+    assert plane.table.lookup(packets.ip_to_int('10.244.9.1')) is None
 
 
 def test_own_subnet_is_not_a_peer(plane):
@@ -51,17 +52,17 @@ def test_own_subnet_is_not_a_peer(plane):
 
 
 def test_longest_prefix_wins():
-    table = udp.PeerTable([{'subnet': '10.244.0.0/16', 'underlay': '198.18.0.1'}, {'subnet': '10.244.5.0/24', 'underlay': '198.18.0.5'}], 8285)
-    assert table.lookup(udp.ip_to_int('10.244.5.9'))[0] == '198.18.0.5'
-    assert table.lookup(udp.ip_to_int('10.244.6.9'))[0] == '198.18.0.1'
+    table = packets.PeerTable([{'subnet': '10.244.0.0/16', 'underlay': '198.18.0.1'}, {'subnet': '10.244.5.0/24', 'underlay': '198.18.0.5'}], 8285)
+    assert table.lookup(packets.ip_to_int('10.244.5.9'))[0] == '198.18.0.5'
+    assert table.lookup(packets.ip_to_int('10.244.6.9'))[0] == '198.18.0.1'
 
 
 def test_set_peers_swaps_the_table(plane):
     old = plane.table
     plane.set_peers([{'subnet': '10.244.4.0/24', 'underlay': '198.18.0.14'}], 8285)
     assert plane.table is not old
-    assert plane.table.lookup(udp.ip_to_int('10.244.4.1')) == ('198.18.0.14', 8285)
-    assert plane.table.lookup(udp.ip_to_int('10.244.2.1')) is None
+    assert plane.table.lookup(packets.ip_to_int('10.244.4.1')) == ('198.18.0.14', 8285)
+    assert plane.table.lookup(packets.ip_to_int('10.244.2.1')) is None
 
 
 # ---- TTL and checksum ----
@@ -72,17 +73,17 @@ def test_ttl_decrement_keeps_the_checksum_valid(header, ttl):
     header[0] = 0x45
     header[8] = ttl
     header[10:12] = b'\0\0'
-    header[10:12] = struct.pack('!H', udp.checksum(header))
-    assert udp.decrement_ttl(header, 0)
+    header[10:12] = struct.pack('!H', packets.checksum(header))
+    assert packets.decrement_ttl(header, 0)
     assert header[8] == ttl - 1
-    assert udp.checksum(header) == 0  # a header with a right checksum sums to zero
+    assert packets.checksum(header) == 0  # a header with a right checksum sums to zero
 
 
 @pytest.mark.parametrize('ttl', [0, 1])
 def test_ttl_expiring_changes_nothing(ttl):
     packet = bytearray(ipv4('10.244.1.5', '10.244.2.5', ttl=ttl))
     before = bytes(packet)
-    assert not udp.decrement_ttl(packet, 0)
+    assert not packets.decrement_ttl(packet, 0)
     assert bytes(packet) == before
 
 
@@ -93,11 +94,11 @@ def test_outbound_plain_packet_is_sent_without_header(plane):
     verdict = plane.outbound(buf, OFF, len(buf))
     assert verdict == ('send', OFF, ('198.18.0.12', 8285))
     assert buf[OFF + 8] == 63
-    assert udp.checksum(buf[OFF:OFF + 20]) == 0
+    assert packets.checksum(buf[OFF:OFF + 20]) == 0
 
 
 def test_outbound_offloaded_packet_carries_the_vnet_header(plane):
-    vnet = udp.VNET.pack(udp.VNET_F_NEEDS_CSUM, udp.GSO_TCPV4, 52, 1420, 20, 16)
+    vnet = packets.VNET.pack(packets.VNET_F_NEEDS_CSUM, packets.GSO_TCPV4, 52, 1420, 20, 16)
     buf = framed(ipv4('10.244.1.5', '10.244.3.5', proto=6, payload=b'y' * 3000), vnet)
     assert plane.outbound(buf, OFF, len(buf)) == ('send', 0, ('198.18.0.13', 9000))
 
@@ -109,7 +110,7 @@ def test_outbound_unknown_destination_gives_net_unreachable(plane):
     assert (kind, reason) == ('icmp_or_drop', 'no_route')
     assert icmp[9] == 1 and icmp[12:16] == bytes([10, 244, 1, 0]) and icmp[16:20] == bytes([10, 244, 1, 5])
     assert (icmp[20], icmp[21]) == (3, 0)
-    assert udp.checksum(icmp[:20]) == 0 and udp.checksum(icmp[20:]) == 0
+    assert packets.checksum(icmp[:20]) == 0 and packets.checksum(icmp[20:]) == 0
     assert icmp[28:] == packet[:28]  # the original header and 8 bytes
 
 
@@ -147,7 +148,7 @@ def test_outbound_drops(plane, packet, reason):
 
 
 def test_outbound_without_offload_never_sends_a_header():
-    plane = udp.Dataplane(dict(CONFIG, offload=False))
+    plane = packets.Dataplane(dict(CONFIG, offload=False))
     buf = bytearray(ipv4('10.244.1.5', '10.244.2.5'))
     assert plane.outbound(buf, 0, len(buf)) == ('send', 0, ('198.18.0.12', 8285))
 
@@ -161,7 +162,7 @@ def test_inbound_plain_packet(plane):
 
 
 def test_inbound_packet_with_vnet_header(plane):
-    vnet = udp.VNET.pack(udp.VNET_F_NEEDS_CSUM, udp.GSO_TCPV4, 52, 1420, 20, 16)
+    vnet = packets.VNET.pack(packets.VNET_F_NEEDS_CSUM, packets.GSO_TCPV4, 52, 1420, 20, 16)
     data = vnet + ipv4('10.244.2.5', '10.244.1.5', proto=6, payload=b'y' * 3000)
     assert plane.inbound(data, len(data), '198.18.0.12') == ('vnet',)
 
@@ -173,18 +174,18 @@ def test_inbound_packet_with_vnet_header(plane):
     ('198.18.0.12', ipv4('10.244.2.5', '10.244.1.5')[:-1], 'malformed'),
     ('198.18.0.12', b'\x60' + bytes(50), 'not_ipv4'),
     ('198.18.0.12', b'', 'malformed'),
-    ('198.18.0.12', udp.VNET.pack(0x04, 0, 0, 0, 0, 0) + ipv4('10.244.2.5', '10.244.1.5'), 'bad_vnet_header'),
-    ('198.18.0.12', udp.VNET.pack(0, 3, 0, 0, 0, 0) + ipv4('10.244.2.5', '10.244.1.5'), 'bad_vnet_header'),
-    ('198.18.0.12', udp.VNET.pack(0, udp.GSO_TCPV4, 0, 0, 0, 0) + ipv4('10.244.2.5', '10.244.1.5'), 'bad_vnet_header'),
-    ('198.18.0.12', udp.VNET.pack(1, 0, 0, 0, 30, 16) + ipv4('10.244.2.5', '10.244.1.5'), 'bad_vnet_header'),
+    ('198.18.0.12', packets.VNET.pack(0x04, 0, 0, 0, 0, 0) + ipv4('10.244.2.5', '10.244.1.5'), 'bad_vnet_header'),
+    ('198.18.0.12', packets.VNET.pack(0, 3, 0, 0, 0, 0) + ipv4('10.244.2.5', '10.244.1.5'), 'bad_vnet_header'),
+    ('198.18.0.12', packets.VNET.pack(0, packets.GSO_TCPV4, 0, 0, 0, 0) + ipv4('10.244.2.5', '10.244.1.5'), 'bad_vnet_header'),
+    ('198.18.0.12', packets.VNET.pack(1, 0, 0, 0, 30, 16) + ipv4('10.244.2.5', '10.244.1.5'), 'bad_vnet_header'),
 ])
 def test_inbound_drops(plane, sender, payload, reason):
     assert plane.inbound(payload, len(payload), sender) == ('drop', reason)
 
 
 def test_inbound_without_offload_refuses_headers():
-    plane = udp.Dataplane(dict(CONFIG, offload=False))
-    data = udp.VNET_ZERO + ipv4('10.244.2.5', '10.244.1.5')
+    plane = packets.Dataplane(dict(CONFIG, offload=False))
+    data = packets.VNET_ZERO + ipv4('10.244.2.5', '10.244.1.5')
     assert plane.inbound(data, len(data), '198.18.0.12') == ('drop', 'bad_vnet_header')
     data = ipv4('10.244.2.5', '10.244.1.5')
     assert plane.inbound(data, len(data), '198.18.0.12') == ('plain',)
@@ -198,15 +199,15 @@ def wire(iov):
 
 
 def add_one(reassembler, sender, payload):
-    return reassembler.add(sender, udp.SEGMENT.unpack_from(payload), [memoryview(payload)[udp.SEGMENT.size:]])
+    return reassembler.add(sender, packets.SEGMENT.unpack_from(payload), [memoryview(payload)[packets.SEGMENT.size:]])
 
 
 def test_segments_fit_the_mtu_and_reassemble():
     data = bytes(range(256)) * 250
-    payloads = wire(udp.segments(memoryview(data), 1472, 7))
+    payloads = wire(packets.segments(memoryview(data), 1472, 7))
     assert all(len(payload) <= 1472 for payload in payloads) and all(payload[0] >> 4 == 1 for payload in payloads)
     assert all(len(payload) == 1472 for payload in payloads[:-1])
-    reassembler = udp.Reassembler()
+    reassembler = packets.Reassembler()
     results = [add_one(reassembler, '198.18.0.12', payload) for payload in reversed(payloads)]
     assert results[:-1] == [('wait',)] * (len(payloads) - 1)
     assert results[-1][0] == 'done' and b''.join(results[-1][1]) == data
@@ -214,8 +215,8 @@ def test_segments_fit_the_mtu_and_reassemble():
 
 
 def test_reassembly_keeps_senders_and_ids_apart_and_gives_up_the_oldest():
-    reassembler = udp.Reassembler(limit=2)
-    first = wire(udp.segments(memoryview(bytes(3000)), 1472, 1))
+    reassembler = packets.Reassembler(limit=2)
+    first = wire(packets.segments(memoryview(bytes(3000)), 1472, 1))
     assert add_one(reassembler, '198.18.0.12', first[0]) == ('wait',)
     assert add_one(reassembler, '198.18.0.13', first[1]) == ('wait',)
     assert add_one(reassembler, '198.18.0.12', first[0]) == ('drop', 'bad_segment')  # duplicate
@@ -223,11 +224,11 @@ def test_reassembly_keeps_senders_and_ids_apart_and_gives_up_the_oldest():
     assert reassembler.evicted == 1 and len(reassembler.pending) == 2
 
 
-@pytest.mark.parametrize('segment', [udp.SEGMENT.pack(0x10, 0, 1, 0, 1) + b'x', udp.SEGMENT.pack(0x10, 3, 3, 0, 1) + b'x',
-                                     udp.SEGMENT.pack(0x11, 0, 3, 0, 1) + b'x', udp.SEGMENT.pack(0x10, 0, 3, 9, 1) + b'x',
-                                     udp.SEGMENT.pack(0x10, 0, 3, 0, 1)])
+@pytest.mark.parametrize('segment', [packets.SEGMENT.pack(0x10, 0, 1, 0, 1) + b'x', packets.SEGMENT.pack(0x10, 3, 3, 0, 1) + b'x',
+                                     packets.SEGMENT.pack(0x11, 0, 3, 0, 1) + b'x', packets.SEGMENT.pack(0x10, 0, 3, 9, 1) + b'x',
+                                     packets.SEGMENT.pack(0x10, 0, 3, 0, 1)])
 def test_bad_segments(segment):
-    assert add_one(udp.Reassembler(), '198.18.0.12', segment) == ('drop', 'bad_segment')
+    assert add_one(packets.Reassembler(), '198.18.0.12', segment) == ('drop', 'bad_segment')
 
 
 class Recorder(object):
@@ -238,7 +239,7 @@ class Recorder(object):
         self.counters = self.daemon.new_counters()
         self.written = []
         self.daemon.write = self.write
-        self.reassembler = udp.Reassembler(limit=4)
+        self.reassembler = packets.Reassembler(limit=4)
 
     def write(self, dummy, data, size, counters):
         data = b''.join(bytes(piece) for piece in data) if isinstance(data, list) else bytes(data)
@@ -250,19 +251,19 @@ class Recorder(object):
         """payloads as one read: coalesced by GRO when there are several."""
         seg_size = seg_size or max(map(len, payloads))
         assert all(len(payload) == seg_size for payload in payloads[:-1])
-        buf = bytearray(udp.VNET_LEN) + bytearray(b''.join(payloads))
-        self.daemon.receive(memoryview(buf), udp.VNET_LEN, len(buf), seg_size, sender, self.reassembler, self.counters)
+        buf = bytearray(packets.VNET_LEN) + bytearray(b''.join(payloads))
+        self.daemon.receive(memoryview(buf), packets.VNET_LEN, len(buf), seg_size, sender, self.reassembler, self.counters)
 
 
 def super_packet():
-    vnet = udp.VNET.pack(udp.VNET_F_NEEDS_CSUM, udp.GSO_TCPV4, 52, 1420, 20, 16)
+    vnet = packets.VNET.pack(packets.VNET_F_NEEDS_CSUM, packets.GSO_TCPV4, 52, 1420, 20, 16)
     return vnet + ipv4('10.244.2.5', '10.244.1.5', proto=6, payload=bytes(range(256)) * 254)  # 45 segments
 
 
 @pytest.mark.parametrize('split', [None, 44, 1, 20])
 def test_receive_reassembles_a_super_packet_in_any_batching(split):
     data = super_packet()
-    payloads = wire(udp.segments(memoryview(data), 1472, 9))
+    payloads = wire(packets.segments(memoryview(data), 1472, 9))
     recorder = Recorder()
     if split is None:
         recorder.receive(payloads)
@@ -276,22 +277,22 @@ def test_receive_reassembles_a_super_packet_in_any_batching(split):
 def test_receive_batch_of_plain_packets_and_segments():
     small = ipv4('10.244.2.5', '10.244.1.5', payload=bytes(1472 - 20))
     data = super_packet()
-    payloads = [small, small] + wire(udp.segments(memoryview(data), 1472, 3))
+    payloads = [small, small] + wire(packets.segments(memoryview(data), 1472, 3))
     recorder = Recorder()
     recorder.receive(payloads)
-    assert recorder.written == [udp.VNET_ZERO + small, udp.VNET_ZERO + small, data]
+    assert recorder.written == [packets.VNET_ZERO + small, packets.VNET_ZERO + small, data]
 
 
 def test_receive_from_a_non_peer_counts_every_datagram():
     recorder = Recorder()
-    payloads = wire(udp.segments(memoryview(super_packet()), 1472, 3))
+    payloads = wire(packets.segments(memoryview(super_packet()), 1472, 3))
     recorder.receive(payloads, sender='198.18.0.99')
     assert recorder.written == [] and recorder.counters['drop_not_peer'] == len(payloads) == 45
 
 
 def test_receive_lies_in_segment_headers():
     data = super_packet()
-    payloads = wire(udp.segments(memoryview(data), 1472, 3))
+    payloads = wire(packets.segments(memoryview(data), 1472, 3))
     payloads[-1] = payloads[-1][:4] + b'\0\0\0\4' + payloads[-1][8:]  # last segment of another packet
     recorder = Recorder()
     recorder.receive(payloads)
@@ -303,8 +304,8 @@ def test_receive_lies_in_segment_headers():
 def test_receive_garbage_batches_never_raise(payloads, seg_size):
     recorder = Recorder()
     stream = b''.join(b'\x10' + payload if index % 2 else payload for index, payload in enumerate(payloads))
-    buf = bytearray(udp.VNET_LEN) + bytearray(stream)
-    recorder.daemon.receive(memoryview(buf), udp.VNET_LEN, len(buf), seg_size, '198.18.0.12', recorder.reassembler, recorder.counters)
+    buf = bytearray(packets.VNET_LEN) + bytearray(stream)
+    recorder.daemon.receive(memoryview(buf), packets.VNET_LEN, len(buf), seg_size, '198.18.0.12', recorder.reassembler, recorder.counters)
     assert recorder.counters['udp_rx_packets'] == -(-len(stream) // seg_size)
     assert len(recorder.reassembler.pending) <= 4
 
@@ -314,7 +315,7 @@ def test_receive_garbage_batches_never_raise(payloads, seg_size):
 @settings(max_examples=400)
 @given(st.binary(max_size=200), st.sampled_from(['198.18.0.12', '198.18.0.13', '198.18.0.99']), st.booleans())
 def test_inbound_garbage_never_raises(payload, sender, offload):
-    plane = udp.Dataplane(dict(CONFIG, offload=offload))
+    plane = packets.Dataplane(dict(CONFIG, offload=offload))
     verdict = plane.inbound(payload, len(payload), sender)
     assert verdict[0] in ('plain', 'vnet', 'drop')
     verdict = plane.inbound(memoryview(payload)[:5], len(payload), sender)  # a head shorter than the headers
@@ -324,7 +325,7 @@ def test_inbound_garbage_never_raises(payload, sender, offload):
 @settings(max_examples=400)
 @given(st.binary(max_size=200), st.booleans())
 def test_outbound_garbage_never_raises(payload, offload):
-    plane = udp.Dataplane(dict(CONFIG, offload=offload))
+    plane = packets.Dataplane(dict(CONFIG, offload=offload))
     off = OFF if offload else 0
     buf = bytearray(off) + bytearray(payload)
     verdict = plane.outbound(buf, off, len(buf))
@@ -333,9 +334,9 @@ def test_outbound_garbage_never_raises(payload, offload):
 
 @given(st.binary(min_size=20, max_size=80).map(lambda raw: b'\x45' + raw[1:]), st.integers(0, 255))
 def test_icmp_error_on_garbage_is_well_formed(packet, icmp_type):
-    icmp = udp.icmp_error(packet, bytes([10, 244, 1, 0]), icmp_type, 0)
+    icmp = packets.icmp_error(packet, bytes([10, 244, 1, 0]), icmp_type, 0)
     if icmp is not None:
-        assert udp.checksum(icmp[:20]) == 0 and udp.checksum(icmp[20:]) == 0
+        assert packets.checksum(icmp[:20]) == 0 and packets.checksum(icmp[20:]) == 0
         assert len(icmp) == 20 + 8 + 28
 
 

@@ -62,6 +62,22 @@ def test_the_installed_engine_is_complete_and_needs_no_ansible(engine, tmp_path)
         assert problem in line
 
 
+def test_the_installed_engine_carries_every_registered_backend(engine):
+    """The engine's module list comes from the registry: each backend's module and the ones it declares."""
+    from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
+    assert {'_backends.udp_daemon', '_backends.wireguard_genl'} <= set(_node_apply.ENGINE_MODULES)
+    code = ('import sys; sys.path.insert(0, %r)\n'
+            'from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry\n'
+            'for name in registry.names():\n'
+            '    assert registry.get(name).__module__ in sys.modules\n'
+            'print(" ".join(sorted(m.rpartition(".")[2] for m in sys.modules if "._backends." in m)))\n') % str(engine)
+    proc = subprocess.run([sys.executable, '-I', '-S', '-c', code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    installed = set(proc.stdout.split())
+    assert set(name.rpartition('.')[2] for name in _node_apply.ENGINE_MODULES if name.startswith('_backends.')) == installed
+    assert len(installed) > len(registry.names()) + 2  # base, registry and the backends' own extra modules
+
+
 def test_unreadable_state_files_are_refused(engine, tmp_path):
     state = tmp_path / 'node.json'
     state.write_text('{"version": 1,')

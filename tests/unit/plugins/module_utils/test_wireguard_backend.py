@@ -10,6 +10,7 @@ import stat
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_hostkey as hostkey
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import wireguard_keys as keys
 
 PARAMS = {'type': 'wireguard', 'port': 51820, 'device': 'mesh-wg', 'keepalive': 0, 'fwmark': 0, 'implementation': 'auto'}
@@ -30,55 +31,55 @@ def report_text(host):
 
 
 def test_the_key_is_made_once_0600_in_a_0700_directory_and_a_rotation_is_staged_until_applied(tmp_path, monkeypatch):
-    monkeypatch.setattr(wireguard, 'KEY_DIR', str(tmp_path / 'wireguard'))
+    monkeypatch.setattr(hostkey, 'KEY_DIR', str(tmp_path / 'wireguard'))
     check = _host.Host(check_mode=True)
-    throwaway = wireguard.ensure_key(check, 'mesh-wg')
+    throwaway = hostkey.ensure_key(check, 'mesh-wg')
     assert len(keys.key_from_text(throwaway)) == 32  # what the peers' check-mode plans show
     assert check.report.changes == ['added file %s/wireguard/mesh-wg.key (private key generated, mode 0600)' % tmp_path]
     assert not (tmp_path / 'wireguard').exists()
     host = _host.Host()
-    public = wireguard.ensure_key(host, 'mesh-wg')
+    public = hostkey.ensure_key(host, 'mesh-wg')
     path = tmp_path / 'wireguard' / 'mesh-wg.key'
     private = keys.key_from_text(path.read_text().strip())
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     assert public == keys.key_to_text(keys.public_key(private)) != throwaway
     assert keys.key_to_text(private) not in report_text(host)
     again = _host.Host()
-    assert wireguard.ensure_key(again, 'mesh-wg') == public and not again.report.changed
+    assert hostkey.ensure_key(again, 'mesh-wg') == public and not again.report.changed
     assert wireguard.Backend.host_identity(dict(PARAMS)) == {'public_key': public}
     # a rotation is staged beside the key in use and published at once
     rotated = _host.Host()
-    new_public = wireguard.ensure_key(rotated, 'mesh-wg', rotate=True)
+    new_public = hostkey.ensure_key(rotated, 'mesh-wg', rotate=True)
     staged = tmp_path / 'wireguard' / 'mesh-wg.key.new'
     assert staged.exists() and new_public != public and keys.key_from_text(path.read_text().strip()) == private
     assert keys.key_to_text(keys.key_from_text(staged.read_text().strip())) not in report_text(rotated)
     assert wireguard.Backend.host_identity(dict(PARAMS)) == {'public_key': new_public}
     # the boot path, with the contract saved before the rotation, keeps the key in use
     boot = _host.Host(boot=True)
-    assert wireguard.key_for(boot, 'mesh-wg', public) == private and staged.exists()
+    assert hostkey.key_for(boot, 'mesh-wg', public) == private and staged.exists()
     # the node apply with the new contract puts the staged key in use
     apply = _host.Host()
-    new_private = wireguard.key_for(apply, 'mesh-wg', new_public)
+    new_private = hostkey.key_for(apply, 'mesh-wg', new_public)
     assert keys.key_to_text(keys.public_key(new_private)) == new_public and not staged.exists()
     assert apply.report.changes == ['updated file %s (rotated key put in use)' % path]
     # a contract matching no key of the host: refused, at boot too
     for other in (_host.Host(), _host.Host(boot=True)):
         try:
-            wireguard.key_for(other, 'mesh-wg', public)
+            hostkey.key_for(other, 'mesh-wg', public)
         except wireguard.EngineError as exc:
             assert keys.key_to_text(new_private) not in str(exc)
         else:
             raise AssertionError('an outdated contract was applied')
-    wireguard.remove_key(_host.Host(), 'mesh-wg')
+    hostkey.remove_key(_host.Host(), 'mesh-wg')
     assert not (tmp_path / 'wireguard').exists()
     assert wireguard.Backend.host_identity(dict(PARAMS)) == {}
 
 
 def test_a_damaged_key_file_is_an_error_that_does_not_show_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(wireguard, 'KEY_DIR', str(tmp_path))
+    monkeypatch.setattr(hostkey, 'KEY_DIR', str(tmp_path))
     (tmp_path / 'mesh-wg.key').write_text('c2VjcmV0LWJ1dC1zaG9ydA==\n')
     try:
-        wireguard.read_private_key('mesh-wg')
+        hostkey.read_private_key('mesh-wg')
     except wireguard.EngineError as exc:
         assert 'c2VjcmV0' not in str(exc) and 'move it away' in str(exc)
     else:

@@ -12,6 +12,7 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _lease_file as lease_file
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
 
 # (network, subnet_len): small pools so that capacity and gaps are exercised, IPv4 and IPv6.
@@ -179,7 +180,7 @@ def test_fast_lease_file_reader_agrees_with_yaml(hosts):
     alloc = L.allocate(config, hosts, underlay={h: {'address': '192.168.0.%d' % (i + 1), 'vtep_mac': '02:00:00:00:00:%02x' % (i + 1)}
                                                 for i, h in enumerate(hosts)})
     text = L.render_lease_file(config, alloc.leases)
-    version, fast, duplicates = L._parse_canonical(text)  # pylint: disable=protected-access
+    version, fast, duplicates = lease_file._parse_canonical(text)  # pylint: disable=protected-access
     assert version == L.FILE_FORMAT
     assert duplicates == []
     assert fast == {str(k): v for k, v in (yaml.safe_load(text)['leases'] or {}).items()} == alloc.leases

@@ -1,0 +1,171 @@
+# Copyright (c) 2026 overlay.mesh contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every registered backend passes the same checks of the interface in _backends/base.py: its option
+specs, overhead, ports, published data, normalisation, the saved record and the engine's module list.
+(Apply and teardown on a kernel: tests/integration/test_netns_backends.py and the molecule scenarios.)"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import ipaddress
+import sys
+
+import pytest
+
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec as spec
+from ansible_collections.overlay.mesh.plugins.module_utils import _spec
+from ansible_collections.overlay.mesh.plugins.module_utils._backends import base, registry
+from ansible_collections.overlay.mesh.plugins.module_utils._spec import SpecError
+
+from test_node_spec import MACHINE_ID, contract
+
+OPTION_KEYS = {'type', 'default', 'required', 'choices', 'elements', 'options', 'check'}
+TYPES = {'int', 'bool', 'str', 'path', 'raw', 'dict', 'list'}
+# the interface: what base.Backend declares (a backend's upper-case attribute base does not know is a typo)
+INTERFACE = set(name for name in vars(base.Backend) if name.isupper())
+BACKENDS = registry.names()
+
+
+def _check_spec(options, where):
+    for key, option in options.items():
+        assert isinstance(key, str) and key.islower(), '%s: option %r' % (where, key)
+        assert isinstance(option, dict) and set(option) <= OPTION_KEYS, '%s.%s: %r' % (where, key, option)
+        assert option.get('type', 'raw') in TYPES, '%s.%s: type %r' % (where, key, option.get('type'))
+        if 'check' in option:
+            assert callable(option['check']), '%s.%s' % (where, key)
+        if 'choices' in option and option.get('default') is not None:
+            assert option['default'] in option['choices'], '%s.%s: default not a choice' % (where, key)
+        if 'options' in option:
+            _check_spec(option['options'], '%s.%s' % (where, key))
+
+
+def node(name, **changes):
+    return spec.normalize(contract(backend=dict({'type': name}, **changes)), machine_id=MACHINE_ID)
+
+
+@pytest.mark.parametrize('name', BACKENDS)
+def test_the_registry_knows_the_backend_by_its_name(name):
+    backend = registry.get(name)
+    assert issubclass(backend, base.Backend) and backend is not base.Backend
+    assert backend.name == name == sys.modules[backend.__module__].NAME
+    assert set(name for name in vars(backend) if name.isupper()) <= INTERFACE
+
+
+@pytest.mark.parametrize('name', BACKENDS)
+def test_its_option_specs_are_valid_and_their_defaults_pass_their_own_checks(name):
+    backend = registry.get(name)
+    assert 'type' not in backend.OPTIONS  # implied
+    _check_spec(backend.OPTIONS, 'backend')
+    _check_spec(backend.PEER_OPTIONS, 'peers[]')
+    _spec.ansible_argument_spec(backend.OPTIONS)  # the node module's argument spec is made from it
+    defaults = _spec.validate({}, dict((key, option) for key, option in backend.OPTIONS.items() if not option.get('required')))
+    assert set(defaults) <= set(backend.OPTIONS)
+    assert set(backend.GROUP_OPTIONS) <= set(backend.OPTIONS) and set(backend.HOST_OPTIONS) <= set(backend.OPTIONS)
+    assert not set(backend.PEER_OPTIONS) & set(spec.PEER_OPTIONS)  # what every peer has is not a backend's
+    assert backend.KEYED == bool(backend.HOST_OPTIONS)
+
+
+@pytest.mark.parametrize('name', BACKENDS)
+def test_its_overhead_is_given_per_ip_version_and_sets_the_mtu(name):
+    backend = registry.get(name)
+    assert set(backend.OVERHEAD) == {4, 6}
+    assert all(isinstance(value, int) and not isinstance(value, bool) for value in backend.OVERHEAD.values())
+    # an IPv6 underlay header is 20 bytes longer than an IPv4 one: never less overhead over IPv6
+    assert backend.OVERHEAD[6] >= backend.OVERHEAD[4] >= 0
+    assert node(name).mtu == 1500 - backend.OVERHEAD[4]
+    over_ipv6 = contract(backend={'type': name}, underlay={'address': '2001:db8::11', 'mtu': 1500},
+                         peers=[{'name': 'node2', 'subnet': '10.244.2.0/24', 'underlay': '2001:db8::12',
+                                 'vtep_mac': '02:00:00:00:00:02', 'public_key': 'AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI='}])
+    assert spec.normalize(over_ipv6, machine_id=MACHINE_ID).mtu == 1500 - backend.OVERHEAD[6]
+
+
+@pytest.mark.parametrize('name', BACKENDS)
+def test_its_ports_are_protocol_and_port_pairs(name):
+    ports = node(name).backend.ports()
+    assert isinstance(ports, list)
+    for entry in ports:
+        protocol, port = entry
+        assert protocol in ('udp', 'tcp') and isinstance(port, int) and 0 < port < 65536, entry
+    if 'port' in registry.get(name).OPTIONS:
+        assert node(name, port=4000).backend.ports() == [(ports[0][0], 4000)]
+
+
+@pytest.mark.parametrize('name', BACKENDS)
+def test_what_it_publishes_is_what_its_peers_must_carry(name):
+    backend = registry.get(name)
+    published = node(name).backend.publish()
+    assert set(published) <= set(backend.PEER_OPTIONS)
+    # a published value passes the peers' own check unchanged: what one host publishes, its peers accept
+    for key, value in published.items():
+        assert _spec.validate({key: value}, {key: backend.PEER_OPTIONS[key]}) == {key: value}
+    # a peer without a required field is refused, naming it
+    for key, option in backend.PEER_OPTIONS.items():
+        if option.get('required'):
+            raw = contract(backend={'type': name})
+            del raw['peers'][0][key]
+            with pytest.raises(SpecError) as info:
+                spec.normalize(raw, machine_id=MACHINE_ID)
+            assert 'peers[0].%s' % key in dict(info.value.problems)
+
+
+@pytest.mark.parametrize('name', BACKENDS)
+def test_normalisation_is_idempotent(name):
+    first = node(name)
+    backend = registry.get(name)
+    params = copy.deepcopy(first.data['backend'])
+    assert backend.normalize(copy.deepcopy(params), MACHINE_ID) == params
+    again = spec.normalize(copy.deepcopy(first.data), machine_id=MACHINE_ID)
+    assert again.data == first.data and again.mtu == first.mtu
+
+
+@pytest.mark.parametrize('name', BACKENDS)
+def test_the_saved_record_names_the_same_instance_for_teardown(name):
+    first = node(name)
+    record = spec.removal_record(copy.deepcopy(first.data))
+    saved = spec.saved_backend(record)
+    assert isinstance(saved, registry.get(name)) and saved.name == name and saved.device == first.backend.device
+    assert first.backend.same_instance(record['backend'])
+    others = [other for other in BACKENDS if other != name]
+    assert not any(first.backend.same_instance(dict(record['backend'], type=other)) for other in others)
+    old_device = registry.get(name).release_0_1_device({})
+    assert old_device is None or isinstance(old_device, str)
+
+
+@pytest.mark.parametrize('name', BACKENDS)
+def test_it_reconciles_and_tears_down_itself(name):
+    backend = registry.get(name)
+    for method in ('apply', 'teardown'):
+        assert getattr(backend, method) is not getattr(base.Backend, method), '%s does not implement %s' % (name, method)
+    assert isinstance(backend.PEER_ROUTE_KINDS, tuple) and all(isinstance(kind, str) for kind in backend.PEER_ROUTE_KINDS)
+    device = node(name).backend.device
+    assert device is None or 0 < len(device) <= 15
+
+
+@pytest.mark.parametrize('name', BACKENDS)
+def test_a_dual_stack_overlay_is_carried_or_refused_before_any_change(name):
+    backend = registry.get(name)
+    raw = contract(backend={'type': name}, ipv6_network='fd00:244::/48', ipv6_subnet='fd00:244:0:1::/64',
+                   underlay={'address': '2001:db8::11', 'mtu': 1500}, peers=[])
+    if backend.DUAL_STACK:
+        assert ipaddress.ip_network(spec.normalize(raw, machine_id=MACHINE_ID).data['ipv6_network']).version == 6
+    else:
+        with pytest.raises(SpecError):
+            spec.normalize(raw, machine_id=MACHINE_ID)
+
+
+@pytest.mark.parametrize('name', BACKENDS)
+def test_the_installed_engine_carries_it_and_what_it_declares(name):
+    module = sys.modules[registry.get(name).__module__]
+    own = module.__name__[len(_node_apply.PACKAGE) + 1:]
+    declared = getattr(module, 'ENGINE_MODULES', ())
+    assert own in _node_apply.ENGINE_MODULES and set(declared) <= set(_node_apply.ENGINE_MODULES)
+    for extra in declared:
+        assert extra.startswith('_backends.')
+        importlib.import_module('%s.%s' % (_node_apply.PACKAGE, extra))
+    # every module of the collection it imports is installed
+    prefix = _node_apply.PACKAGE + '.'
+    imported = set(value.__name__[len(prefix):] for value in vars(module).values()
+                   if isinstance(value, type(sys)) and value.__name__.startswith(prefix))
+    assert imported <= set(_node_apply.ENGINE_MODULES), imported - set(_node_apply.ENGINE_MODULES)
