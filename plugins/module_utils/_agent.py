@@ -36,6 +36,7 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema 
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_boot
 from ansible_collections.overlay.mesh.plugins.module_utils import _underlay
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 
 STATUS_FILE = os.path.join(_host.RUN_DIR, 'agent.json')
 UNIT = 'overlay-mesh-agent.service'
@@ -64,7 +65,7 @@ def _global_address_event(data):
     return False
 
 
-class ApplyFailed(Exception):
+class ApplyFailed(OverlayMeshError):
     """An apply failed: the agent is degraded and lists and applies again after the back-off."""
 
 

@@ -24,6 +24,8 @@ import socket
 import ssl
 import urllib.parse
 
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
+
 # gRPC status codes etcd returns in the gateway's error body.
 _UNAVAILABLE = 14
 _DEADLINE = 4
@@ -35,7 +37,7 @@ _BAD_TOKEN = ('invalid auth token', 'token')
 _AUTH_ERRORS = ('permission denied', 'authentication failed', 'user name is empty', 'auth token')
 
 
-class EtcdError(Exception):
+class EtcdError(OverlayMeshError):
     """etcd could not be used; ``kind`` is 'unreachable', 'unavailable' (no quorum), 'auth' or 'request'."""
 
     def __init__(self, kind, message, written=0):

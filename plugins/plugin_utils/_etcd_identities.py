@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _etcd
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases, _registry
 
 NAME_PREFIX = 'overlay-mesh-'
@@ -22,7 +23,7 @@ AUTH_MODES = ('password', 'certificate')
 READ, READWRITE = 'READ', 'READWRITE'
 
 
-class IdentityError(Exception):
+class IdentityError(OverlayMeshError):
     """Bad input or a cluster the identities cannot be made on; ``problems`` lists each, naming host and variable."""
 
     def __init__(self, problems):

@@ -16,10 +16,6 @@ PACKAGES = ('ansible_collections.overlay.mesh.plugins.module_utils', 'ansible_co
 NOT_OURS = {
     # the stand-in for pyroute2's NetlinkError when pyroute2 does not import: pyroute2's, not ours
     '_netlink_compat.NetlinkError',
-    # the etcd client is the lead's (issue 22, node agent) for now; its errors are caught by name where used
-    '_etcd.EtcdError',
-    # the etcd identities (issue 22) are the lead's new code; derive from OverlayMeshError when it settles
-    '_etcd_identities.IdentityError',
 }
 
 
