@@ -74,16 +74,15 @@ def parse_subnet_key(name):
     return rec
 
 
-def _number(value):
-    # -e mesh_node_vxlan_vni=42 arrives as a string; flannel reads numbers
-    return None if value in (None, '') else int(value)
-
-
 def backend_settings(backend):
-    """What the lease store needs of the backend's options: {type, vni, port, direct_routing}."""
+    """What the lease store needs of the backend's options (the contract's ``backend``): {type, vni, port,
+    direct_routing}, the last three as flannel's config of that backend has them (Backend.flannel_config)."""
     backend = dict(backend or {})
-    return {'type': backend.get('type') or 'vxlan', 'vni': _number(backend.get('vni')), 'port': _number(backend.get('port')),
-            'direct_routing': bool(backend.get('direct_routing'))}
+    settings = {'type': backend.get('type') or registry.DEFAULT, 'vni': None, 'port': None, 'direct_routing': False}
+    kind = registry.get(settings['type'])
+    if kind is not None:
+        settings.update(kind.flannel_config(backend))
+    return settings
 
 
 def published(record):

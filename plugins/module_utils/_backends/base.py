@@ -83,6 +83,12 @@ class Backend(object):
         return {}
 
     @classmethod
+    def flannel_config(cls, params):
+        """What flannel's network config (``<prefix>/config``, its ``Backend``) says of this backend's options:
+        {vni, port, direct_routing}, each left out when flannel's backend of this name has none."""
+        return {}
+
+    @classmethod
     def flannel_data(cls, record, settings):
         """flannel's ``BackendData`` for a lease record of this backend (what flanneld's backend of this name
         writes); settings: the lease store's {type, vni, port, direct_routing}."""

@@ -217,6 +217,12 @@ class Backend(BaseBackend):
         return {'vtep_mac': self.params['mac']}
 
     @classmethod
+    def flannel_config(cls, params):
+        def number(value):  # -e mesh_node_vxlan_vni=42 arrives as a string; flannel reads numbers
+            return None if value in (None, '') else int(value)
+        return {'vni': number(params.get('vni')), 'port': number(params.get('port')), 'direct_routing': bool(params.get('direct_routing'))}
+
+    @classmethod
     def flannel_data(cls, record, settings):
         data = {'VNI': settings.get('vni') or DEFAULT_VNI}
         if record.get('vtep_mac'):
