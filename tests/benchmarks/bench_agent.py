@@ -125,7 +125,7 @@ for line in sys.stdin:
     order = json.loads(line)
     try:
         if order['op'] == 'ready':
-            client.serving()
+            client.serving('/coreos.com/network/')
             reply = {}
         elif order['op'] == 'bulk':
             ops = [{'request_put': {'key': _etcd.b64(k), 'value': _etcd.b64(v)}} for k, v in order['items']]
