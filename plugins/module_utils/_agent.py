@@ -101,7 +101,8 @@ class Agent(object):
         self.revision = 0
         self.events = queue.Queue()
         self.watch_connection = None
-        self.state = {'state': 'starting', 'since': time.time(), 'revision': 0, 'changes': 0, 'leases': 0, 'message': ''}
+        # revision, leases and peers are added when it is written (_status): they are the agent's own fields
+        self.state = {'state': 'starting', 'since': time.time(), 'changes': 0, 'message': ''}
         self.last_changes = 0     # the kernel and file changes of the last apply
 
     # ---- the contract ------------------------------------------------------------------------
@@ -200,9 +201,9 @@ class Agent(object):
                     _node_apply.apply(node, host, previous=self.raw, only=PARTS)
                 else:
                     node.backend.apply_peers(node, host, changed, removed)
-                    if set(p['underlay'] for p in peers) != set(p['underlay'] for p in self.raw['peers']):
-                        _node_apply.apply(node, host, only=('nftables',))  # the firewall's set of peers
-                    _node_apply.apply(node, host, only=('saved contract',))
+                    # the firewall's set of peers only when an address came or went
+                    moved = set(p['underlay'] for p in peers) != set(p['underlay'] for p in self.raw['peers'])
+                    _node_apply.apply(node, host, only=('nftables', 'saved contract') if moved else ('saved contract',))
                 self.saved_text = host.read(self.path)
                 self.raw, self.node = node.data, node
             except _node_apply.STEP_ERRORS + (ValueError,) as exc:  # pylint: disable=catching-non-exception
@@ -250,7 +251,6 @@ class Agent(object):
         after = dict((p['name'], p) for p in peers)
         changed = [after[name] for name in sorted(after) if before.get(name) != after[name]]
         removed = [before[name] for name in sorted(before) if after.get(name) != before[name]]
-        self.state['revision'] = self.revision
         if not changed and not removed:
             return
         what = '; '.join(['%s %s' % ('moved' if p['name'] in before else 'added', _peer_text(p)) for p in changed]

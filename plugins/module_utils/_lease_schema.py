@@ -127,7 +127,7 @@ def decode(key, value, subnets_prefix):
     own = data.get(OURS) if isinstance(data, dict) else None
     if not isinstance(own, dict) or not isinstance(own.get('host'), str):
         return None, record, data
-    record.update((k, v) for k, v in own.items() if k != 'host' and k not in (FIELD_V4, FIELD_V6) and v)
+    record.update(published(dict((k, v) for k, v in own.items() if k != 'host')))
     return own['host'], record, data
 
 
