@@ -15,6 +15,8 @@ reboot and the next site run start from what the agent applied.
 
 etcd unreachable or without quorum never removes a peer: the last applied state stands, the agent
 says it is degraded (/run/overlay-mesh/agent.json and last-apply.json) and lists again once etcd serves.
+Nor does etcd going back in time (a restore from an older snapshot): a list below the highest revision the
+agent applied keeps the peers etcd lost until their leases are back or a site run decides.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema as schema
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_boot
+from ansible_collections.overlay.mesh.plugins.module_utils import _node_files
 from ansible_collections.overlay.mesh.plugins.module_utils import _underlay
 from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 
@@ -99,6 +102,10 @@ class Agent(object):
         self._skipped = set()    # what was logged as skipped
         self._address_pending = threading.Event()
         self.revision = 0
+        # The highest revision applied, kept across restarts and reboots beside node.json (files.AGENT_MARK_FILE).
+        self.mark_path = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.basename(_node_files.AGENT_MARK_FILE))
+        self.mark = self._read_mark()
+        self.kept = {}           # name -> peer: what an etcd gone back in time lost, kept until it is back
         self.events = queue.Queue()
         self.watch_connection = None
         # revision, leases and peers are added when it is written (_status): they are the agent's own fields
@@ -149,6 +156,12 @@ class Agent(object):
             for problem in problems:
                 self.log('skipped: %s' % problem)
             found += [dict(record, name=name) for name, record in sorted(theirs.items())]
+        if self.kept:
+            back = sorted(set(self.kept) & set(peer['name'] for peer in found))
+            for name in back:
+                self.log('%s is in etcd again' % name)
+                del self.kept[name]
+            found += [self.kept[name] for name in sorted(self.kept)]
         return self._distinct(found)
 
     def _distinct(self, peers):
@@ -216,6 +229,42 @@ class Agent(object):
             self.log('%s: %d change(s): %s' % (what, count, '; '.join(host.report.changes)))
         return failure is None
 
+    # ---- etcd going back in time ------------------------------------------------------------------
+    def _read_mark(self):
+        try:
+            with open(self.mark_path) as handle:
+                return int(json.load(handle)['revision'])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def _save_mark(self):
+        """Remember the revision applied, while nothing is kept: it is what etcd had when the peers matched it."""
+        if self.kept or self.revision == self.mark:
+            return
+        try:
+            _host.write_atomic(self.mark_path, json.dumps({'revision': self.revision}) + '\n')
+            self.mark = self.revision
+        except OSError as exc:
+            self.log('could not save %s: %s' % (self.mark_path, exc))
+
+    def _keep_lost_peers(self):
+        """etcd listed a revision below the one applied before (restored from an older snapshot, or another cluster):
+        the hosts that joined since are still there, so their peers stay until their leases are back."""
+        listed = set(peer['name'] for peer in self.peers())
+        for peer in self.raw.get('peers') or []:
+            if peer['name'] not in listed and peer['name'] not in self.kept:
+                self.kept[peer['name']] = peer
+
+    def _settle(self):
+        """synced, or degraded while peers etcd lost are kept."""
+        if not self.kept:
+            self._set_state('synced', '')
+            self._save_mark()
+            return
+        self._set_state('degraded', 'etcd went back in time (it lists revision %d, this host had applied %d: restored from an older '
+                                    'snapshot?): keeping %d peer(s) it no longer has (%s); run site on the group to register them '
+                                    'again' % (self.revision, self.mark, len(self.kept), ', '.join(sorted(self.kept))))
+
     # ---- etcd --------------------------------------------------------------------------------
     def resync(self):
         """List the prefix and apply every peer: at start, after a compaction, a reconnect or an outage."""
@@ -224,9 +273,11 @@ class Agent(object):
         for key, value, mod, _lease in kvs:
             self._take(key, value, mod)
         self.revision = revision
+        if revision < self.mark:
+            self._keep_lost_peers()
         peers = self.peers()
         self._apply(peers, 'listed %d lease(s) at revision %d' % (len(self.kvs), revision))
-        self._set_state('synced', '')
+        self._settle()
         self.check_address()
 
     def _take(self, key, value, mod):
@@ -247,16 +298,21 @@ class Agent(object):
                 self.kvs.pop(key, None)
             else:
                 self._take(key, value, mod)
+        keeping = bool(self.kept)
         peers = self.peers()
         after = dict((p['name'], p) for p in peers)
         changed = [after[name] for name in sorted(after) if before.get(name) != after[name]]
         removed = [before[name] for name in sorted(before) if after.get(name) != before[name]]
         if not changed and not removed:
+            if keeping and not self.kept:
+                self._settle()  # the last lost lease is back as it was: synced again
             return
         what = '; '.join(['%s %s' % ('moved' if p['name'] in before else 'added', _peer_text(p)) for p in changed]
                          + ['removed %s' % _peer_text(p) for p in removed if p['name'] not in after])
         self._apply(peers, 'revision %d: %s' % (self.revision, what), changed, removed)
         self.state['changes'] += 1
+        if keeping:
+            self._settle()
         self._write_status()
 
     def own_lease(self):
@@ -394,7 +450,12 @@ class Agent(object):
                     due = time.monotonic() + HEALTH_EVERY
                     self.client.serving(self.subnets)
                     if _host.Host.read(self.path) != self.saved_text:  # a site run applied (older) peers meanwhile
+                        if self.kept:  # ... from the leases as they are: the controller decided about the lost ones
+                            self.log('a site run saved node.json: no longer keeping %s' % ', '.join(sorted(self.kept)))
+                            self.kept = {}
                         self._apply(self.peers(), 'node.json saved by a site run: the peers from the leases again')
+                        self._settle()
+                    self._save_mark()
         finally:
             self._stop_watch()
 

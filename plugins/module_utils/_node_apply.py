@@ -232,6 +232,7 @@ def _apply_agent(node, host, previous):
     agent = node.data.get('agent')
     if not agent:
         host.remove_unit(files.AGENT_UNIT, stop=True)
+        host.remove(files.AGENT_MARK_FILE)
         return
     changed = host.ensure_unit(files.AGENT_UNIT, files.AGENT_UNIT_TEXT)
     active = host.systemctl('is-active', '--quiet', files.AGENT_UNIT, check=False).returncode == 0

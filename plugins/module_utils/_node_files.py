@@ -15,6 +15,8 @@ BOOT_UNIT = 'overlay-mesh.service'
 APPLY_COMMAND = _host.LIB_DIR + '/overlay-mesh-apply'
 AGENT_UNIT = 'overlay-mesh-agent.service'
 AGENT_COMMAND = _host.LIB_DIR + '/overlay-mesh-agent'
+# The highest etcd revision the agent applied: a list below it means etcd went back in time (docs/agent.md).
+AGENT_MARK_FILE = _host.STATE_DIR + '/agent-revision.json'
 
 
 def subnet_env(network, subnet, mtu, ipmasq=True, ipv6_network=None, ipv6_subnet=None):

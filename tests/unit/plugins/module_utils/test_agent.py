@@ -11,6 +11,8 @@ Ansible) must start the agent and say clearly why it cannot run without its sett
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -21,6 +23,9 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _agent
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema as schema
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'plugin_utils'))
+import etcd_lab  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order  # the unit tests' real etcd
 
 PREFIX = '/coreos.com/network'
 SUBNETS = PREFIX + '/subnets/'
@@ -173,3 +178,76 @@ def test_a_site_run_keeps_the_agents_state_in_last_apply(tmp_path, monkeypatch):
     _host.Host().record_apply('ansible', None)
     record = json.loads((tmp_path / 'last-apply.json').read_text())
     assert record['by'] == 'ansible' and record['agent'] == {'state': 'degraded'}
+
+
+class Listing(object):
+    """What etcd lists: its revision and the leases."""
+
+    def __init__(self, revision, leases):
+        self.revision, self.leases = revision, leases
+
+    def range_prefix(self, _prefix):
+        return self.revision, [(key, value, index + 1, 0) for index, (key, value) in enumerate(self.leases)]
+
+
+def test_etcd_gone_back_in_time_keeps_the_peers_it_lost(agent, monkeypatch):
+    """A restore from an older snapshot lists a revision below the one applied: the hosts that joined since are still
+    there, so their peers stay (degraded, saying why) until their leases are back; then a real leave applies again."""
+    monkeypatch.setattr(agent, 'check_address', lambda: None)
+    node1, node2 = lease('node1', '10.244.1.0/24', '198.18.0.11', '02:00:00:00:02:01'), lease('node2', '10.244.2.0/24', '198.18.0.12', '02:00:00:00:02:02')
+    node3 = lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03')
+    agent.client = Listing(50, [node1, node2, node3])
+    agent.resync()
+    assert names(agent.raw['peers']) == ['node2', 'node3'] and agent.state['state'] == 'synced' and agent.mark == 50
+    assert _agent.Agent(agent.path, out=list().append).mark == 50  # kept across restarts, beside node.json
+
+    agent.client = Listing(30, [node1, node2])  # the snapshot was taken before node3 joined
+    agent.resync()
+    assert names(agent.raw['peers']) == ['node2', 'node3'] and agent.state['state'] == 'degraded'
+    assert 'etcd went back in time (it lists revision 30, this host had applied 50' in agent.state['message']
+    assert 'keeping 1 peer(s) it no longer has (node3)' in agent.state['message'] and agent.mark == 50
+    agent.on_events([('DELETE', node2[0], '', 31)])  # a leave etcd tells of is still applied
+    assert names(agent.raw['peers']) == ['node3'] and agent.state['state'] == 'degraded'
+
+    agent.on_events([('PUT',) + node3 + (32,)])  # site registered node3 again: synced, nothing moved
+    assert names(agent.raw['peers']) == ['node3'] and agent.state['state'] == 'synced' and agent.mark == 32
+    assert any('node3 is in etcd again' in line for line in agent.lines)
+    agent.on_events([('DELETE', node3[0], '', 33)])
+    assert agent.raw['peers'] == []
+
+
+def test_a_first_start_or_a_later_revision_keeps_nothing(agent, monkeypatch):
+    monkeypatch.setattr(agent, 'check_address', lambda: None)
+    agent.client = Listing(5, [lease('node1', '10.244.1.0/24', '198.18.0.11', '02:00:00:00:02:01')])
+    agent.resync()  # no mark yet: etcd is the truth
+    assert agent.raw['peers'] == [] and agent.state['state'] == 'synced' and agent.kept == {} and agent.mark == 5
+
+
+def test_a_real_etcd_restored_from_an_older_backup_removes_no_peer(agent, tmp_path, monkeypatch):
+    """The premise, on a real etcd: a member restored from a copy of its data taken before node3 joined lists a lower
+    revision without node3, and the agent keeps node3 (a fresh cluster in its place looks the same)."""
+    monkeypatch.setattr(agent, 'check_address', lambda: None)
+    cluster = etcd_lab.Cluster(tmp_path / 'etcd').start()
+    try:
+        agent.client = client = cluster.client()
+        for key, value in (lease('node1', '10.244.1.0/24', '198.18.0.11', '02:00:00:00:02:01'),
+                           lease('node2', '10.244.2.0/24', '198.18.0.12', '02:00:00:00:02:02')):
+            client.put(key, value)
+        cluster.stop()
+        shutil.copytree(str(tmp_path / 'etcd' / 'm0'), str(tmp_path / 'backup'))
+        cluster.start()
+        client.put(*lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03'))
+        for dummy in range(5):  # more writes after the backup: the revision the agent applies is well above it
+            client.put(*lease('node2', '10.244.2.0/24', '198.18.0.12', '02:00:00:00:02:02'))
+        agent.resync()
+        assert names(agent.raw['peers']) == ['node2', 'node3'] and agent.state['state'] == 'synced'
+        cluster.stop()
+        shutil.rmtree(str(tmp_path / 'etcd' / 'm0'))
+        shutil.copytree(str(tmp_path / 'backup'), str(tmp_path / 'etcd' / 'm0'))
+        cluster.start()
+        agent.resync()
+        assert agent.revision < agent.mark
+        assert names(agent.raw['peers']) == ['node2', 'node3'] and agent.state['state'] == 'degraded'
+        assert 'keeping 1 peer(s) it no longer has (node3)' in agent.state['message']
+    finally:
+        cluster.stop()
