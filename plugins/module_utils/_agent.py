@@ -68,6 +68,15 @@ def _global_address_event(data):
     return False
 
 
+def _shutdown(connection):
+    """End a watch's stream: its thread's read returns and the thread ends."""
+    if connection is not None and connection.sock is not None:
+        try:
+            connection.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class ApplyFailed(OverlayMeshError):
     """An apply failed: the agent is degraded and lists and applies again after the back-off."""
 
@@ -97,6 +106,7 @@ class Agent(object):
         self.subnets = self.prefix + '/subnets/'
         self.flannel_peers = settings.get('flannel_peers')
         self.client = self._client(settings)
+        self._made_from = self._credential_files()
         self.kvs = {}            # key -> (host or None, record, value JSON, mod_revision)
         self._checked = {}       # peer entry (JSON) -> whether it passed the contract's checks
         self._skipped = set()    # what was logged as skipped
@@ -108,6 +118,8 @@ class Agent(object):
         self.kept = {}           # name -> peer: what an etcd gone back in time lost, kept until it is back
         self.events = queue.Queue()
         self.watch_connection = None
+        self._watch_lock = threading.Lock()
+        self._watch_generation = 0  # the watch that may stream: one that was stopped while it connected may not
         # revision, leases and peers are added when it is written (_status): they are the agent's own fields
         self.state = {'state': 'starting', 'since': time.time(), 'changes': 0, 'message': ''}
         self.last_changes = 0     # the kernel and file changes of the last apply
@@ -135,6 +147,29 @@ class Agent(object):
         return _etcd.EtcdClient(settings['endpoints'], ca_file=settings.get('ca_file'), cert_file=settings.get('cert_file'),
                                 key_file=settings.get('key_file'), user=settings.get('user'), password=password,
                                 timeout=settings.get('timeout') or 5)
+
+    def _credential_files(self):
+        """The client's credential files as they are on disk now (path, mtime, size): a rotation changes it."""
+        found = []
+        for key in ('password_file', 'ca_file', 'cert_file', 'key_file'):
+            path = self.raw['agent'].get(key)
+            try:
+                stat = os.stat(path) if path else None
+            except OSError:
+                stat = None
+            found.append((path, stat.st_mtime_ns, stat.st_size) if stat else (path, None, None))
+        return found
+
+    def reconnect_if_rotated(self):
+        """site copied new credentials (a password or certificate rotated; the same paths, so no restart): a new
+        client with them. True when it did."""
+        now = self._credential_files()
+        if now == self._made_from:
+            return False
+        self.log('the etcd credentials changed: connecting with the new ones')
+        self.client.close()
+        self.client, self._made_from = self._client(self.raw['agent']), now
+        return True
 
     def peers(self):
         """The contract's peers from the leases, as the controller builds them (_lease_schema.contract_peers). A lease
@@ -380,26 +415,35 @@ class Agent(object):
                 self._address_pending.set()
                 self.events.put(('address', None))
 
-    def _watch(self, events, revision):
+    def _watch(self, events, revision, generation):
         """Thread: the watch's responses into events, then why it ended."""
         try:
-            for changes in self.client.watch(self.subnets, revision, opened=self._opened):
+            for changes in self.client.watch(self.subnets, revision, opened=lambda connection: self._opened(connection, generation)):
                 events.put(('leases', changes))
         except _etcd.EtcdError as exc:
             events.put(('watch ended', exc))
         except Exception as exc:  # pylint: disable=broad-except  # never a watch that died without a word
             events.put(('watch ended', _etcd.EtcdError('unreachable', 'the watch failed: %r' % exc)))
 
-    def _opened(self, connection):
-        self.watch_connection = connection
+    def _opened(self, connection, generation):
+        """A watch connected: kept for _stop_watch to close, or closed at once when it was stopped while it connected
+        (etcd failing over): its thread then ends instead of streaming, for ever, into a queue nobody reads."""
+        with self._watch_lock:
+            if generation == self._watch_generation:
+                self.watch_connection = connection
+                return
+        _shutdown(connection)
+
+    def _start_watch(self, events):
+        with self._watch_lock:
+            generation = self._watch_generation
+        threading.Thread(target=self._watch, args=(events, self.revision + 1, generation), daemon=True).start()
 
     def _stop_watch(self):
-        connection, self.watch_connection = self.watch_connection, None
-        if connection is not None and connection.sock is not None:
-            try:
-                connection.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        with self._watch_lock:
+            self._watch_generation += 1
+            connection, self.watch_connection = self.watch_connection, None
+        _shutdown(connection)
 
     # ---- state -----------------------------------------------------------------------------------
     def _status(self):
@@ -430,7 +474,7 @@ class Agent(object):
         # the watch has a connection of its own (the client's are this thread's); a new queue per watch, so
         # that the end of an earlier one cannot end this one
         self.events = events = queue.Queue()
-        threading.Thread(target=self._watch, args=(events, self.revision + 1), daemon=True).start()
+        self._start_watch(events)
         due = time.monotonic() + HEALTH_EVERY
         try:
             while True:
@@ -448,6 +492,7 @@ class Agent(object):
                     raise item
                 if time.monotonic() >= due:  # by the clock: a busy queue must not hide a lost quorum
                     due = time.monotonic() + HEALTH_EVERY
+                    self.reconnect_if_rotated()
                     self.client.serving(self.subnets)
                     if _host.Host.read(self.path) != self.saved_text:  # a site run applied (older) peers meanwhile
                         if self.kept:  # ... from the leases as they are: the controller decided about the lost ones
@@ -464,6 +509,7 @@ class Agent(object):
         attempt = 0
         while True:
             try:
+                self.reconnect_if_rotated()
                 self.run_once()
             except _etcd.EtcdError as exc:
                 if exc.kind == 'compacted':

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import struct
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -249,5 +252,79 @@ def test_a_real_etcd_restored_from_an_older_backup_removes_no_peer(agent, tmp_pa
         assert agent.revision < agent.mark
         assert names(agent.raw['peers']) == ['node2', 'node3'] and agent.state['state'] == 'degraded'
         assert 'keeping 1 peer(s) it no longer has (node3)' in agent.state['message']
+    finally:
+        cluster.stop()
+
+
+def test_a_watch_stopped_while_it_connected_ends_instead_of_streaming(agent, tmp_path):
+    """etcd failing over: the agent gives up on a watch that is still connecting and starts another. When the first
+    connects after all, on a real etcd, its stream is closed at once and its thread ends (no leaked thread, no
+    events piling up in a queue nobody reads); the watch started afterwards is the one kept."""
+    cluster = etcd_lab.Cluster(tmp_path / 'etcd').start()
+    try:
+        agent.client = cluster.client()
+        started = threading.Event()
+        agent.client.watch = _delayed(agent.client.watch, started)  # connects only when the test says so
+        old_events = queue.Queue()
+        agent._start_watch(old_events)  # pylint: disable=protected-access
+        agent._stop_watch()  # given up while connecting  # pylint: disable=protected-access
+        new_events = queue.Queue()
+        agent.client.watch = cluster.client().watch
+        agent._start_watch(new_events)  # pylint: disable=protected-access
+        started.set()
+        kind, error = old_events.get(timeout=10)
+        assert kind == 'watch ended' and 'the watch on' in str(error)
+        cluster.client().put(*lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03'))
+        kind, changes = new_events.get(timeout=10)
+        assert kind == 'leases' and changes[0][1].endswith('10.244.3.0-24') and old_events.empty()
+        agent._stop_watch()  # pylint: disable=protected-access
+    finally:
+        cluster.stop()
+
+
+def _delayed(watch, go):
+    def delayed(*args, **kwargs):
+        go.wait(10)
+        yield from watch(*args, **kwargs)
+    return delayed
+
+
+def test_rotated_credentials_are_used_without_a_restart(agent, tmp_path, monkeypatch):
+    """site copies a new password to the same file (no restart): the agent's next health check connects with it.
+    etcd restarted meanwhile, so the old token is gone and the old password would be refused."""
+    monkeypatch.setattr(agent, 'check_address', lambda: None)
+    cluster = etcd_lab.Cluster(tmp_path / 'etcd').start()
+    try:
+        admin = cluster.client()
+        for name, password in (('root', 'rootpw'), ('node1', 'old')):
+            admin.call('/v3/auth/user/add', {'name': name, 'password': password})
+            admin.call('/v3/auth/user/grant', {'user': name, 'role': 'root'})
+        admin.call('/v3/auth/enable', {})
+        secret = tmp_path / 'password'
+        secret.write_text('old\n')
+        agent.raw['agent'] = dict(agent.raw['agent'], endpoints=cluster.endpoints, user='node1', password_file=str(secret))
+        agent.client = agent._client(agent.raw['agent'])  # pylint: disable=protected-access
+        agent._made_from = agent._credential_files()  # pylint: disable=protected-access
+        agent.resync()
+        assert not agent.reconnect_if_rotated()
+
+        cluster.client(user='root', password='rootpw').user_changepw('node1', 'new')
+        secret.write_text('brand new\n')  # another size: the check does not rely on the clock's resolution
+        cluster.client(user='root', password='rootpw').user_changepw('node1', 'brand new')
+        cluster.stop()
+        monkeypatch.setattr(cluster, 'wait_ready', lambda: None)  # it reads without a user: auth is on now
+        cluster.start()
+        root = cluster.client(user='root', password='rootpw', timeout=1.0)
+        for dummy in range(100):
+            try:
+                root.range_prefix(SUBNETS)
+                break
+            except _agent._etcd.EtcdError:  # pylint: disable=protected-access
+                time.sleep(0.1)
+        with pytest.raises(_agent._etcd.EtcdError):  # the old client: its password is refused  # pylint: disable=protected-access
+            agent.client.range_prefix(SUBNETS)
+        assert agent.reconnect_if_rotated() and any('credentials changed' in line for line in agent.lines)
+        agent.resync()
+        assert agent.state['state'] == 'synced'
     finally:
         cluster.stop()
