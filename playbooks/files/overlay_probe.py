@@ -69,8 +69,8 @@ def unchanged_by_cni(conflist_path):
 
 def attach(conflist_path):
     unchanged_by_cni(conflist_path)
-    if not os.path.exists('/run/netns/' + NETNS):
-        subprocess.run(['ip', 'netns', 'add', NETNS], check=True)
+    remove_probe(conflist_path)  # one an interrupted verify left (controller killed): its veth would clash
+    subprocess.run(['ip', 'netns', 'add', NETNS], check=True)
     result = cni('ADD', conflist_path)
     addresses = [ip['address'].split('/')[0] for ip in result['ips']]
     # a dual-stack overlay: the container has an address of each family
@@ -78,10 +78,15 @@ def attach(conflist_path):
                       'container6': next((a for a in addresses if ':' in a), None)}))
 
 
-def detach(conflist_path):
+def remove_probe(conflist_path):
+    """The probe container, its veth and its address lease (CNI DEL), when there is one."""
     if os.path.exists('/run/netns/' + NETNS):
         cni('DEL', conflist_path)
         subprocess.run(['ip', 'netns', 'delete', NETNS], check=True)
+
+
+def detach(conflist_path):
+    remove_probe(conflist_path)
     print(json.dumps({'detached': True}))
 
 

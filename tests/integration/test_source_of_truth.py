@@ -205,3 +205,21 @@ def test_verify_reads_only_and_names_each_broken_object(lab_inventory, tmp_path)
     assert status == 0, output[-5000:]
     status, output = run.play('overlay.mesh.verify')
     assert status == 0, output[-5000:]
+
+
+def test_a_probe_an_interrupted_verify_left_is_cleaned_up_by_the_next(lab_inventory, tmp_path):
+    """A verify killed between attaching its probe and detaching it leaves a container on node1; the next verify
+    must not fail on it ("veth name already exists") and must leave no probe behind."""
+    run = Run(lab_inventory, tmp_path)
+    if not (tmp_path / 'leases.yml').exists():
+        status, output = run.play('overlay.mesh.site')
+        assert status == 0, output[-5000:]
+    ports = on('node1', 'ip -br link show master cni0')
+    script = (REPO / 'playbooks' / 'files' / 'overlay_probe.py').read_text()
+    left = on('node1', "cat > /tmp/probe.py <<'EOF'\n%s\nEOF\npython3 /tmp/probe.py attach "
+                       "$(ls /etc/cni/net.d/*.conflist | head -1) && ip netns list" % script)
+    assert 'overlay-mesh-probe' in left, left
+    status, output = run.play('overlay.mesh.verify')
+    assert status == 0, output[-5000:]
+    assert 'overlay-mesh-probe' not in on('node1', 'ip netns list')
+    assert on('node1', 'ip -br link show master cni0') == ports
