@@ -12,7 +12,7 @@ import importlib
 from ansible.errors import AnsibleFilterError
 from ansible.utils.display import Display
 
-from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_report
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_plan, _node_report
 
 display = Display()
 
@@ -92,19 +92,45 @@ def node_reports(hosts, hostvars, info_key='mesh_node__host', present_key='mesh_
     return reports
 
 
+def _variable(hostvars, host, name, variables_key=None):
+    """A host's own mesh_node_* variable (None when unset): from the fact variables_key holds for the hosts of the play
+    (play and role vars included, which hostvars does not hold), else from the inventory."""
+    if host not in hostvars:
+        return None
+    variables = hostvars[host].get(variables_key) if variables_key else None
+    if isinstance(variables, dict):
+        return variables.get(name)
+    return hostvars[host].get(name)
+
+
 def node_group_problems(hosts, hostvars, variables_key=None):
     """Settings the hosts of the overlay group do not agree on (an empty list when they do).
 
     variables_key: the fact in which the hosts of the play keep all their mesh_node_* variables (play and
     role vars included, which hostvars does not hold); the others' come from the inventory."""
     def value_of(host, name):
-        if host not in hostvars:
-            return None
-        variables = hostvars[host].get(variables_key) if variables_key else None
-        if isinstance(variables, dict):
-            return variables.get(name)
-        return hostvars[host].get(name)
+        return _variable(hostvars, host, name, variables_key)
     return _inputs().group_problems(list(hosts or []), value_of)
+
+
+def node_group_plan(group_hosts, hostvars, group, play_hosts, play_hosts_all, remove=None, rotate=None, groups=None,
+                    variables_key='mesh_node__inputs', info_key=None, present_key='mesh_node__present'):
+    """The group plan of the mesh_node role, once per run (docs in node_group_plan.yml): members, leaving hosts, pins and
+    the group's problems; with info_key (after overlay.mesh.node_info) also the hosts' own records, their reports and
+    why not to go on, instead of the problems."""
+    def value_of(host, name):
+        return _variable(hostvars, host, name, variables_key)
+    hosts, play_hosts, play_hosts_all = list(group_hosts or []), list(play_hosts or []), list(play_hosts_all or [])
+    plan = _node_plan.group_plan(str(group), hosts, value_of, remove, rotate)
+    if info_key:
+        plan.update(_node_plan.read_plan(play_hosts, play_hosts_all, lambda host: _fact(hostvars, host, info_key)))
+        plan['reports'] = node_reports(play_hosts, hostvars, info_key, present_key, variables_key)
+        return plan
+    groups = groups if groups is not None else {str(group): hosts}
+    plan['problems'] = _node_plan.membership_problems(plan, groups, play_hosts, play_hosts_all)
+    if str(group) in groups:  # the shared settings of a group that exists
+        plan['problems'] += node_group_problems(hosts, hostvars, variables_key)
+    return plan
 
 
 def node_public_address(variables, host, info=None):
@@ -124,5 +150,6 @@ class FilterModule:
     """overlay.mesh filters for the node contract."""
 
     def filters(self):
-        return {'node_contract': node_contract, 'node_contracts': node_contracts, 'node_group_problems': node_group_problems,
+        return {'node_contract': node_contract, 'node_contracts': node_contracts, 'node_group_plan': node_group_plan,
+                'node_group_problems': node_group_problems,
                 'node_public_address': node_public_address, 'node_reports': node_reports}

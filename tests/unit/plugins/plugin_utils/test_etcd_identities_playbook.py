@@ -26,8 +26,7 @@ PLAYBOOK = """
   tasks:
     - name: Stand for the role's leases (once)
       ansible.builtin.set_fact:
-        mesh_node__members: "{{ groups['overlay'] | reject('in', leaving) | list }}"
-        mesh_node__leaving: "{{ leaving }}"
+        mesh_node__plan: {members: "{{ groups['overlay'] | reject('in', leaving) | list }}", leaving: "{{ leaving }}"}
         mesh_node__leases: {leases: "{{ leases }}"}
       run_once: true
 
