@@ -75,6 +75,11 @@ def node_contracts(hosts, hostvars, leases=None, members=None, variables_key='me
         for warning in warnings:
             display.warning('%s: %s' % (host, warning))
         contracts[host] = contract
+    orphaned = (leases or {}).get('orphaned') or []
+    if orphaned and any(contract.get('agent') for contract in contracts.values()):
+        display.warning('%s: a lease in etcd, not in the group: still a peer, as the node agents follow etcd; put it back in the '
+                        'inventory, or take it out with overlay.mesh.remove (in the group, -e remove=HOST --limit HOST)'
+                        % ', '.join(orphaned))
     return contracts
 
 

@@ -266,7 +266,10 @@ def node_contract(variables, host, info=None, leases=None, members=None):
             contract['ipv6_subnet'] = lease.get('ipv6_subnet')
         backend = registry.get(kind)
         if backend is not None:
-            contract['peers'] = _lease_schema.contract_peers(host, leases.get('leases') or {}, members or [], backend)
+            peer_hosts = list(members or [])
+            if agent:  # the agents follow every lease in etcd, a host gone from the inventory included: site gives the same peers
+                peer_hosts += leases.get('orphaned') or []
+            contract['peers'] = _lease_schema.contract_peers(host, leases.get('leases') or {}, peer_hosts, backend)
             # hosts of a fleet running flanneld, from the etcd registry (mesh_node_etcd_flannel_peers)
             contract['peers'] += [dict(record, name=name) for name, record in sorted((leases.get('flannel_peers') or {}).items())]
     try:
