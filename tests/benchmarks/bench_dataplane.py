@@ -11,8 +11,17 @@ default) from a container on node1 to a container on node2:
    nftables table, with each host's route to the other's subnet replaced by a plain one via the
    peer's underlay address (no encapsulation). vxlan/fair is the median of the pairs' ratios (the
    machine is noisy: a pair is measured seconds apart, phases minutes apart);
-3. udp: `ip link del mesh.1` on both hosts, then plugins/module_utils/_backends/udp_daemon.py runs
-   on each host with the same subnets and peers (device mesh-udp);
+   Then vxlan with our notrack chains alternated with vxlan with them removed (the bench flushes
+   and deletes the two raw-priority chains, and restores the table by reloading the file the node
+   module loaded, /run/overlay-mesh/nftables.nft): vxlan notrack/tracked, median of the pairs.
+   `overlay.mesh.node_info` drift=true must see the chains missing, then report nothing to change;
+3. udp: plugins/module_utils/_backends/udp_daemon.py runs on each host beside the VTEP, with the
+   same subnets and peers (device mesh-udp, configured as _backends/udp.py writes it) and its port
+   untracked between peers (as the node module's table does for backend udp; a table of the
+   bench's own, removed after). udp and vxlan are alternated A B A B: each host's route to the
+   peer's subnet goes to mesh-udp or back to the VTEP, the containers' MTU follows (1472 or
+   1450). udp/vxlan is the median of the pairs' ratios; each daemon's CPU seconds per GB carried
+   are logged; node_info drift is checked again afterwards;
 4. host-gw: site with mesh_node_backend=host-gw (the two hosts share a segment: direct routes,
    no encapsulation, the underlay's MTU);
 5. vxlan with direct routing: site with mesh_node_vxlan_direct_routing=true (the same pair goes
@@ -29,7 +38,7 @@ its MTU is the data path's MTU (1450 for vxlan, 1472 for udp). Every ratio is pr
 FIGURE line (tests/benchmarks/_report.py: value, reference, ratio, target: vxlan/fair >= 0.9,
 udp/vxlan >= 0.5, host-gw/underlay >= 0.9, direct/host-gw >= 0.9; the others are reported with
 no target), the last line is `SUMMARY <Gbit/s per phase> <ratios>`. Each figure is the median of
---repeat runs (3). `--smoke`: every phase once with 1 s runs, for `make test` (it checks that the
+--repeat runs (3), or of --repeat alternated pairs; every pair is logged with the load average. `--smoke`: every phase once with 1 s runs, for `make test` (it checks that the
 bench runs to its SUMMARY; the figures mean nothing). The lab is taken down whatever happens. A
 measurement, not a timed test.
 """
@@ -161,6 +170,12 @@ def alternate_pairs(lab, hosts, address, seconds, log, names, switch):
     return sorted(pairs, key=lambda pair: pair[0] / pair[1])[len(pairs) // 2], pairs
 
 
+def process_cpu(lab, host, pid):
+    """CPU seconds (user + system) a process inside a lab host has used."""
+    fields = host_sh(lab, host, 'cat /proc/%s/stat' % pid).rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / float(os.sysconf('SC_CLK_TCK'))
+
+
 def load_average():
     """The machine's 1-minute load average (the lab hosts share its kernel): every figure is printed with it."""
     with open('/proc/loadavg', encoding='ascii') as handle:
@@ -281,7 +296,7 @@ def measure(lab, state, seconds, log, udp_options=None):
     underlay_mtu = int(host_sh(lab, client, 'cat /sys/class/net/eth0/mtu'))
     udp_mtu = underlay_mtu - UDP_MTU_OVERHEAD
     saved = peer_routes(lab, hosts, gateways)
-    pids = {}
+    pids, started_cpu = {}, {}
 
     def to_udp(on):
         for host in hosts:  # vxlan: the route site made (via the VTEP); udp: the peer's subnet to the daemon's device
@@ -303,17 +318,29 @@ def measure(lab, state, seconds, log, udp_options=None):
             host_sh(lab, host, 'nft -f -', stdin=UDP_NOTRACK.format(port=config['port'], peers=', '.join(
                 state['hosts'][peer]['address'] for peer in hosts if peer != host)))
             pids[host] = start_daemon(lab, host, config)
-        (results['udp'], results['vxlan (udp pairs)']), pairs = alternate_pairs(lab, hosts, addresses[server], seconds, log, ('udp', 'vxlan'), to_udp)
+            started_cpu[host] = process_cpu(lab, host, pids[host])
+        (results['udp'], results['vxlan (udp pairs)']), pairs = alternate_pairs(lab, hosts, addresses[server], seconds, log, ('udp', 'vxlan'),
+                                                                                      lambda state_b: to_udp(not state_b))
         results['udp median'] = median([udp for udp, _vxlan in pairs])
         log('  udp: %.2f Gbit/s (mtu %d), median of the pairs: udp %.2f / vxlan %.2f (mtu %d)' % (
             results['udp median'], udp_mtu, results['udp'], results['vxlan (udp pairs)'], vxlan_mtu))
+        carried = {}
         for host in hosts:
             host_sh(lab, host, 'kill -USR1 %s; sleep 0.3' % pids[host])
             stats = json.loads(host_sh(lab, host, 'cat /run/overlay-mesh/udp-stats.json'))
             count = stats['counters']
-            log('  %s daemon: %d packets from the device (%.0f B average), %d datagrams out, %d in by %d reads, drops %d' % (
-                host, count['tun_rx_packets'], count['tun_rx_bytes'] / max(1, count['tun_rx_packets']), count['udp_tx_packets'],
-                count['udp_rx_packets'], count['udp_rx_reads'], stats['drops_total']))
+            moved = carried[host] = max(count['tun_rx_bytes'], count['tun_tx_bytes']) / 1e9  # the direction it carried the stream in
+            log('  %s daemon: %d packets from the device (%.0f B average), %d datagrams out, %d in by %d reads, drops %d; '
+                'CPU %.2f s per GB carried (its threads and the kernel work of their system calls)' % (
+                    host, count['tun_rx_packets'], count['tun_rx_bytes'] / max(1, count['tun_rx_packets']), count['udp_tx_packets'],
+                    count['udp_rx_packets'], count['udp_rx_reads'], stats['drops_total'],
+                    (process_cpu(lab, host, pids[host]) - started_cpu[host]) / max(moved, 1e-9)))
+        # the steering checked: the daemon carried the udp runs' stream (IP packets: a little more than iperf3's
+        # payload), and not the vxlan runs' as well
+        udp_gb, vxlan_gb = (sum(pair[index] for pair in pairs) * seconds / 8 for index in (0, 1))
+        if not 0.8 * udp_gb <= carried[client] <= udp_gb * 1.2 + 0.5 * vxlan_gb:
+            raise RuntimeError('the udp daemon carried %.2f GB, the udp runs received %.2f GB (vxlan runs %.2f GB): not steered as meant'
+                               % (carried[client], udp_gb, vxlan_gb))
     finally:
         to_udp(False)
         for host, pid in pids.items():
