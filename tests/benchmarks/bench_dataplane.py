@@ -7,7 +7,7 @@ default) from a container on node1 to a container on node2:
 
 1. underlay: host to host over eth0 (no containers, MTU 1500, before site: the old reference);
 2. vxlan: after `ansible-playbook overlay.mesh.site` (bridge cni0, VTEP mesh.1), alternated
-   A B A B ... with the fair reference: the same containers, veths, bridge, MTU (the VTEP's) and
+   A B, B A, A B ... with the fair reference: the same containers, veths, bridge, MTU (the VTEP's) and
    nftables table, with each host's route to the other's subnet replaced by a plain one via the
    peer's underlay address (no encapsulation). vxlan/fair is the median of the pairs' ratios (the
    machine is noisy: a pair is measured seconds apart, phases minutes apart);
@@ -18,7 +18,7 @@ default) from a container on node1 to a container on node2:
 3. udp: plugins/module_utils/_backends/udp_daemon.py runs on each host beside the VTEP, with the
    same subnets and peers (device mesh-udp, configured as _backends/udp.py writes it) and its port
    untracked between peers (as the node module's table does for backend udp; a table of the
-   bench's own, removed after). udp and vxlan are alternated A B A B: each host's route to the
+   bench's own, removed after). udp and vxlan are alternated (A B, B A, ...): each host's route to the
    peer's subnet goes to mesh-udp or back to the VTEP, the containers' MTU follows (1472 or
    1450). udp/vxlan is the median of the pairs' ratios; each daemon's CPU seconds per GB carried
    are logged; node_info drift is checked again afterwards;
@@ -38,7 +38,8 @@ its MTU is the data path's MTU (1450 for vxlan, 1472 for udp). Every ratio is pr
 FIGURE line (tests/benchmarks/_report.py: value, reference, ratio, target: vxlan/fair >= 0.9,
 udp/vxlan >= 0.5, host-gw/underlay >= 0.9, direct/host-gw >= 0.9; the others are reported with
 no target), the last line is `SUMMARY <Gbit/s per phase> <ratios>`. Each figure is the median of
---repeat runs (3), or of --repeat alternated pairs; every pair is logged with the load average. `--smoke`: every phase once with 1 s runs, for `make test` (it checks that the
+--repeat runs (3), or of --repeat alternated pairs; every pair is logged with the load average.
+`--smoke`: every phase once with 1 s runs, for `make test` (it checks that the
 bench runs to its SUMMARY; the figures mean nothing). The lab is taken down whatever happens. A
 measurement, not a timed test.
 """
@@ -155,16 +156,18 @@ def route_plainly(lab, state, hosts, gateways, saved):
 
 
 def alternate_pairs(lab, hosts, address, seconds, log, names, switch):
-    """Two states of the same hosts measured A B A B ... seconds apart (the machine is noisy: phases minutes
-    apart carry its load swings): switch(0) sets up state A, switch(1) state B; names = (A, B) for the log.
-    Returns the median pair (the median of the pairs' ratios A/B) and every pair. The caller restores."""
+    """Two states of the same hosts measured in pairs seconds apart (the machine is noisy: phases minutes
+    apart carry its load swings), A B, B A, A B ... (neither always goes first): switch(0) sets up state A,
+    switch(1) state B; names = (A, B) for the log. Returns the median pair (the median of the pairs' ratios
+    A/B) and every pair as (A, B). The caller restores."""
     client, server = hosts[0], hosts[1]
     pairs = []
-    for _pair in range(SETTINGS['repeat']):
-        switch(0)
-        first = iperf_once(lab, client, server, address, seconds, True)
-        switch(1)
-        second = iperf_once(lab, client, server, address, seconds, True)
+    for pair in range(SETTINGS['repeat']):
+        measured = {}
+        for state in ((0, 1) if pair % 2 == 0 else (1, 0)):
+            switch(state)
+            measured[state] = iperf_once(lab, client, server, address, seconds, True)
+        first, second = measured[0], measured[1]
         pairs.append((first, second))
         log('  %s %.2f, %s %.2f Gbit/s (%.2f, load average %s)' % (names[0], first, names[1], second, first / second, load_average()))
     return sorted(pairs, key=lambda pair: pair[0] / pair[1])[len(pairs) // 2], pairs
@@ -183,7 +186,7 @@ def load_average():
 
 
 def alternate(lab, state, hosts, gateways, addresses, seconds, log, name):
-    """The overlay (A) and the fair reference (B) measured A B A B ...: the same containers, veths, bridge,
+    """The overlay (A) and the fair reference (B) measured in alternated pairs (A B, B A, ...): the same containers, veths, bridge,
     MTU and nftables table, and the reference only swaps the route to the peer's subnet for a plain one via
     the underlay (no encapsulation). Returns the median pair: (overlay, reference), whose ratio is the median
     of the pairs' ratios, and every pair."""
