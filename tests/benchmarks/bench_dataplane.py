@@ -161,11 +161,13 @@ def alternate_pairs(lab, hosts, address, seconds, log, names, switch):
     switch(1) state B; names = (A, B) for the log. Returns the median pair (the median of the pairs' ratios
     A/B) and every pair as (A, B). The caller restores."""
     client, server = hosts[0], hosts[1]
-    pairs = []
+    pairs, current = [], None
     for pair in range(SETTINGS['repeat']):
         measured = {}
         for state in ((0, 1) if pair % 2 == 0 else (1, 0)):
-            switch(state)
+            if state != current:  # B A after A B: the second B is measured as it is
+                switch(state)
+                current = state
             measured[state] = iperf_once(lab, client, server, address, seconds, True)
         first, second = measured[0], measured[1]
         pairs.append((first, second))
