@@ -7,12 +7,21 @@ default) from a container on node1 to a container on node2:
 
 1. underlay: host to host over eth0 (no containers, MTU 1500, before site: the old reference);
 2. vxlan: after `ansible-playbook overlay.mesh.site` (bridge cni0, VTEP mesh.1), alternated
-   A B A B ... with the fair reference: the same containers, veths, bridge, MTU (the VTEP's) and
+   A B, B A, A B ... with the fair reference: the same containers, veths, bridge, MTU (the VTEP's) and
    nftables table, with each host's route to the other's subnet replaced by a plain one via the
    peer's underlay address (no encapsulation). vxlan/fair is the median of the pairs' ratios (the
    machine is noisy: a pair is measured seconds apart, phases minutes apart);
-3. udp: `ip link del mesh.1` on both hosts, then plugins/module_utils/_backends/udp_daemon.py runs
-   on each host with the same subnets and peers (device mesh-udp);
+   Then vxlan with our notrack chains alternated with vxlan with them removed (the bench flushes
+   and deletes the two raw-priority chains, and restores the table by reloading the file the node
+   module loaded, /run/overlay-mesh/nftables.nft): vxlan notrack/tracked, median of the pairs.
+   `overlay.mesh.node_info` drift=true must see the chains missing, then report nothing to change;
+3. udp: plugins/module_utils/_backends/udp_daemon.py runs on each host beside the VTEP, with the
+   same subnets and peers (device mesh-udp, configured as _backends/udp.py writes it) and its port
+   untracked between peers (as the node module's table does for backend udp; a table of the
+   bench's own, removed after). udp and vxlan are alternated (A B, B A, ...): each host's route to the
+   peer's subnet goes to mesh-udp or back to the VTEP, the containers' MTU follows (1472 or
+   1450). udp/vxlan is the median of the pairs' ratios; each daemon's CPU seconds per GB carried
+   are logged; node_info drift is checked again afterwards;
 4. host-gw: site with mesh_node_backend=host-gw (the two hosts share a segment: direct routes,
    no encapsulation, the underlay's MTU);
 5. vxlan with direct routing: site with mesh_node_vxlan_direct_routing=true (the same pair goes
@@ -29,7 +38,8 @@ its MTU is the data path's MTU (1450 for vxlan, 1472 for udp). Every ratio is pr
 FIGURE line (tests/benchmarks/_report.py: value, reference, ratio, target: vxlan/fair >= 0.9,
 udp/vxlan >= 0.5, host-gw/underlay >= 0.9, direct/host-gw >= 0.9; the others are reported with
 no target), the last line is `SUMMARY <Gbit/s per phase> <ratios>`. Each figure is the median of
---repeat runs (3). `--smoke`: every phase once with 1 s runs, for `make test` (it checks that the
+--repeat runs (3), or of --repeat alternated pairs; every pair is logged with the load average.
+`--smoke`: every phase once with 1 s runs, for `make test` (it checks that the
 bench runs to its SUMMARY; the figures mean nothing). The lab is taken down whatever happens. A
 measurement, not a timed test.
 """
@@ -55,6 +65,16 @@ PACKETS = os.path.join(os.path.dirname(DAEMON), 'udp_packets.py')  # beside it: 
 LAB_NAME = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'udpbench'  # a prefix lets two checkouts run at once
 CONTAINER = 'ovlu-c'
 UDP_MTU_OVERHEAD = 28
+UDP_PORT = 8285
+# What the node module's table holds for backend udp (_nftables.py: the daemon's datagrams between peers are not
+# tracked), in a table of the bench's own while the udp daemon runs beside the VTEP.
+UDP_NOTRACK_TABLE = 'overlay_mesh_bench_udp'
+UDP_NOTRACK = '''table inet %s {{
+\tset peers {{ type ipv4_addr; elements = {{ {peers} }} }}
+\tchain prerouting {{ type filter hook prerouting priority raw; policy accept; udp dport {port} ip saddr @peers notrack; }}
+\tchain output {{ type filter hook output priority raw; policy accept; udp dport {port} ip daddr @peers notrack; }}
+}}
+''' % UDP_NOTRACK_TABLE
 
 
 def host_sh(lab, host, command, check=True, stdin=None):
@@ -135,26 +155,89 @@ def route_plainly(lab, state, hosts, gateways, saved):
         host_sh(lab, host, 'ip route replace %s' % line)
 
 
+def alternate_pairs(lab, hosts, address, seconds, log, names, switch):
+    """Two states of the same hosts measured in pairs seconds apart (the machine is noisy: phases minutes
+    apart carry its load swings), A B, B A, A B ... (neither always goes first): switch(0) sets up state A,
+    switch(1) state B; names = (A, B) for the log. Returns the median pair (the median of the pairs' ratios
+    A/B) and every pair as (A, B). The caller restores."""
+    client, server = hosts[0], hosts[1]
+    pairs, current = [], None
+    for pair in range(SETTINGS['repeat']):
+        measured = {}
+        for state in ((0, 1) if pair % 2 == 0 else (1, 0)):
+            if state != current:  # B A after A B: the second B is measured as it is
+                switch(state)
+                current = state
+            measured[state] = iperf_once(lab, client, server, address, seconds, True)
+        first, second = measured[0], measured[1]
+        pairs.append((first, second))
+        log('  %s %.2f, %s %.2f Gbit/s (%.2f, load average %s)' % (names[0], first, names[1], second, first / second, load_average()))
+    return sorted(pairs, key=lambda pair: pair[0] / pair[1])[len(pairs) // 2], pairs
+
+
+def process_cpu(lab, host, pid):
+    """CPU seconds (user + system) a process inside a lab host has used."""
+    fields = host_sh(lab, host, 'cat /proc/%s/stat' % pid).rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / float(os.sysconf('SC_CLK_TCK'))
+
+
+def load_average():
+    """The machine's 1-minute load average (the lab hosts share its kernel): every figure is printed with it."""
+    with open('/proc/loadavg', encoding='ascii') as handle:
+        return handle.read().split()[0]
+
+
 def alternate(lab, state, hosts, gateways, addresses, seconds, log, name):
-    """The overlay (A) and the fair reference (B) measured A B A B ...: the same containers, veths, bridge,
+    """The overlay (A) and the fair reference (B) measured in alternated pairs (A B, B A, ...): the same containers, veths, bridge,
     MTU and nftables table, and the reference only swaps the route to the peer's subnet for a plain one via
     the underlay (no encapsulation). Returns the median pair: (overlay, reference), whose ratio is the median
     of the pairs' ratios, and every pair."""
-    client, server = hosts[0], hosts[1]
     saved = peer_routes(lab, hosts, gateways)
-    pairs = []
     try:
-        for _pair in range(SETTINGS['repeat']):
-            route_plainly(lab, state, hosts, gateways, saved)
-            overlay = iperf_once(lab, client, server, addresses[server], seconds, True)
-            route_plainly(lab, state, hosts, gateways, None)
-            reference = iperf_once(lab, client, server, addresses[server], seconds, True)
-            pairs.append((overlay, reference))
-            log('  %s %.2f, fair reference %.2f Gbit/s (%.2f)' % (name, overlay, reference, overlay / reference))
-        log('  fair reference path: %s' % host_sh(lab, client, 'ip route get %s' % addresses[server]).strip().splitlines()[0])
+        result = alternate_pairs(lab, hosts, addresses[hosts[1]], seconds, log, (name, 'fair reference'),
+                                 lambda state_b: route_plainly(lab, state, hosts, gateways, None if state_b else saved))
+        log('  fair reference path: %s' % host_sh(lab, hosts[0], 'ip route get %s' % addresses[hosts[1]]).strip().splitlines()[0])
     finally:
         route_plainly(lab, state, hosts, gateways, saved)
-    return sorted(pairs, key=lambda pair: pair[0] / pair[1])[len(pairs) // 2], pairs
+    return result
+
+
+# The node module's notrack chains (plugins/module_utils/_nftables.py): raw-priority chains of table inet overlay_mesh.
+NOTRACK_CHAINS = ('prerouting', 'output')
+
+
+def untracked(lab, hosts, on):
+    """vxlan with our notrack chains (on) or with them removed (off): removing flushes and deletes the two
+    raw-priority chains of the node module's table; restoring reloads the very file the node module loaded
+    (/run/overlay-mesh/nftables.nft, one atomic transaction that deletes and refills the table)."""
+    for host in hosts:
+        if on:
+            host_sh(lab, host, 'nft -f /run/overlay-mesh/nftables.nft')
+        else:
+            host_sh(lab, host, 'nft -f -', stdin=''.join('flush chain inet overlay_mesh {c}\ndelete chain inet overlay_mesh {c}\n'.format(c=chain)
+                                                          for chain in NOTRACK_CHAINS))
+
+
+def node_drift(lab):
+    """What the node module in check mode would change on each host (overlay.mesh.node_info drift=true, the
+    check overlay.mesh.verify starts with): {host: [lines]}, empty lists when the hosts are as it made them."""
+    proc = subprocess.run(['ansible', 'all', '-i', str(lab.inventory_path), '-b', '-o', '-m', 'overlay.mesh.node_info', '-a', 'drift=true'],
+                          env=ansible_env(), capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise RuntimeError('node_info drift=true failed:\n%s' % (proc.stdout + proc.stderr)[-3000:])
+    drift = {}
+    for line in proc.stdout.splitlines():  # -o: one line per host, `host | SUCCESS => {json}`
+        if ' => ' in line:
+            host, result = line.split(' => ', 1)
+            drift[host.split(' | ')[0]] = json.loads(result).get('drift') or []
+    return drift
+
+
+def check_no_drift(lab, log, after):
+    drift = node_drift(lab)
+    if any(drift.values()):
+        raise RuntimeError('after %s the hosts are not as the node module made them: %s' % (after, drift))
+    log('  after %s: node_info drift=true reports nothing to change on %s' % (after, ', '.join(sorted(drift))))
 
 
 def start_daemon(lab, host, config):
@@ -201,31 +284,75 @@ def measure(lab, state, seconds, log, udp_options=None):
     log('  vxlan: %.2f Gbit/s (mtu %d), median of the pairs: vxlan %.2f / fair %.2f' % (
         results['vxlan'], vxlan_mtu, results['vxlan pair'], results['fair']))
 
-    log('phase 3: udp daemon (mesh.1 deleted)')
+    log('phase 2b: vxlan with our notrack chains, alternated with vxlan with them removed (conntrack of the outer packets)')
+    try:
+        untracked(lab, hosts, False)  # the check below can fail: it sees the chains missing
+        missing = node_drift(lab)
+        if not all(missing.values()):
+            raise RuntimeError('node_info drift=true does not see the notrack chains removed: %s' % missing)
+        log('  notrack chains removed: node_info drift=true sees it (%s)' % '; '.join(missing[hosts[0]]))
+        (results['vxlan notrack'], results['vxlan tracked']), _pairs = alternate_pairs(
+            lab, hosts, addresses[server], seconds, log, ('vxlan notrack', 'vxlan tracked'), lambda tracked: untracked(lab, hosts, not tracked))
+    finally:
+        untracked(lab, hosts, True)
+    check_no_drift(lab, log, 'the notrack chains were removed and restored')
+
+    log('phase 3: udp daemon beside the VTEP, alternated with vxlan (each host routes the peer subnet to one or the other)')
     underlay_mtu = int(host_sh(lab, client, 'cat /sys/class/net/eth0/mtu'))
     udp_mtu = underlay_mtu - UDP_MTU_OVERHEAD
-    pids = {}
+    saved = peer_routes(lab, hosts, gateways)
+    pids, started_cpu = {}, {}
+
+    def to_udp(on):
+        for host in hosts:  # vxlan: the route site made (via the VTEP); udp: the peer's subnet to the daemon's device
+            for peer in hosts:
+                if peer != host:
+                    host_sh(lab, host, 'ip route replace %s' % (('%s dev mesh-udp' % gateways[peer].network) if on else saved[host, peer]))
+            set_mtu(lab, host, udp_mtu if on else vxlan_mtu)
+
     try:
         for host in hosts:
-            host_sh(lab, host, 'ip link del mesh.1')
+            # the daemon's config as _backends/udp.py writes it; its own route (the whole network) is less specific
+            # than the per-peer routes, so it carries nothing until to_udp() points a peer's subnet at it
             config = {'device': 'mesh-udp', 'address': str(gateways[host].network.network_address), 'subnet': str(gateways[host].network),
-                      'network': '10.244.0.0/16', 'mtu': udp_mtu, 'port': 8285, 'local': state['hosts'][host]['address'],
+                      'network': '10.244.0.0/16', 'mtu': udp_mtu, 'port': UDP_PORT, 'local': state['hosts'][host]['address'],
                       'peers': [{'subnet': str(gateways[peer].network), 'underlay': state['hosts'][peer]['address']} for peer in hosts if peer != host]}
             config.update(udp_options or {})
+            # the table the node module writes for backend udp leaves the daemon's datagrams between peers untracked;
+            # this one, beside ours (which untracks the VXLAN port), does the same for the daemon's port
+            host_sh(lab, host, 'nft -f -', stdin=UDP_NOTRACK.format(port=config['port'], peers=', '.join(
+                state['hosts'][peer]['address'] for peer in hosts if peer != host)))
             pids[host] = start_daemon(lab, host, config)
-            set_mtu(lab, host, udp_mtu)
-        results['udp'] = iperf(lab, client, server, addresses[server], seconds, True)
-        log('  udp: %.2f Gbit/s (mtu %d)' % (results['udp'], udp_mtu))
+            started_cpu[host] = process_cpu(lab, host, pids[host])
+        (results['udp'], results['vxlan (udp pairs)']), pairs = alternate_pairs(lab, hosts, addresses[server], seconds, log, ('udp', 'vxlan'),
+                                                                                      lambda state_b: to_udp(not state_b))
+        results['udp median'] = median([udp for udp, _vxlan in pairs])
+        log('  udp: %.2f Gbit/s (mtu %d), median of the pairs: udp %.2f / vxlan %.2f (mtu %d)' % (
+            results['udp median'], udp_mtu, results['udp'], results['vxlan (udp pairs)'], vxlan_mtu))
+        carried = {}
         for host in hosts:
             host_sh(lab, host, 'kill -USR1 %s; sleep 0.3' % pids[host])
             stats = json.loads(host_sh(lab, host, 'cat /run/overlay-mesh/udp-stats.json'))
             count = stats['counters']
-            log('  %s daemon: %d packets from the device (%.0f B average), %d datagrams out, %d in by %d reads, drops %d' % (
-                host, count['tun_rx_packets'], count['tun_rx_bytes'] / max(1, count['tun_rx_packets']), count['udp_tx_packets'],
-                count['udp_rx_packets'], count['udp_rx_reads'], stats['drops_total']))
+            moved = carried[host] = max(count['tun_rx_bytes'], count['tun_tx_bytes']) / 1e9  # the direction it carried the stream in
+            log('  %s daemon: %d packets from the device (%.0f B average), %d datagrams out, %d in by %d reads, drops %d; '
+                'CPU %.2f s per GB carried (its threads and the kernel work of their system calls)' % (
+                    host, count['tun_rx_packets'], count['tun_rx_bytes'] / max(1, count['tun_rx_packets']), count['udp_tx_packets'],
+                    count['udp_rx_packets'], count['udp_rx_reads'], stats['drops_total'],
+                    (process_cpu(lab, host, pids[host]) - started_cpu[host]) / max(moved, 1e-9)))
+        # the steering checked: the daemon carried the udp runs' stream (IP packets: a little more than iperf3's
+        # payload), and not the vxlan runs' as well
+        udp_gb, vxlan_gb = (sum(pair[index] for pair in pairs) * seconds / 8 for index in (0, 1))
+        if not 0.8 * udp_gb <= carried[client] <= udp_gb * 1.2 + 0.5 * vxlan_gb:
+            raise RuntimeError('the udp daemon carried %.2f GB, the udp runs received %.2f GB (vxlan runs %.2f GB): not steered as meant'
+                               % (carried[client], udp_gb, vxlan_gb))
     finally:
+        to_udp(False)
         for host, pid in pids.items():
             host_sh(lab, host, 'kill -TERM %s; while kill -0 %s 2>/dev/null; do sleep 0.1; done' % (pid, pid), check=False)
+        for host in hosts:
+            host_sh(lab, host, 'nft delete table inet %s' % UDP_NOTRACK_TABLE, check=False)
+    check_no_drift(lab, log, 'the udp daemon ran beside the VTEP')
 
     for name, extra, mtu_device in (('host-gw', ['-e', 'mesh_node_backend=host-gw'], 'cni0'),
                                     ('direct', ['-e', 'mesh_node_backend=vxlan', '-e', 'mesh_node_vxlan_direct_routing=true'], 'mesh.1'),
@@ -273,7 +400,9 @@ def measure_ipv6_underlay(lab, state, seconds, log):
 # (figure, numerator, reference, its name, target ratio; None: reported with no target, as INFO)
 FIGURES = (
     ('vxlan/fair', 'vxlan pair', 'fair', 'fair reference: container to container, plain routes, same MTU and table', 0.9),
-    ('udp/vxlan', 'udp', 'vxlan', 'vxlan', 0.5),
+    ('udp/vxlan', 'udp', 'vxlan (udp pairs)', 'vxlan, alternated with udp on the same hosts', 0.5),
+    ('vxlan notrack/tracked', 'vxlan notrack', 'vxlan tracked', 'vxlan with our notrack chains removed (alternated)', None),
+    ('udp/vxlan apart', 'udp median', 'vxlan', 'vxlan of phase 2 (the old udp/vxlan: phases minutes apart)', None),
     ('host-gw/underlay', 'host-gw', 'underlay', 'underlay host to host', 0.9),
     ('direct/host-gw', 'direct', 'host-gw', 'host-gw', 0.9),
     ('vxlan/underlay', 'vxlan', 'underlay', 'underlay host to host (the old reference)', None),
@@ -330,7 +459,7 @@ def main(argv=None):
         figure(bench, name, results[value], 'Gbit/s', target, reference=results[reference], reference_name=reference_name,
                higher_is_better=True)
         ratios.append('%s=%.2f%s' % (name, results[value] / results[reference], ' (target >= %g)' % target if target is not None else ''))
-    log('SUMMARY %s Gbit/s %s; vxlan/fair and vxlan6/fair6 are medians of alternated pairs; wireguard: %s%s' % (
+    log('SUMMARY %s Gbit/s %s; vxlan/fair, udp/vxlan, vxlan notrack/tracked and vxlan6/fair6 are medians of alternated pairs; wireguard: %s%s' % (
         ' '.join('%s=%.2f' % (key, results[key]) for key in ('underlay', 'fair', 'vxlan', 'udp', 'host-gw', 'direct', 'wireguard',
                                                              'underlay6', 'fair6', 'vxlan6')),
         ' '.join(ratios), results['wireguard implementation'], ' (smoke: 1 s runs, not a measurement)' if args.smoke else ''))
