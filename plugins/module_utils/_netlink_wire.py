@@ -13,7 +13,7 @@ Only the standard library is used: this file also runs outside Ansible (boot-tim
 
 from __future__ import annotations
 
-import collections
+import dataclasses
 import os
 import socket
 import struct
@@ -106,11 +106,18 @@ def route_query_body(family, dst):
 
 
 # ---- parsed dump records ------------------------------------------------------------------
-# Read-only records (named tuples: made by the thousand in a dump, and cheaper to make than objects).
-NeighRecord = collections.namedtuple('NeighRecord', 'family ifindex state flags dst lladdr')
-NeighRecord.__doc__ = """A neighbour or an FDB entry as the kernel reports it (addresses as packed bytes)."""
-RouteRecord = collections.namedtuple('RouteRecord', 'family dst dst_len table protocol scope rtype flags gateway oif priority')
-RouteRecord.__doc__ = """A route as the kernel reports it (addresses as packed bytes, dst b'' for default)."""
+def _record(name, fields, doc):
+    """A record class with __slots__ and an __init__ taking the fields in order (dataclasses write the code a hand-made
+    one would have, as fast; identity equality, as plain objects)."""
+    fields = tuple(fields.split())
+    return dataclasses.make_dataclass(name, fields, namespace={'__slots__': fields, '__doc__': doc, '__module__': __name__},
+                                      eq=False)
+
+
+NeighRecord = _record('NeighRecord', 'family ifindex state flags dst lladdr',
+                      """A neighbour or an FDB entry as the kernel reports it (addresses as packed bytes).""")
+RouteRecord = _record('RouteRecord', 'family dst dst_len table protocol scope rtype flags gateway oif priority',
+                      """A route as the kernel reports it (addresses as packed bytes, dst b'' for default).""")
 
 
 def parse_neigh(data, offset, end):

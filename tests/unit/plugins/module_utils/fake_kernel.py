@@ -106,7 +106,7 @@ class FakeKernel(object):
             self.neigh.remove(same[0])
             return 0
         if same:
-            _swap(self.neigh, same[0], same[0]._replace(lladdr=rec.lladdr, state=rec.state))
+            same[0].lladdr, same[0].state = rec.lladdr, rec.state
         else:
             self.neigh.append(rec)
         return 0
@@ -123,11 +123,10 @@ class FakeKernel(object):
         if not same:
             self.fdb.append(rec)
             return 0
-        updated = [r._replace(state=rec.state) for r in same]
-        if not any(r.dst == rec.dst for r in updated):
-            updated[0] = updated[0]._replace(dst=rec.dst)
-        for old, new in zip(same, updated):
-            _swap(self.fdb, old, new)
+        for r in same:
+            r.state = rec.state
+        if not any(r.dst == rec.dst for r in same):
+            same[0].dst = rec.dst
         return 0
 
     def _route(self, msg_type, flags, rec):
@@ -159,8 +158,3 @@ def _in_prefix(addr, net, plen):
     n = int.from_bytes(net or b'\0' * len(addr), 'big')
     shift = len(addr) * 8 - plen
     return (a >> shift) == (n >> shift) if plen else True
-
-
-def _swap(records, old, new):
-    """Replace the record ``old`` (that very one) in the list by ``new`` (records are read-only named tuples)."""
-    records[next(number for number, rec in enumerate(records) if rec is old)] = new

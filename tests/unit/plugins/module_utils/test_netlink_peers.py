@@ -246,9 +246,9 @@ def test_one_run_converges_and_never_touches_foreign(before, wanted, drift, excl
     kernel = FakeKernel()
     program(kernel, *sorted(before))
     for n in drift:  # hand-made damage: wrong MACs on some neighbours
-        for number, rec in enumerate(kernel.neigh):
+        for rec in kernel.neigh:
             if rec.dst == ip('10.244.%d.0' % n):
-                kernel.neigh[number] = rec._replace(lladdr=mac('02:00:00:00:01:%02x' % n))
+                rec.lladdr = mac('02:00:00:00:01:%02x' % n)
     foreign_state(kernel)
     foreign = ([r for r in kernel.routes if r.protocol != PROTO or r.oif != VTEP],
                [r for r in kernel.neigh if r.ifindex != VTEP or not r.state & wire.NUD_PERMANENT],
