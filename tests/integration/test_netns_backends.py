@@ -109,7 +109,7 @@ def test_the_test_only_backend_is_applied_through_the_node_engine_and_torn_down_
 
     def run(action):
         out = a.run("%s %s %s '%s' %s %s %s" % (a.python, script, collections_path(), json.dumps(data), action,
-                                               TEST_ONLY_DIR, state))
+                                                TEST_ONLY_DIR, state))
         return json.loads(out.strip().splitlines()[-1])
 
     snapshot = "sh -c '%s; nft list ruleset'" % SNAPSHOT
