@@ -24,16 +24,17 @@ LEGACY_FIELDS = {'address': 'underlay'}
 
 
 def published_fields():
-    """The fields hosts publish for their backends (every registered backend's), in the registry's order."""
-    return tuple(registry.published_fields())
+    """{field: the backend class that publishes it}: what hosts publish for their backends (every registered
+    backend's PEER_OPTIONS), in the registry's order."""
+    return registry.published_fields()
 
 
-def normalize_published(key, value):
+def normalize_published(key, value, fields=None):
     """A published value as the backend that publishes ``key`` checks it; ValueError when it is not one
-    (the message without the field's name: the caller names it)."""
+    (the message without the field's name: the caller names it). fields: published_fields(), when the caller has it."""
     text = _text(value)
     try:
-        return registry.published_fields()[key].check_published(key, text)
+        return (fields or registry.published_fields())[key].check_published(key, text)
     except ValueError as exc:
         message = str(exc)
         for prefix in (key + ' ', 'invalid %s ' % key):
@@ -50,11 +51,17 @@ def unique_fields():
     return fields
 
 
-def record_order(record):
-    """The keys of a record in the order they are written: RECORD_FIELDS, the published fields in the registry's
-    order, then any other (a field of a backend this code does not know: kept, not dropped) sorted."""
-    known = RECORD_FIELDS + published_fields()
-    return [key for key in known if key in record] + sorted(key for key in record if key not in known)
+def known_fields():
+    """The fields the lease file writes first, in this order: RECORD_FIELDS, then the published ones."""
+    return RECORD_FIELDS + tuple(published_fields())
+
+
+def record_order(record, known=None):
+    """The keys of a record in the order they are written: known_fields() (the caller's, when it has them), then
+    any other (a field of a backend this code does not know: kept, not dropped) sorted."""
+    known = known or known_fields()
+    keys = [key for key in known if key in record]
+    return keys if len(keys) == len(record) else keys + sorted(key for key in record if key not in known)
 
 
 def _normalize_address(value):

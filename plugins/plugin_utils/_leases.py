@@ -128,6 +128,7 @@ def _network_range(text):
 def _check_underlay(config, underlay, problems):
     """Normalized underlay dict; overlap with the overlay network(s) is a problem."""
     out = {}
+    fields = published_fields()
     if not isinstance(underlay, dict):
         problems.append('underlay: expected a mapping host -> {address, network, %s}' % ', '.join(published_fields()))
         return out
@@ -141,7 +142,7 @@ def _check_underlay(config, underlay, problems):
             continue
         entry = {}
         ranges = []  # (what, text, version, first, last)
-        for key in ('address', 'network') + published_fields():
+        for key in ('address', 'network') + tuple(fields):
             value = info.get(key)
             if value in (None, ''):
                 continue
@@ -154,7 +155,7 @@ def _check_underlay(config, underlay, problems):
                 elif key == 'network':
                     ranges.append(_network_range(_text(value)))
                 else:
-                    entry[key] = normalize_published(key, value)
+                    entry[key] = normalize_published(key, value, fields)
             except ValueError as exc:
                 problems.host(host, 'underlay %s' % key, str(exc))
         for what, text, version, first, last in ranges:
@@ -358,7 +359,7 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
             for fallback in (host_recs.get(host), file_recs.get(host)):
                 if value is None and fallback is not None and fallback.get(key):
                     try:
-                        value = _normalize_address(fallback[key]) if key == 'underlay' else normalize_published(key, fallback[key])
+                        value = _normalize_address(fallback[key]) if key == 'underlay' else normalize_published(key, fallback[key], published)
                     except ValueError:
                         value = None
             if value is not None:
