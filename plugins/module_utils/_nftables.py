@@ -23,8 +23,15 @@ LOADED_FILE = os.path.join(_host.RUN_DIR, 'nftables.nft')
 LISTING_SUM_FILE = os.path.join(_host.RUN_DIR, 'nftables.sum')
 
 
+def _match(protocol, value):
+    """nft's match for one firewall need (Backend.firewall): a port (udp/tcp and its number), or a whole IP
+    protocol (('ip', number): ipip 4, gre 47, esp 50), which has no port."""
+    return 'meta l4proto %d' % value if protocol == 'ip' else '%s dport %d' % (protocol, value)
+
+
 def render(node, ports):
-    """The table for a normalised node contract; ports: [(protocol, port)] only peers may send to."""
+    """The table for a normalised node contract; ports: what only peers may send to (Backend.firewall():
+    [(protocol, port)], and ('ip', number) for an IP protocol)."""
     net, pod = node['network'], node['subnet']
     family = 'ip' if node.underlay_version == 4 else 'ip6'
     lines = [
@@ -46,13 +53,13 @@ def render(node, ports):
         for chain, direction in (('prerouting', 'saddr'), ('output', 'daddr')):
             lines += ['\tchain %s {' % chain, '\t\ttype filter hook %s priority raw; policy accept;' % chain]
             for protocol, port in ports:
-                lines.append('\t\t%s dport %d %s %s @peers notrack' % (protocol, port, family, direction))
+                lines.append('\t\t%s %s %s @peers notrack' % (_match(protocol, port), family, direction))
             lines += ['\t}', '']
     if node['firewall']['peers_only'] and ports:
         lines += ['\t# The encapsulation carries no authentication: only peers may send to the backend.',
                   '\tchain input {', '\t\ttype filter hook input priority filter - 5; policy accept;']
         for protocol, port in ports:
-            lines.append('\t\t%s dport %d %s saddr != @peers counter drop' % (protocol, port, family))
+            lines.append('\t\t%s %s saddr != @peers counter drop' % (_match(protocol, port), family))
         lines += ['\t}', '']
     # a dual-stack overlay: the same rules for its IPv6 network (masquerade only with ipv6_masquerade)
     families = [('ip', net, pod, '224.0.0.0/4', node['firewall']['masquerade'])]

@@ -40,9 +40,9 @@ PACKAGE = 'ansible_collections.overlay.mesh.plugins.module_utils'
 # below, and every registered backend's module with the ones it names in its ENGINE_MODULES.
 CORE_MODULES = (
     '_errors', '_spec', '_identity', '_host', '_docker', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply',
-    '_node_boot', '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_objects', '_netlink_peers',
-    '_netlink_validate', '_netlink_core', '_netlink_wire', '_netlink_routes', '_backends', '_backends.base', '_backends.registry',
-    '_etcd', '_lease_schema', '_flannel_interop', '_agent',
+    '_node_boot', '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_objects', '_netlink_peer_state',
+    '_netlink_peers', '_netlink_validate', '_netlink_core', '_netlink_wire', '_netlink_routes', '_backends', '_backends.base',
+    '_backends.registry', '_etcd', '_lease_schema', '_flannel_interop', '_agent',
 )
 
 
@@ -268,7 +268,7 @@ def _remove_leftovers(node, host, previous):
 def _apply_firewall(node, host):
     """Our own table, and where Docker is installed our rules in its DOCKER-USER chain (nftables.service
     flushes both: its drop-in runs this part again)."""
-    _nftables.ensure(host, _nftables.render(node, node.backend.ports()))
+    _nftables.ensure(host, _nftables.render(node, node.backend.firewall()))
     _docker.ensure_rules(node, host)
 
 

@@ -22,7 +22,7 @@ import yaml
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.plugin_utils._lease_pool import LeaseError
-from ansible_collections.overlay.mesh.plugins.plugin_utils._lease_records import RECORD_FIELDS
+from ansible_collections.overlay.mesh.plugins.plugin_utils._lease_records import known_fields, record_order
 
 try:
     from yaml import CSafeLoader as _SafeLoader
@@ -85,9 +85,11 @@ def render_lease_file(config, leases):
         lines.append('leases: {}')
     else:
         lines.append('leases:')
+        known = known_fields()
         for host in sorted(leases):
             rec = leases[host]
-            body = ', '.join('%s: %s' % (key, _quote(rec[key])) for key in RECORD_FIELDS if rec.get(key) is not None)
+            body = ', '.join('%s: %s' % (key if key in known else _yaml_key(key), _quote(rec[key]))
+                             for key in record_order(rec, known) if rec[key] is not None)
             lines.append('  %s: {%s}' % (_yaml_key(host), body))
     lines.append(END_LINE % len(leases))  # a file cut short lacks it, or counts other leases
     return '\n'.join(lines) + '\n'

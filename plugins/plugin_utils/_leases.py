@@ -26,7 +26,7 @@ from ansible_collections.overlay.mesh.plugins.plugin_utils._lease_pool import ( 
     DEFAULT_NETWORK, FIELD_V4, FIELD_V6, Config, LeaseError, Pool, _ip_text, _parse_cidr, _parse_ip, _text, default_subnet_len,
     make_config)
 from ansible_collections.overlay.mesh.plugins.plugin_utils._lease_records import (  # noqa: F401
-    FORMAT_VERSION, LEGACY_FIELDS, PEER_FIELDS, RECORD_FIELDS, _normalize_address)
+    FORMAT_VERSION, LEGACY_FIELDS, RECORD_FIELDS, _normalize_address, normalize_published, published_fields, unique_fields)
 from ansible_collections.overlay.mesh.plugins.plugin_utils._subnet_env import parse_subnet_env, subnet_env  # noqa: F401
 # pylint: enable=unused-import
 
@@ -45,7 +45,8 @@ def _check_record(host, record, source, problems):
             problems.host(host, source, 'unreadable subnet.env text (%s)' % exc)
             return None
     if not isinstance(record, dict):
-        problems.host(host, source, 'expected a mapping with subnet, underlay, vtep_mac, public_key; got %r' % (record,))
+        problems.host(host, source, 'expected a mapping with subnet, underlay, %s; got %r'
+                      % (', '.join(published_fields()), record))
         return None
     for old, new in LEGACY_FIELDS.items():
         if old in record and new not in record:
@@ -127,19 +128,21 @@ def _network_range(text):
 def _check_underlay(config, underlay, problems):
     """Normalized underlay dict; overlap with the overlay network(s) is a problem."""
     out = {}
+    fields = published_fields()
     if not isinstance(underlay, dict):
-        problems.append('underlay: expected a mapping host -> {address, network, vtep_mac, public_key}')
+        problems.append('underlay: expected a mapping host -> {address, network, %s}' % ', '.join(published_fields()))
         return out
     for host in sorted(underlay):
         info = underlay[host]
         if info is None:
             continue
         if not isinstance(info, dict):
-            problems.host(host, 'underlay', 'expected a mapping with address, network, vtep_mac, public_key; got %r' % (info,))
+            problems.host(host, 'underlay', 'expected a mapping with address, network, %s; got %r'
+                          % (', '.join(published_fields()), info))
             continue
         entry = {}
         ranges = []  # (what, text, version, first, last)
-        for key in ('address', 'network') + tuple(PEER_FIELDS):
+        for key in ('address', 'network') + tuple(fields):
             value = info.get(key)
             if value in (None, ''):
                 continue
@@ -152,7 +155,7 @@ def _check_underlay(config, underlay, problems):
                 elif key == 'network':
                     ranges.append(_network_range(_text(value)))
                 else:
-                    entry[key] = PEER_FIELDS[key](value)
+                    entry[key] = normalize_published(key, value, fields)
             except ValueError as exc:
                 problems.host(host, 'underlay %s' % key, str(exc))
         for what, text, version, first, last in ranges:
@@ -193,7 +196,8 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
 
     ``existing``: host -> record from the lease file; ``pinned``: host -> subnet (or list of
     subnets, one per family); ``host_records``: host -> record the host reported (a dict, or
-    its subnet.env text); ``underlay``: host -> {address, network, vtep_mac, public_key}; ``release``:
+    its subnet.env text); ``underlay``: host -> {address, network, and what its backend publishes (vtep_mac, public_key: every backend's
+    PEER_OPTIONS)}; ``release``:
     hosts whose lease is to be freed.  Raises LeaseError listing every problem.
     ``taken``: owner label -> record of subnets held by someone who is not a host of ours (a
     flanneld's lease in etcd): never handed out, and a claim on one is a conflict.
@@ -343,18 +347,19 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
         raise LeaseError(problems)
 
     leases = {}
+    published = published_fields()
     for host in sorted(set().union(*[claims[p.field] for p in config.pools]) if config.pools else ()):
         rec = {}
         for pool in config.pools:
             idx = claims[pool.field].get(host)
             if idx is not None:
                 rec[pool.field] = pool.subnet(idx)
-        for key, reported in (('underlay', 'address'),) + tuple((field, field) for field in PEER_FIELDS):
+        for key, reported in (('underlay', 'address'),) + tuple((field, field) for field in published):
             value = under.get(host, {}).get(reported)
             for fallback in (host_recs.get(host), file_recs.get(host)):
                 if value is None and fallback is not None and fallback.get(key):
                     try:
-                        value = _normalize_address(fallback[key]) if key == 'underlay' else PEER_FIELDS[key](fallback[key])
+                        value = _normalize_address(fallback[key]) if key == 'underlay' else normalize_published(key, fallback[key], published)
                     except ValueError:
                         value = None
             if value is not None:
@@ -382,11 +387,9 @@ def allocate(config, hosts, existing=None, pinned=None, host_records=None, under
 
 
 def _check_unique(leases, hosts, problems):
-    """Two hosts of the overlay on one underlay address, or with one VTEP MAC, would break the mesh."""
-    for key, what in (('underlay', 'underlay address'),
-                      ('vtep_mac', 'VTEP MAC (a cloned /etc/machine-id? give each host its own: systemd-machine-id-setup)'),
-                      ('public_key', 'WireGuard public key (a copied key file? remove /etc/overlay-mesh/wireguard/*.key on one'
-                                     ' of them and run again)')):
+    """Two hosts of the overlay on one underlay address, or sharing what a backend says must be a host's own
+    (Backend.UNIQUE_PEER_OPTIONS: a VTEP MAC), would break the mesh."""
+    for key, what in unique_fields():
         owners = {}
         for host in sorted(set(hosts) & set(leases)):
             if leases[host].get(key):

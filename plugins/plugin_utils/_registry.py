@@ -13,6 +13,7 @@ whole cycle runs again.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -252,17 +253,11 @@ def merge(primary, primary_label, secondary, secondary_label):
     return merged, problems
 
 
-class Result:
-    """An etcd run: the allocation, the leases before/after as lease-file text (for --diff), whether it wrote."""
+class Result(collections.namedtuple('Result', 'alloc before after changed attempts requests flannel_peers')):
+    """An etcd run: the allocation, the leases before/after as lease-file text (for --diff), whether it wrote, in how many
+    attempts and requests, and the flanneld hosts' leases as peers ({} unless asked for)."""
 
-    def __init__(self, alloc, before, after, changed, attempts, requests, flannel_peers=None):
-        self.flannel_peers = flannel_peers or {}
-        self.alloc = alloc
-        self.before = before
-        self.after = after
-        self.changed = changed
-        self.attempts = attempts
-        self.requests = requests
+    __slots__ = ()
 
 
 def _allocate(state, config, hosts, file_leases, inputs):

@@ -20,8 +20,14 @@ class Backend(object):
     name = None
     # backend.<option> of the node contract (a plain spec, see _spec.py); 'type' is implied.
     OPTIONS = {}
-    # What each peer entry must carry for this backend (published in every host's lease record).
+    # What each peer entry must carry for this backend: the fields it publishes in every host's lease record
+    # (plain text values; the lease stores keep them opaque and take a host's value only when its 'check' passes).
     PEER_OPTIONS = {}
+    # Published fields no two hosts may share, each with what to call it in the error (a cloned secret, a copied id).
+    UNIQUE_PEER_OPTIONS = {}
+    # IP protocols (numbers) of this backend's packets that have no port (ipip 4, gre 47, esp 50): only peers may
+    # send them, as with its ports (see firewall()).
+    IP_PROTOCOLS = ()
     # Bytes added per packet, by underlay IP version: the overlay MTU is the underlay's minus this.
     OVERHEAD = {4: 0, 6: 0}
     # Options every host of the overlay must agree on (the role refuses a group that does not).
@@ -77,6 +83,20 @@ class Backend(object):
     def ports(self):
         """[(protocol, port)] this backend receives on; only peers may send to them."""
         return []
+
+    def firewall(self):
+        """What only peers may send to this host, as _nftables.render takes it: the ports ((protocol, port)),
+        then the IP protocols (('ip', number))."""
+        return list(self.ports()) + [('ip', number) for number in self.IP_PROTOCOLS]
+
+    @classmethod
+    def check_published(cls, key, value):
+        """A value a host published in its lease record for the field ``key`` (one of PEER_OPTIONS), as its peers
+        take it (the option's check: normalised); ValueError naming the field when it is not one."""
+        option = cls.PEER_OPTIONS[key]
+        if not isinstance(value, str):
+            raise ValueError('%s %r is not text' % (key, value))
+        return option['check'](value, key) if option.get('check') else value
 
     def publish(self):
         """What peers need to know of this host (its lease record carries it)."""

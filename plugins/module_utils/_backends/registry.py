@@ -25,6 +25,16 @@ def peer_route_kinds():
     return tuple(sorted(set(kind for backend in BACKENDS.values() for kind in backend.PEER_ROUTE_KINDS)))
 
 
+def published_fields():
+    """{field: the Backend class that publishes it} over every backend (PEER_OPTIONS), in the registry's order:
+    what the lease stores carry of a host's published data, each value checked by its backend."""
+    fields = {}
+    for backend in BACKENDS.values():
+        for key in backend.PEER_OPTIONS:
+            fields.setdefault(key, backend)
+    return fields
+
+
 def get(name):
     """The Backend class called name, or None."""
     return BACKENDS.get(name)

@@ -194,6 +194,7 @@ class Backend(BaseBackend):
         'direct_routing': {'type': 'bool', 'default': False},
     }
     PEER_OPTIONS = {'vtep_mac': {'type': 'str', 'required': True, 'check': validate.mac}}
+    UNIQUE_PEER_OPTIONS = {'vtep_mac': 'VTEP MAC (a cloned /etc/machine-id? give each host its own: systemd-machine-id-setup)'}
     OVERHEAD = OVERHEAD
     DUAL_STACK = True
     GROUP_OPTIONS = ('vni', 'port', 'direct_routing')

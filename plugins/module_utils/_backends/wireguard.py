@@ -258,6 +258,8 @@ class Backend(BaseBackend):
         'implementation': {'type': 'str', 'default': 'auto', 'choices': ['auto', 'kernel', 'userspace']},
     }
     PEER_OPTIONS = {'public_key': {'type': 'str', 'required': True, 'check': _key_option}}
+    UNIQUE_PEER_OPTIONS = {'public_key': 'WireGuard public key (a copied key file? remove /etc/overlay-mesh/wireguard/*.key on'
+                                         ' one of them and run again)'}
     OVERHEAD = OVERHEAD
     GROUP_OPTIONS = ('port',)
     # Options filled in from the host, not from the role's variables.

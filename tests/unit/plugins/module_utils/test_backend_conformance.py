@@ -1,31 +1,54 @@
 # Copyright (c) 2026 overlay.mesh contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Every registered backend passes the same checks of the interface in _backends/base.py: its option
-specs, overhead, ports, published data, normalisation, the saved record and the engine's module list.
-(Apply and teardown on a kernel: tests/integration/test_netns_backends.py and the molecule scenarios.)"""
+specs, overhead, firewall needs, published data (checked by the backend, carried opaquely by the lease file
+and etcd's values), normalisation, the saved record and the engine's module list; and so does the test-only
+backend (backend_ipip_testonly.py, registered here: one line), which publishes a field no shipped backend has
+and needs an IP protocol of its own. (Apply and teardown on a kernel: tests/integration/test_netns_backends.py
+and the molecule scenarios.)"""
 
 from __future__ import annotations
 
 import copy
 import importlib
 import ipaddress
+import json
+import re
 import sys
 
 import pytest
 
-from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
+from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema, _nftables, _node_apply
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec as spec
 from ansible_collections.overlay.mesh.plugins.module_utils import _spec
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import base, registry
 from ansible_collections.overlay.mesh.plugins.module_utils._spec import SpecError
 
-from test_node_spec import MACHINE_ID, contract
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
+
+import backend_ipip_testonly as testonly
+from test_node_spec import MACHINE_ID
+from test_node_spec import contract as base_contract
 
 OPTION_KEYS = {'type', 'default', 'required', 'choices', 'elements', 'options', 'check'}
 TYPES = {'int', 'bool', 'str', 'path', 'raw', 'dict', 'list'}
 # the interface: what base.Backend declares (a backend's upper-case attribute base does not know is a typo)
 INTERFACE = set(name for name in vars(base.Backend) if name.isupper())
-BACKENDS = registry.names()
+BACKENDS = registry.names() + [testonly.NAME]
+FIELD_NAME = re.compile(r'^[a-z][a-z0-9_]*$')  # a published field is a plain key of the lease file and etcd's JSON
+
+
+@pytest.fixture(autouse=True)
+def the_test_only_backend_is_registered(monkeypatch):
+    testonly.register(monkeypatch)
+
+
+def contract(**changes):
+    """test_node_spec's contract, its peers carrying what the test-only backend's peers publish too."""
+    data = base_contract(**changes)
+    for number, peer in enumerate(data['peers']):
+        peer.setdefault('tunnel_id', '%016x' % (number + 2))
+    return data
 
 
 def _check_spec(options, where):
@@ -77,7 +100,8 @@ def test_its_overhead_is_given_per_ip_version_and_sets_the_mtu(name):
     assert node(name).mtu == 1500 - backend.OVERHEAD[4]
     over_ipv6 = contract(backend={'type': name}, underlay={'address': '2001:db8::11', 'mtu': 1500},
                          peers=[{'name': 'node2', 'subnet': '10.244.2.0/24', 'underlay': '2001:db8::12',
-                                 'vtep_mac': '02:00:00:00:00:02', 'public_key': 'AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI='}])
+                                 'vtep_mac': '02:00:00:00:00:02', 'public_key': 'AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=',
+                                 'tunnel_id': '0000000000000002'}])
     assert spec.normalize(over_ipv6, machine_id=MACHINE_ID).mtu == 1500 - backend.OVERHEAD[6]
 
 
@@ -90,6 +114,49 @@ def test_its_ports_are_protocol_and_port_pairs(name):
         assert protocol in ('udp', 'tcp') and isinstance(port, int) and 0 < port < 65536, entry
     if 'port' in registry.get(name).OPTIONS:
         assert node(name, port=4000).backend.ports() == [(ports[0][0], 4000)]
+
+
+@pytest.mark.parametrize('name', BACKENDS)
+def test_its_firewall_needs_are_ports_or_ip_protocols_and_get_their_rules(name):
+    backend = node(name).backend
+    needs = backend.firewall()
+    assert needs[:len(backend.ports())] == backend.ports()
+    for protocol, value in needs:
+        assert isinstance(value, int) and not isinstance(value, bool), (protocol, value)
+        assert (protocol in ('udp', 'tcp') and 0 < value < 65536) or (protocol == 'ip' and 0 < value < 256), (protocol, value)
+    table = _nftables.render(node(name), needs)
+    for protocol, value in needs:  # the peers-only drop and the notrack rules of every need
+        match = 'meta l4proto %d' % value if protocol == 'ip' else '%s dport %d' % (protocol, value)
+        assert '\t\t%s ip saddr != @peers counter drop\n' % match in table, table
+        assert '\t\t%s ip saddr @peers notrack\n' % match in table and '\t\t%s ip daddr @peers notrack\n' % match in table
+    if not needs:
+        assert '@peers' not in table
+
+
+@pytest.mark.parametrize('name', BACKENDS)
+def test_its_published_fields_are_checked_by_it_and_carried_by_both_lease_stores(name):
+    backend = registry.get(name)
+    published = node(name).backend.publish()
+    assert set(backend.UNIQUE_PEER_OPTIONS) <= set(backend.PEER_OPTIONS)
+    for key, option in backend.PEER_OPTIONS.items():
+        assert FIELD_NAME.match(key) and option.get('type') == 'str' and callable(option.get('check')), key
+        assert registry.published_fields()[key] is backend  # no two backends publish one field
+        with pytest.raises(ValueError):
+            backend.check_published(key, '\u2603 not a value')
+    for key, value in published.items():
+        assert backend.check_published(key, value) == value
+    # the lease file: a host's published data from its report is written, read back and kept when it reports nothing
+    config = L.make_config()
+    first = L.allocate(config, ['a'], underlay={'a': dict(published, address='198.18.0.11')})
+    assert first.leases['a'] == dict(published, subnet='10.244.1.0/24', underlay='198.18.0.11')
+    text = L.render_lease_file(config, first.leases)
+    assert L.parse_lease_file(text) == first.leases
+    assert L.allocate(config, ['a'], existing=L.parse_lease_file(text), underlay={}).leases == first.leases
+    # etcd's value: flannel's form (the backend's BackendData) beside ours, decoded to the same record
+    settings = _lease_schema.backend_settings({'type': name})
+    value = _lease_schema.lease_value('a', first.leases['a'], settings)
+    assert _lease_schema.decode('/p/subnets/10.244.1.0-24', value, '/p/subnets/') == ('a', first.leases['a'], json.loads(value))
+    assert json.loads(value)['BackendData'] == (backend.flannel_data(first.leases['a'], settings) or None)
 
 
 @pytest.mark.parametrize('name', BACKENDS)
@@ -158,14 +225,16 @@ def test_a_dual_stack_overlay_is_carried_or_refused_before_any_change(name):
 @pytest.mark.parametrize('name', BACKENDS)
 def test_the_installed_engine_carries_it_and_what_it_declares(name):
     module = sys.modules[registry.get(name).__module__]
+    # every module of the collection it imports is installed
+    prefix = _node_apply.PACKAGE + '.'
+    imported = set(value.__name__[len(prefix):] for value in vars(module).values()
+                   if isinstance(value, type(sys)) and value.__name__.startswith(prefix))
+    assert imported <= set(_node_apply.ENGINE_MODULES), imported - set(_node_apply.ENGINE_MODULES)
+    if name == testonly.NAME:
+        return  # it lives under tests/ and is never installed (the netns test puts it on the path)
     own = module.__name__[len(_node_apply.PACKAGE) + 1:]
     declared = getattr(module, 'ENGINE_MODULES', ())
     assert own in _node_apply.ENGINE_MODULES and set(declared) <= set(_node_apply.ENGINE_MODULES)
     for extra in declared:
         assert extra.startswith('_backends.')
         importlib.import_module('%s.%s' % (_node_apply.PACKAGE, extra))
-    # every module of the collection it imports is installed
-    prefix = _node_apply.PACKAGE + '.'
-    imported = set(value.__name__[len(prefix):] for value in vars(module).values()
-                   if isinstance(value, type(sys)) and value.__name__.startswith(prefix))
-    assert imported <= set(_node_apply.ENGINE_MODULES), imported - set(_node_apply.ENGINE_MODULES)

@@ -196,7 +196,7 @@ def test_underlay_overlapping_the_overlay_is_an_error_naming_the_host():
         'host a: underlay: underlay network 10.244.3.0/24 overlaps the overlay network 10.244.0.0/16',
         'host b: underlay: underlay network 10.0.0.0/8 overlaps the overlay network 10.244.0.0/16',
         "host d: underlay address: 'x' is not an IP address",
-        "host d: underlay vtep_mac: 'nope' is not a MAC address",
+        "host d: underlay vtep_mac: 'nope' is not a MAC address like 02:42:ac:11:00:02",
     ]
 
 
@@ -429,7 +429,7 @@ def test_capacity_and_input_problems_come_in_one_failure():
     config = L.make_config('10.244.0.0/24', subnet_len=28)
     problems = problems_of(L.allocate, config, ['h%02d' % i for i in range(16)], pinned={'h00': '10.9.0.0/28'},
                            underlay={'h01': {'vtep_mac': 'x'}})
-    assert problems[0] == "host h01: underlay vtep_mac: 'x' is not a MAC address"
+    assert problems[0] == "host h01: underlay vtep_mac: 'x' is not a MAC address like 02:42:ac:11:00:02"
     assert problems[1] == 'host h00: pinned: 10.9.0.0/28 lies outside network 10.244.0.0/24'
     assert problems[2].startswith('network 10.244.0.0/24 too small: 15 subnets of /28 fit')
 
@@ -473,7 +473,7 @@ def test_wireguard_public_keys_are_kept_checked_and_unique():
     kept = L.allocate(config, ['a', 'b'], existing=first.leases, underlay={'a': {'address': '192.168.0.1'}})
     assert kept.leases['a']['public_key'] == key_a
     problems = problems_of(L.allocate, config, ['c'], underlay={'c': {'address': '192.168.0.3', 'public_key': 'short='}})
-    assert problems == ["host c: underlay public_key: 'short=' is not a WireGuard public key (base64 of 32 bytes)"]
+    assert problems == ["host c: underlay public_key: 'short=': a WireGuard key is 44 characters of base64 (32 bytes)"]
     problems = problems_of(L.allocate, config, ['a', 'b'], underlay={
         'a': {'address': '192.168.0.1', 'public_key': key_a}, 'b': {'address': '192.168.0.2', 'public_key': key_a}})
     assert problems == ['hosts a and b have the same WireGuard public key (a copied key file? remove '
