@@ -214,8 +214,8 @@ def untracked(lab, hosts, on):
         if on:
             host_sh(lab, host, 'nft -f /run/overlay-mesh/nftables.nft')
         else:
-            host_sh(lab, host, 'nft -f -', stdin=''.join('flush chain inet overlay_mesh {c}\ndelete chain inet overlay_mesh {c}\n'.format(c=chain)
-                                                          for chain in NOTRACK_CHAINS))
+            removal = ''.join('flush chain inet overlay_mesh {c}\ndelete chain inet overlay_mesh {c}\n'.format(c=chain) for chain in NOTRACK_CHAINS)
+            host_sh(lab, host, 'nft -f -', stdin=removal)
 
 
 def node_drift(lab):
@@ -324,8 +324,8 @@ def measure(lab, state, seconds, log, udp_options=None):
                 state['hosts'][peer]['address'] for peer in hosts if peer != host)))
             pids[host] = start_daemon(lab, host, config)
             started_cpu[host] = process_cpu(lab, host, pids[host])
-        (results['udp'], results['vxlan (udp pairs)']), pairs = alternate_pairs(lab, hosts, addresses[server], seconds, log, ('udp', 'vxlan'),
-                                                                                      lambda state_b: to_udp(not state_b))
+        (results['udp'], results['vxlan (udp pairs)']), pairs = alternate_pairs(
+            lab, hosts, addresses[server], seconds, log, ('udp', 'vxlan'), lambda state_b: to_udp(not state_b))
         results['udp median'] = median([udp for udp, _vxlan in pairs])
         log('  udp: %.2f Gbit/s (mtu %d), median of the pairs: udp %.2f / vxlan %.2f (mtu %d)' % (
             results['udp median'], udp_mtu, results['udp'], results['vxlan (udp pairs)'], vxlan_mtu))

@@ -63,4 +63,3 @@ def test_after_the_hosts_are_read_it_gives_their_records_reports_and_why_not_to_
     assert plan(facts, play_all=HOSTS + ['node4'], info_key='mesh_node__host')['stop'] == [
         'not changing anything on %s: node4, node2 could not be read (unreachable or failed); fix it, or leave it out with --limit'
         ' (its lease and peer entries are kept); node3: missing nft: apt install nftables' % host for host in HOSTS]
-
