@@ -21,16 +21,15 @@ agent applied keeps the peers etcd lost until their leases are back or a site ru
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import queue
 import socket
-import struct
 import sys
 import threading
 import time
 
+from ansible_collections.overlay.mesh.plugins.module_utils import _agent_address
 from ansible_collections.overlay.mesh.plugins.module_utils import _etcd
 from ansible_collections.overlay.mesh.plugins.module_utils import _flannel_interop
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
@@ -38,7 +37,6 @@ from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema 
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_boot
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_files
-from ansible_collections.overlay.mesh.plugins.module_utils import _underlay
 from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 
 STATUS_FILE = os.path.join(_host.RUN_DIR, 'agent.json')
@@ -50,22 +48,6 @@ ADDRESS_SETTLE = 0.3  # seconds to let a burst of address events (DHCP, a move) 
 # What the agent applies: the peers' part of the node (the rest is the controller's, or the boot's).
 # kernel: a device made again (the VTEP of a host that moved) gets its per-device settings (rp_filter) back.
 PARTS = ('backend', 'kernel', 'nftables', 'saved contract')
-_RTM_NEWADDR, _RTM_DELADDR = 20, 21
-_RTMGRP_IPV4_IFADDR = 0x10
-_RTMGRP_IPV6_IFADDR = 0x100
-
-
-def _global_address_event(data):
-    """Whether a batch of netlink address messages has one of global scope (struct ifaddrmsg's ifa_scope 0)."""
-    offset = 0
-    while offset + 24 <= len(data):
-        length, kind = struct.unpack_from('=IH', data, offset)
-        if kind in (_RTM_NEWADDR, _RTM_DELADDR) and data[offset + 16 + 3] == 0:
-            return True
-        if length < 16:
-            break
-        offset += (length + 3) & ~3
-    return False
 
 
 def _shutdown(connection):
@@ -357,28 +339,10 @@ class Agent(object):
         return None, None, 0
 
     # ---- the underlay address ------------------------------------------------------------------
-    def current_underlay(self):
-        """{address, network, interface, mtu} of the underlay now: the contract's while the host still has its address
-        (a second address on the interface moves nothing), else the first global address of that family on the
-        underlay interface; None when there is none (the address is gone and no other came yet)."""
-        underlay = self.raw['underlay']
-        family = 'ipv6' if ':' in underlay['address'] else 'ipv4'
-        try:
-            found = list(_underlay.global_addresses(_underlay.ip_json('addr', 'show'), family))
-        except _underlay.UnderlayError:
-            return None
-        mine = [one for one in found if one[1] == underlay['address']]
-        others = [one for one in found if one[0] == underlay.get('interface')]
-        if mine or not others:
-            return dict(underlay) if mine else None
-        interface, address, prefixlen, mtu = others[0]
-        network = str(ipaddress.ip_interface('%s/%d' % (address, prefixlen)).network)
-        return {'address': address, 'network': network, 'interface': interface, 'mtu': mtu}
-
     def check_address(self):
         """The host's underlay address moved: re-point its own devices; then the lease, unless it publishes a public
         address (mesh_node_public_address). Also after a list: a re-registration that etcd refused during an outage."""
-        now = self.current_underlay()
+        now = _agent_address.current_underlay(self.raw['underlay'])
         if now is None:
             return
         if now['address'] != self.raw['underlay']['address']:
@@ -399,21 +363,6 @@ class Agent(object):
                 return
             _host_name, record, _data = schema.decode(key, text, self.subnets)
         self.log('lease %s: could not re-register (written by someone else each time)' % key)
-
-    def _follow_addresses(self):
-        """Thread: any address added or removed on the host wakes the applying thread (netlink events)."""
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        sock.bind((0, _RTMGRP_IPV4_IFADDR | _RTMGRP_IPV6_IFADDR))
-        while True:
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                time.sleep(1)  # ENOBUFS after a burst: look anyway
-                data = None
-            # only global addresses (a container's link-local address is none of ours), one wake-up per burst
-            if (data is None or _global_address_event(data)) and not self._address_pending.is_set():
-                self._address_pending.set()
-                self.events.put(('address', None))
 
     def _watch(self, events, revision, generation):
         """Thread: the watch's responses into events, then why it ended."""
@@ -504,8 +453,14 @@ class Agent(object):
         finally:
             self._stop_watch()
 
+    def _address_changed(self):
+        """From the address thread: one wake-up of the applying thread per burst of events."""
+        if not self._address_pending.is_set():
+            self._address_pending.set()
+            self.events.put(('address', None))
+
     def run(self):
-        threading.Thread(target=self._follow_addresses, daemon=True).start()
+        threading.Thread(target=_agent_address.follow_addresses, args=(self._address_changed,), daemon=True).start()
         attempt = 0
         while True:
             try:

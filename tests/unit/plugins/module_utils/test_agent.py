@@ -23,6 +23,7 @@ import time
 import pytest
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _agent
+from ansible_collections.overlay.mesh.plugins.module_utils import _agent_address
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema as schema
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
@@ -170,9 +171,9 @@ def test_only_global_address_events_wake_the_agent():
     def message(kind, scope):
         body = struct.pack('=BBBBI', 2, 24, 0, scope, 3) + b'\0' * 8
         return struct.pack('=IHHII', 16 + len(body), kind, 0, 0, 0) + body
-    assert _agent._global_address_event(message(20, 0))  # pylint: disable=protected-access
-    assert _agent._global_address_event(message(21, 253) + message(21, 0))  # pylint: disable=protected-access
-    assert not _agent._global_address_event(message(20, 253))  # a link-local address  # pylint: disable=protected-access
+    assert _agent_address.global_address_event(message(20, 0))
+    assert _agent_address.global_address_event(message(21, 253) + message(21, 0))
+    assert not _agent_address.global_address_event(message(20, 253))  # a link-local address
 
 
 def test_a_site_run_keeps_the_agents_state_in_last_apply(tmp_path, monkeypatch):
