@@ -12,10 +12,10 @@ all, connects as the admin user and reports changed/diff.
 from __future__ import annotations
 
 from ansible.errors import AnsibleActionFail
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.overlay.mesh.plugins.action.subnet_leases import etcd_option_problems
 from ansible_collections.overlay.mesh.plugins.module_utils import _etcd
+from ansible_collections.overlay.mesh.plugins.plugin_utils._controller_action import ControllerAction
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _etcd_identities as I
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _registry
 
@@ -98,18 +98,11 @@ def run_identities(client, args, check_mode):
     return plan, report
 
 
-class ActionModule(ActionBase):
+class ActionModule(ControllerAction):
     """Create or update each host's etcd role and user; delete those of hosts that leave."""
 
-    TRANSFERS_FILES = False
-    _requires_connection = False
-    _supports_check_mode = True
-    _supports_async = False
-
     def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
-        dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        result, args = self.start(tmp, task_vars, ARGUMENT_SPEC)
         problems = etcd_option_problems(dict(args, etcd_user=None, etcd_password=None, etcd_attempts=1, etcd_max_txn_ops=2))
         if problems:
             result.update(failed=True, msg='etcd identities: %s' % '; '.join(problems), problems=problems)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 
 from ansible.errors import AnsibleActionFail
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _etcd
+from ansible_collections.overlay.mesh.plugins.plugin_utils._controller_action import ControllerAction
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases, _registry
 
 ARGUMENT_SPEC = {
@@ -95,19 +95,12 @@ def default_lease_file(task_vars):
     return os.path.join(str(inventory_dir), _leases.LEASE_FILE_NAME)
 
 
-class ActionModule(ActionBase):
+class ActionModule(ControllerAction):
     """Allocate, keep and release the overlay subnet of every host of the overlay."""
 
-    TRANSFERS_FILES = False
-    _requires_connection = False
-    _supports_check_mode = True
-    _supports_async = False
-
     def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
+        result, args = self.start(tmp, task_vars, ARGUMENT_SPEC)
         task_vars = task_vars or {}
-        dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
 
         etcd = args['registry'] == 'etcd'
         if args['migrate'] and not etcd:
