@@ -1,13 +1,19 @@
 # Copyright (c) 2026 overlay.mesh contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The overlay.mesh.subnet_env filter."""
+"""The overlay.mesh.subnet_env filter, and the 0.1 filters' deprecation."""
 
 from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.overlay.mesh.plugins.filter.subnet_env import FilterModule
+from ansible_collections.overlay.mesh.plugins.filter.release_0_1 import FilterModule
 
 
 def test_filter_is_registered_and_renders_flannel_format():
@@ -30,3 +36,21 @@ def test_filter_takes_inventory_text_for_mtu_and_ipmasq():
     assert subnet_env({'subnet': '10.244.3.0/24'}, mtu='1400', ipmasq='no').splitlines()[2:] == ['FLANNEL_MTU=1400', 'FLANNEL_IPMASQ=false']
     with pytest.raises(AnsibleFilterError, match="ipmasq: 'perhaps' is not a boolean"):
         subnet_env({'subnet': '10.244.3.0/24'}, ipmasq='perhaps')
+
+
+@pytest.mark.parametrize('expression, deprecated', [
+    ("['a'] | overlay.mesh.node_group_problems({})", None),  # what the role uses: no warning about the 0.1 filters
+    ("'10.244.1.0/24' | overlay.mesh.subnet_address(1)", 'subnet_address'),
+    ("{'subnet': '10.244.1.0/24'} | overlay.mesh.subnet_env", 'subnet_env'),
+])
+def test_only_a_0_1_filter_in_use_is_reported_deprecated(tmp_path, expression, deprecated):
+    (tmp_path / 'play.yml').write_text('- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+                                       '    - ansible.builtin.debug:\n        msg: "{{ %s }}"\n' % expression)
+    collections = Path(sys.modules['ansible_collections'].__path__[0]).parent
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR='1', ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'),
+               ANSIBLE_CONFIG=str(tmp_path / 'none.cfg'))
+    proc = subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), 'play.yml'], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    warned = re.findall(r'overlay\.mesh\.(\w+)"? has been deprecated', proc.stdout + proc.stderr)
+    assert warned == ([deprecated] if deprecated else []), proc.stderr
