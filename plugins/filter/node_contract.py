@@ -75,12 +75,24 @@ def node_contracts(hosts, hostvars, leases=None, members=None, variables_key='me
         for warning in warnings:
             display.warning('%s: %s' % (host, warning))
         contracts[host] = contract
-    orphaned = (leases or {}).get('orphaned') or []
-    if orphaned and any(contract.get('agent') for contract in contracts.values()):
+    with_agent = [contract for contract in contracts.values() if contract.get('agent')]
+    if with_agent:
+        _warn_orphaned(with_agent, [name for name in (leases or {}).get('orphaned') or [] if name not in (members or [])])
+    return contracts
+
+
+def _warn_orphaned(contracts, orphaned):
+    """Once per run: the leases in etcd of hosts not in the group, which the node agents follow."""
+    peers = set(peer['name'] for contract in contracts for peer in contract.get('peers') or [])
+    kept = [name for name in orphaned if name in peers]
+    left_out = [name for name in orphaned if name not in peers]
+    if kept:
         display.warning('%s: a lease in etcd, not in the group: still a peer, as the node agents follow etcd; put it back in the '
                         'inventory, or take it out with overlay.mesh.remove (in the group, -e remove=HOST --limit HOST)'
-                        % ', '.join(orphaned))
-    return contracts
+                        % ', '.join(kept))
+    if left_out:
+        display.warning('%s: a lease in etcd, not in the group, that claims the subnet, address or MAC of a host of the group '
+                        '(its old name after a rename?): not a peer; delete that lease in etcd' % ', '.join(left_out))
 
 
 def node_reports(hosts, hostvars, info_key='mesh_node__host', present_key='mesh_node__present', variables_key='mesh_node__inputs'):

@@ -24,12 +24,12 @@ from __future__ import annotations
 import json
 import os
 import queue
-import socket
 import sys
 import threading
 import time
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _agent_address
+from ansible_collections.overlay.mesh.plugins.module_utils import _agent_etcd
 from ansible_collections.overlay.mesh.plugins.module_utils import _etcd
 from ansible_collections.overlay.mesh.plugins.module_utils import _flannel_interop
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
@@ -48,15 +48,6 @@ ADDRESS_SETTLE = 0.3  # seconds to let a burst of address events (DHCP, a move) 
 # What the agent applies: the peers' part of the node (the rest is the controller's, or the boot's).
 # kernel: a device made again (the VTEP of a host that moved) gets its per-device settings (rp_filter) back.
 PARTS = ('backend', 'kernel', 'nftables', 'saved contract')
-
-
-def _shutdown(connection):
-    """End a watch's stream: its thread's read returns and the thread ends."""
-    if connection is not None and connection.sock is not None:
-        try:
-            connection.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 class ApplyFailed(OverlayMeshError):
@@ -87,8 +78,8 @@ class Agent(object):
         self.prefix = settings['prefix'].rstrip('/')
         self.subnets = self.prefix + '/subnets/'
         self.flannel_peers = settings.get('flannel_peers')
-        self.client = self._client(settings)
-        self._made_from = self._credential_files()
+        self.client = _agent_etcd.client(settings)
+        self._made_from = self._rotation_seen = _agent_etcd.credential_files(self.raw['agent'])
         self.kvs = {}            # key -> (host or None, record, value JSON, mod_revision)
         self._checked = {}       # peer entry (JSON) -> whether it passed the contract's checks
         self._skipped = set()    # what was logged as skipped
@@ -96,8 +87,9 @@ class Agent(object):
         self.revision = 0
         # The highest revision applied, kept across restarts and reboots beside node.json (files.AGENT_MARK_FILE).
         self.mark_path = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.basename(_node_files.AGENT_MARK_FILE))
-        self.mark = self._read_mark()
         self.kept = {}           # name -> peer: what an etcd gone back in time lost, kept until it is back
+        self.mark = self._read_mark()
+        self._mark_saved = {'revision': self.mark, 'kept': sorted(self.kept)}
         self.events = queue.Queue()
         self.watch_connection = None
         self._watch_lock = threading.Lock()
@@ -120,37 +112,23 @@ class Agent(object):
         self.saved_text, self.raw, self.node = text, node.data, node
         return True
 
-    @staticmethod
-    def _client(settings):
-        password = None
-        if settings.get('password_file'):
-            with open(settings['password_file']) as handle:
-                password = handle.read().strip()
-        return _etcd.EtcdClient(settings['endpoints'], ca_file=settings.get('ca_file'), cert_file=settings.get('cert_file'),
-                                key_file=settings.get('key_file'), user=settings.get('user'), password=password,
-                                timeout=settings.get('timeout') or 5)
-
-    def _credential_files(self):
-        """The client's credential files as they are on disk now (path, mtime, size): a rotation changes it."""
-        found = []
-        for key in ('password_file', 'ca_file', 'cert_file', 'key_file'):
-            path = self.raw['agent'].get(key)
-            try:
-                stat = os.stat(path) if path else None
-            except OSError:
-                stat = None
-            found.append((path, stat.st_mtime_ns, stat.st_size) if stat else (path, None, None))
-        return found
-
     def reconnect_if_rotated(self):
         """site copied new credentials (a password or certificate rotated; the same paths, so no restart): a new
         client with them. True when it did."""
-        now = self._credential_files()
+        now = _agent_etcd.credential_files(self.raw['agent'])
         if now == self._made_from:
+            return False
+        if now != self._rotation_seen:  # site copies them one at a time: wait until they stay as they are
+            self._rotation_seen = now
+            return False
+        try:
+            client = _agent_etcd.client(self.raw['agent'])
+        except (OSError, ValueError) as exc:  # unreadable, or a certificate without its key: the old client stays
+            self.log('the etcd credentials changed but cannot be used yet: %s' % exc)
             return False
         self.log('the etcd credentials changed: connecting with the new ones')
         self.client.close()
-        self.client, self._made_from = self._client(self.raw['agent']), now
+        self.client, self._made_from = client, now
         return True
 
     def peers(self):
@@ -179,23 +157,12 @@ class Agent(object):
                 self.log('%s is in etcd again' % name)
                 del self.kept[name]
             found += [self.kept[name] for name in sorted(self.kept)]
-        return self._distinct(found)
-
-    def _distinct(self, peers):
-        """The peers, less any whose subnet, address or MAC an earlier one (by name) has: the node contract refuses both."""
-        taken, kept = {}, []
-        own = self.raw['underlay']['address']
-        for peer in peers:
-            claims = [('subnet', peer.get('subnet')), ('subnet', peer.get('ipv6_subnet')), ('address', peer.get('underlay')),
-                      ('MAC', peer.get('vtep_mac')), ('key', peer.get('public_key'))]
-            clash = [(what, value, taken[(what, value)]) for what, value in claims if value and (what, value) in taken]
-            if peer.get('underlay') == own:
-                clash.append(('address', own, 'this host'))
-            if clash:
-                self._skip('the lease of %s: %s' % (peer['name'], '; '.join('%s %s is also %s\'s' % c for c in clash)))
-                continue
-            taken.update(((what, value), peer['name']) for what, value in claims if value)
-            kept.append(peer)
+        # a subnet, address or MAC claimed twice (a host renamed in the inventory): the newest lease has it
+        newest = [host for _mod, host in sorted(((mod, host) for host, _record, _data, mod in self.kvs.values() if host), reverse=True)]
+        kept, refused = schema.distinct_peers(found, type(backend), first=newest + [peer['name'] for peer in found],
+                                              own_address=self.raw['underlay']['address'])
+        for peer, why in refused:
+            self._skip('the lease of %s: %s' % (peer['name'], why))
         return kept
 
     def _skip(self, message):
@@ -220,9 +187,13 @@ class Agent(object):
         node's lock, on node.json as it is now (a site run may have changed it), which is then saved."""
         host = _host.Host()
         failure = None
+        forgot = False
         with host.locked():
             try:
                 reloaded = self._load()  # a site run saved another contract: all of it again
+                if reloaded:  # ... with the peers from the leases: the controller decided about any kept ones
+                    forgot = self._forget_kept()
+                    peers = self.peers()
                 raw = dict(self.raw, peers=peers)
                 if underlay:
                     raw['underlay'] = dict(raw['underlay'], **underlay)
@@ -240,6 +211,8 @@ class Agent(object):
                 failure = exc
             host.record_apply('agent', failure, agent=self._status())
         count = self.last_changes = len(host.report.changes)
+        if forgot:
+            self._settle()
         if failure is not None:
             raise ApplyFailed('%s: failed: %s' % (what, failure))
         if count:
@@ -248,19 +221,28 @@ class Agent(object):
 
     # ---- etcd going back in time ------------------------------------------------------------------
     def _read_mark(self):
+        """The saved revision, and the peers kept when it was saved (taken back from node.json: a restart or reboot
+        must not drop them)."""
         try:
             with open(self.mark_path) as handle:
-                return int(json.load(handle)['revision'])
-        except (OSError, ValueError, KeyError, TypeError):
+                saved = json.load(handle)
+            kept = set(saved.get('kept') or [])
+            self.kept = dict((peer['name'], peer) for peer in self.raw.get('peers') or [] if peer['name'] in kept)
+            return int(saved['revision'])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return 0
 
     def _save_mark(self):
-        """Remember the revision applied, while nothing is kept: it is what etcd had when the peers matched it."""
-        if self.kept or self.revision == self.mark:
+        """Remember the revision applied while nothing is kept (what etcd had when the peers matched it), and the
+        names of the peers kept."""
+        if not self.kept:
+            self.mark = self.revision
+        saved = {'revision': self.mark, 'kept': sorted(self.kept)}
+        if saved == self._mark_saved:
             return
         try:
-            _host.write_atomic(self.mark_path, json.dumps({'revision': self.revision}) + '\n')
-            self.mark = self.revision
+            _host.write_atomic(self.mark_path, json.dumps(saved) + '\n')
+            self._mark_saved = saved
         except OSError as exc:
             self.log('could not save %s: %s' % (self.mark_path, exc))
 
@@ -272,11 +254,19 @@ class Agent(object):
             if peer['name'] not in listed and peer['name'] not in self.kept:
                 self.kept[peer['name']] = peer
 
+    def _forget_kept(self):
+        """A site run saved this host's contract: the controller decided which peers it has, the kept ones included."""
+        if not self.kept:
+            return False
+        self.log('a site run saved node.json: no longer keeping %s' % ', '.join(sorted(self.kept)))
+        self.kept = {}
+        return True
+
     def _settle(self):
         """synced, or degraded while peers etcd lost are kept."""
+        self._save_mark()
         if not self.kept:
             self._set_state('synced', '')
-            self._save_mark()
             return
         self._set_state('degraded', 'etcd went back in time (it lists revision %d, this host had applied %d: restored from an older '
                                     'snapshot?): keeping %d peer(s) it no longer has (%s); run site on the group to register them '
@@ -286,6 +276,7 @@ class Agent(object):
     def resync(self):
         """List the prefix and apply every peer: at start, after a compaction, a reconnect or an outage."""
         revision, kvs = self.client.range_prefix(self.subnets)
+        self.mark = max(self.mark, self.revision) if not self.kept else self.mark  # what this process applied counts too
         self.kvs = {}
         for key, value, mod, _lease in kvs:
             self._take(key, value, mod)
@@ -381,7 +372,7 @@ class Agent(object):
             if generation == self._watch_generation:
                 self.watch_connection = connection
                 return
-        _shutdown(connection)
+        _agent_etcd.shutdown(connection)
 
     def _start_watch(self, events):
         with self._watch_lock:
@@ -392,7 +383,7 @@ class Agent(object):
         with self._watch_lock:
             self._watch_generation += 1
             connection, self.watch_connection = self.watch_connection, None
-        _shutdown(connection)
+        _agent_etcd.shutdown(connection)
 
     # ---- state -----------------------------------------------------------------------------------
     def _status(self):
@@ -419,10 +410,12 @@ class Agent(object):
     # ---- the loop ----------------------------------------------------------------------------------
     def run_once(self):
         """List, apply, then follow the watch until something goes wrong (raises EtcdError)."""
-        self.resync()
         # the watch has a connection of its own (the client's are this thread's); a new queue per watch, so
-        # that the end of an earlier one cannot end this one
+        # that the end of an earlier one cannot end this one; made before the list, so that an address event
+        # during it is not lost with the old queue
         self.events = events = queue.Queue()
+        self._address_pending.clear()
+        self.resync()
         self._start_watch(events)
         due = time.monotonic() + HEALTH_EVERY
         try:
@@ -444,11 +437,7 @@ class Agent(object):
                     self.reconnect_if_rotated()
                     self.client.serving(self.subnets)
                     if _host.Host.read(self.path) != self.saved_text:  # a site run applied (older) peers meanwhile
-                        if self.kept:  # ... from the leases as they are: the controller decided about the lost ones
-                            self.log('a site run saved node.json: no longer keeping %s' % ', '.join(sorted(self.kept)))
-                            self.kept = {}
                         self._apply(self.peers(), 'node.json saved by a site run: the peers from the leases again')
-                        self._settle()
                     self._save_mark()
         finally:
             self._stop_watch()

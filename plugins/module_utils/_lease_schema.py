@@ -144,3 +144,26 @@ def contract_peers(host, leases, members, backend):
         peer.update((key, record[key]) for key in needed + sorted(backend.PEER_OPTIONS) + ['ipv6_subnet'] if record.get(key))
         peers.append(peer)
     return peers
+
+
+def distinct_peers(peers, backend, first=None, own_address=None):
+    """(kept, refused) of peers two of which may claim the same subnet, underlay address or unique published field
+    (Backend.UNIQUE_PEER_OPTIONS: a VTEP MAC): a host renamed in the inventory leaves a lease with its old name, and
+    the node contract refuses both. The claim goes to the peer named first in ``first`` (default: the order given),
+    and to none that has this host's own address. ``kept`` keeps the given order; ``refused``: [(peer, why)]."""
+    rank = {}
+    for name in (first if first is not None else [peer['name'] for peer in peers]):
+        rank.setdefault(name, len(rank))
+    taken, winners, refused = {}, set(), []
+    for peer in sorted(peers, key=lambda peer: rank.get(peer['name'], len(rank))):
+        claims = [('subnet', peer.get('subnet')), ('subnet', peer.get('ipv6_subnet')), ('address', peer.get('underlay'))]
+        claims += [(key, peer.get(key)) for key in sorted(backend.UNIQUE_PEER_OPTIONS)]
+        clash = [(what, value, taken[(what, value)]) for what, value in claims if value and (what, value) in taken]
+        if own_address and peer.get('underlay') == own_address:
+            clash.append(('address', own_address, 'this host'))
+        if clash:
+            refused.append((peer, '; '.join("%s %s is also %s's" % one for one in clash)))
+            continue
+        taken.update(((what, value), peer['name']) for what, value in claims if value)
+        winners.add(peer['name'])
+    return [peer for peer in peers if peer['name'] in winners], refused

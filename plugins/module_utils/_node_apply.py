@@ -42,7 +42,7 @@ CORE_MODULES = (
     '_errors', '_spec', '_identity', '_host', '_docker', '_underlay', '_nftables', '_node_files', '_node_spec', '_node_apply',
     '_node_boot', '_netlink_changes', '_netlink_compat', '_netlink_links', '_netlink_objects', '_netlink_peer_state',
     '_netlink_peers', '_netlink_validate', '_netlink_core', '_netlink_wire', '_netlink_routes', '_backends', '_backends.base',
-    '_backends.registry', '_etcd', '_lease_schema', '_flannel_interop', '_agent', '_agent_address',
+    '_backends.registry', '_etcd', '_lease_schema', '_flannel_interop', '_agent', '_agent_address', '_agent_etcd',
 )
 
 

@@ -266,10 +266,16 @@ def node_contract(variables, host, info=None, leases=None, members=None):
             contract['ipv6_subnet'] = lease.get('ipv6_subnet')
         backend = registry.get(kind)
         if backend is not None:
-            peer_hosts = list(members or [])
-            if agent:  # the agents follow every lease in etcd, a host gone from the inventory included: site gives the same peers
-                peer_hosts += leases.get('orphaned') or []
-            contract['peers'] = _lease_schema.contract_peers(host, leases.get('leases') or {}, peer_hosts, backend)
+            records = leases.get('leases') or {}
+            contract['peers'] = _lease_schema.contract_peers(host, records, members or [], backend)
+            orphaned = [name for name in leases.get('orphaned') or [] if name not in (members or [])]
+            if agent and orphaned:
+                # the agents follow every lease in etcd, a host gone from the inventory included: site gives the same
+                # peers, less a lease that claims what a host of the group has (its old name after a rename)
+                peers = contract['peers'] + _lease_schema.contract_peers(host, records, orphaned, backend)
+                kept, refused = _lease_schema.distinct_peers(peers, backend, first=[peer['name'] for peer in contract['peers']])
+                left_out = set(peer['name'] for peer, _why in refused if peer['name'] in orphaned)
+                contract['peers'] = sorted((peer for peer in peers if peer['name'] not in left_out), key=lambda peer: peer['name'])
             # hosts of a fleet running flanneld, from the etcd registry (mesh_node_etcd_flannel_peers)
             contract['peers'] += [dict(record, name=name) for name, record in sorted((leases.get('flannel_peers') or {}).items())]
     try:

@@ -24,6 +24,7 @@ import pytest
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _agent
 from ansible_collections.overlay.mesh.plugins.module_utils import _agent_address
+from ansible_collections.overlay.mesh.plugins.module_utils import _agent_etcd
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
 from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema as schema
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_apply
@@ -154,7 +155,8 @@ def test_the_installed_engine_starts_the_agent_without_ansible(tmp_path):
 
 def test_a_host_renamed_or_impersonated_blocks_nobody(agent):
     """Two leases naming one host, or a second host with the same address or MAC (a host renamed in the inventory
-    keeps its machine): the contract would refuse the whole list, so those are left out, the others applied."""
+    keeps its machine): the contract would refuse the whole list, so those are left out (of two claims, the newer
+    lease keeps it), the others applied."""
     agent.on_events([('PUT',) + lease('node2', '10.244.7.0/24', '198.18.0.17', '02:00:00:00:02:07') + (20,),
                      ('PUT',) + lease('node2-renamed', '10.244.8.0/24', '198.18.0.12', '02:00:00:00:02:02') + (20,),
                      ('PUT',) + lease('node9', '10.244.9.0/24', '198.18.0.19', '02:00:00:00:02:09') + (20,)])
@@ -163,8 +165,10 @@ def test_a_host_renamed_or_impersonated_blocks_nobody(agent):
     assert names(changed) == ['node2-renamed', 'node9'] and names(removed) == ['node2']
     assert any('node2 has 2 leases' in line for line in agent.lines)
     agent.on_events([('DELETE', lease('node2', '10.244.7.0/24', '198.18.0.17', '')[0], '', 21)])
-    assert names(agent.raw['peers']) == ['node2', 'node9']  # one key again: node2 back, its twin still left out
-    assert any("the lease of node2-renamed: address 198.18.0.12 is also node2's" in line for line in agent.lines)
+    # one key again, but node2's lease is older than its twin's, which has its address and MAC (node2 renamed): the
+    # newest lease keeps the claim, as site gives it to the host in the inventory
+    assert names(agent.raw['peers']) == ['node2-renamed', 'node9']
+    assert any("the lease of node2: address 198.18.0.12 is also node2-renamed's" in line for line in agent.lines)
 
 
 def test_only_global_address_events_wake_the_agent():
@@ -304,8 +308,8 @@ def test_rotated_credentials_are_used_without_a_restart(agent, tmp_path, monkeyp
         secret = tmp_path / 'password'
         secret.write_text('old\n')
         agent.raw['agent'] = dict(agent.raw['agent'], endpoints=cluster.endpoints, user='node1', password_file=str(secret))
-        agent.client = agent._client(agent.raw['agent'])  # pylint: disable=protected-access
-        agent._made_from = agent._credential_files()  # pylint: disable=protected-access
+        agent.client = _agent_etcd.client(agent.raw['agent'])
+        agent._made_from = agent._rotation_seen = _agent_etcd.credential_files(agent.raw['agent'])  # pylint: disable=protected-access
         agent.resync()
         assert not agent.reconnect_if_rotated()
 
@@ -324,6 +328,7 @@ def test_rotated_credentials_are_used_without_a_restart(agent, tmp_path, monkeyp
                 time.sleep(0.1)
         with pytest.raises(_agent._etcd.EtcdError):  # the old client: its password is refused  # pylint: disable=protected-access
             agent.client.range_prefix(SUBNETS)
+        assert not agent.reconnect_if_rotated()  # changed since the last look: until they stay as they are
         assert agent.reconnect_if_rotated() and any('credentials changed' in line for line in agent.lines)
         agent.resync()
         assert agent.state['state'] == 'synced'
@@ -347,3 +352,42 @@ def test_site_gives_the_peers_the_agent_has_with_a_host_gone_from_the_inventory(
     without_agent, _warnings = _node_inputs.node_contract(dict(variables, mesh_node_agent=False), 'node1', info=info, leases=leases,
                                                           members=['node1', 'node2'])
     assert names(without_agent['peers']) == ['node2']  # site alone: the inventory decides, the lease is kept unused
+
+
+def test_a_host_renamed_in_the_inventory_keeps_its_peers_on_both_sides(agent):
+    """node2 renamed node2b (same machine: same address and MAC, a new lease): site gives node2b, the host in the
+    group, the claim, and leaves node2's stale lease out, as the agents do (newest lease); no contract is refused."""
+    from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_inputs  # pylint: disable=import-outside-toplevel
+    agent.on_events([('PUT',) + lease('node2b', '10.244.12.0/24', '198.18.0.12', '02:00:00:00:02:02') + (40,)])
+    records = dict((host, record) for host, record, _data, _mod in agent.kvs.values())
+    variables = {'mesh_node_registry': 'etcd', 'mesh_node_agent': True, 'mesh_node_etcd_endpoints': ['http://198.18.0.11:2379'],
+                 'mesh_node_network': '10.244.0.0/16'}
+    info = {'underlay': {'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500, 'network': '198.18.0.0/24'},
+            'identity': {'backend': {'type': 'vxlan', 'mac': '02:00:00:00:02:01'}}}
+    leases = {'network': '10.244.0.0/16', 'leases': records, 'orphaned': ['node2']}
+    contract, _warnings = _node_inputs.node_contract(variables, 'node1', info=info, leases=leases, members=['node1', 'node2b'])
+    assert names(contract['peers']) == ['node2b'] and contract['peers'] == agent.raw['peers']
+
+
+def test_kept_peers_survive_a_restart_after_etcd_moved_on(agent, monkeypatch):
+    """After a rewind the kept peers are saved by name: an agent restarted (or rebooted) later, when etcd's revision
+    has passed the old mark again, still keeps them until their leases are back or a site run decides."""
+    monkeypatch.setattr(agent, 'check_address', lambda: None)
+    node1, node2 = lease('node1', '10.244.1.0/24', '198.18.0.11', '02:00:00:00:02:01'), lease('node2', '10.244.2.0/24', '198.18.0.12', '02:00:00:00:02:02')
+    node3 = lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03')
+    agent.client = Listing(50, [node1, node2, node3])
+    agent.resync()
+    agent.client = Listing(30, [node1, node2])
+    agent.resync()
+    assert sorted(agent.kept) == ['node3']
+    with open(agent.path, 'w') as handle:  # what _apply saved (stubbed here)
+        json.dump(agent.raw, handle)
+
+    restarted = _agent.Agent(agent.path, out=list().append)
+    assert sorted(restarted.kept) == ['node3'] and restarted.mark == 50
+    monkeypatch.setattr(restarted, 'check_address', lambda: None)
+    monkeypatch.setattr(restarted, '_apply', lambda peers, what, **_kw: setattr(restarted, 'raw', dict(restarted.raw, peers=peers)))
+    monkeypatch.setattr(restarted, '_write_status', lambda: None)
+    restarted.client = Listing(80, [node1, node2])  # many writes since the restore: above the old mark
+    restarted.resync()
+    assert names(restarted.raw['peers']) == ['node2', 'node3'] and restarted.state['state'] == 'degraded'
