@@ -336,36 +336,33 @@ def test_rotated_credentials_are_used_without_a_restart(agent, tmp_path, monkeyp
         cluster.stop()
 
 
-def test_site_gives_the_peers_the_agent_has_with_a_host_gone_from_the_inventory(agent):
-    """A host dropped from the inventory without remove keeps its lease (it may be back): the agents keep it as a
-    peer, so site must too, or each site run would take it away and the agents put it back (never changed=0)."""
+def site_contract(agent, members, orphaned, agent_on=True):
+    """node1's contract as site builds it on the controller, from the leases the agent holds."""
     from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_inputs  # pylint: disable=import-outside-toplevel
-    agent.on_events([('PUT',) + lease('ghost', '10.244.9.0/24', '198.18.0.19', '02:00:00:00:02:09') + (30,)])
     records = dict((host, record) for host, record, _data, _mod in agent.kvs.values())
-    variables = {'mesh_node_registry': 'etcd', 'mesh_node_agent': True, 'mesh_node_etcd_endpoints': ['http://198.18.0.11:2379'],
+    variables = {'mesh_node_registry': 'etcd', 'mesh_node_agent': agent_on, 'mesh_node_etcd_endpoints': ['http://198.18.0.11:2379'],
                  'mesh_node_network': '10.244.0.0/16'}
     info = {'underlay': {'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500, 'network': '198.18.0.0/24'},
             'identity': {'backend': {'type': 'vxlan', 'mac': '02:00:00:00:02:01'}}}
-    leases = {'network': '10.244.0.0/16', 'leases': records, 'orphaned': ['ghost']}
-    contract, _warnings = _node_inputs.node_contract(variables, 'node1', info=info, leases=leases, members=['node1', 'node2'])
+    leases = {'network': '10.244.0.0/16', 'leases': records, 'orphaned': orphaned}
+    return _node_inputs.node_contract(variables, 'node1', info=info, leases=leases, members=members)[0]
+
+
+def test_site_gives_the_peers_the_agent_has_with_a_host_gone_from_the_inventory(agent):
+    """A host dropped from the inventory without remove keeps its lease (it may be back): the agents keep it as a
+    peer, so site must too, or each site run would take it away and the agents put it back (never changed=0)."""
+    agent.on_events([('PUT',) + lease('ghost', '10.244.9.0/24', '198.18.0.19', '02:00:00:00:02:09') + (30,)])
+    contract = site_contract(agent, ['node1', 'node2'], ['ghost'])
     assert contract['peers'] == agent.raw['peers'] and names(contract['peers']) == ['ghost', 'node2']
-    without_agent, _warnings = _node_inputs.node_contract(dict(variables, mesh_node_agent=False), 'node1', info=info, leases=leases,
-                                                          members=['node1', 'node2'])
+    without_agent = site_contract(agent, ['node1', 'node2'], ['ghost'], agent_on=False)
     assert names(without_agent['peers']) == ['node2']  # site alone: the inventory decides, the lease is kept unused
 
 
 def test_a_host_renamed_in_the_inventory_keeps_its_peers_on_both_sides(agent):
     """node2 renamed node2b (same machine: same address and MAC, a new lease): site gives node2b, the host in the
     group, the claim, and leaves node2's stale lease out, as the agents do (newest lease); no contract is refused."""
-    from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_inputs  # pylint: disable=import-outside-toplevel
     agent.on_events([('PUT',) + lease('node2b', '10.244.12.0/24', '198.18.0.12', '02:00:00:00:02:02') + (40,)])
-    records = dict((host, record) for host, record, _data, _mod in agent.kvs.values())
-    variables = {'mesh_node_registry': 'etcd', 'mesh_node_agent': True, 'mesh_node_etcd_endpoints': ['http://198.18.0.11:2379'],
-                 'mesh_node_network': '10.244.0.0/16'}
-    info = {'underlay': {'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500, 'network': '198.18.0.0/24'},
-            'identity': {'backend': {'type': 'vxlan', 'mac': '02:00:00:00:02:01'}}}
-    leases = {'network': '10.244.0.0/16', 'leases': records, 'orphaned': ['node2']}
-    contract, _warnings = _node_inputs.node_contract(variables, 'node1', info=info, leases=leases, members=['node1', 'node2b'])
+    contract = site_contract(agent, ['node1', 'node2b'], ['node2'])
     assert names(contract['peers']) == ['node2b'] and contract['peers'] == agent.raw['peers']
 
 
