@@ -15,8 +15,8 @@ reboot and the next site run start from what the agent applied.
 
 etcd unreachable or without quorum never removes a peer: the last applied state stands, the agent
 says it is degraded (/run/overlay-mesh/agent.json and last-apply.json) and lists again once etcd serves.
-Nor does etcd going back in time (a restore from an older snapshot): a list below the highest revision the
-agent applied keeps the peers etcd lost until their leases are back or a site run decides.
+Nor does etcd going back in time (a restore from an older snapshot): a list below the revision of the last state
+the agent applied keeps the peers etcd lost until their leases are back or a site run decides.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class Agent(object):
         self._skipped = set()    # what was logged as skipped
         self._address_pending = threading.Event()
         self.revision = 0
-        # The highest revision applied, kept across restarts and reboots beside node.json (files.AGENT_MARK_FILE).
+        # The revision of the last state applied, and the peers kept, saved beside node.json (files.AGENT_MARK_FILE).
         self.mark_path = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.basename(_node_files.AGENT_MARK_FILE))
         self.kept = {}           # name -> peer: what an etcd gone back in time lost, kept until it is back
         self.mark = self._read_mark()
