@@ -48,17 +48,31 @@ def snapshot() -> dict:
     }
 
 
-def lab_leftovers() -> list[str]:
-    """Namespaces, state and processes of any lab: after `make test` none may remain."""
-    left = [f"network namespace {ns.name}" for ns in Path("/run/netns").glob("ovl-*")] if Path("/run/netns").is_dir() else []
-    left += [f"lab {name} ({overlay_lab.LAB_ROOT / name})" for name in overlay_lab.list_labs()]
-    left += [f"cgroup {cgroup}" for mount in overlay_lab.cgroup_hierarchies() for cgroup in sorted(Path(mount).glob("overlay-mesh-lab/*"))]
+def owned_by(resource: str, lab: str) -> bool:
+    """Whether a namespace, machine or cgroup name is lab `lab`'s own: ovl-<lab>-<host>, where host
+    names have no '-'. A substring test is not enough: lab "t-nat"'s names are inside "ovl-mol-nat-nat"."""
+    prefix = f"ovl-{lab}-"
+    return resource.startswith(prefix) and "-" not in resource[len(prefix):]
+
+
+def lab_leftovers(lab: str | None = None) -> list[str]:
+    """Namespaces, state and processes of any lab, or of lab `lab` only: after `make test` none may remain.
+    Another lab running beside the tests (a demo, a second checkout) is never counted against one lab."""
+    def wanted(resource):
+        return lab is None or owned_by(resource, lab)
+
+    netns = sorted(Path("/run/netns").glob("ovl-*")) if Path("/run/netns").is_dir() else []
+    left = [f"network namespace {ns.name}" for ns in netns if wanted(ns.name)]
+    left += [f"lab {name} ({overlay_lab.LAB_ROOT / name})" for name in overlay_lab.list_labs() if lab in (None, name)]
+    left += [f"cgroup {cgroup}" for mount in overlay_lab.cgroup_hierarchies()
+             for cgroup in sorted(Path(mount).glob("overlay-mesh-lab/*")) if wanted(cgroup.name)]
+    root = str(overlay_lab.LAB_ROOT if lab is None else overlay_lab.LAB_ROOT / lab).encode()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cmdline and cmdline[0].endswith(b"systemd-nspawn") and any(str(overlay_lab.LAB_ROOT).encode() in arg for arg in cmdline):
+        if cmdline and cmdline[0].endswith(b"systemd-nspawn") and any(root + b"/" in arg for arg in cmdline):
             left.append(f"process {proc.name}: {b' '.join(cmdline).decode(errors='replace')}")
     return left
 

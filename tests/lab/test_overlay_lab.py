@@ -24,6 +24,14 @@ def _exec(lab, host, *argv):
     return lab.exec(host, list(argv))
 
 
+def test_a_lab_counts_only_its_own_leftovers_not_a_lab_whose_name_contains_its_name():
+    # CI once failed here: lab "t-nat" took a stale "ovl-mol-nat-nat" for its own by substring.
+    assert rootns.owned_by("ovl-t-nat-nat", "t-nat") and rootns.owned_by("ovl-t-nat-node2", "t-nat")
+    assert not rootns.owned_by("ovl-mol-nat-nat", "t-nat")
+    assert not rootns.owned_by("ovl-t-nat-nat", "t")  # lab "t"'s router is ovl-t-nat, not ovl-t-nat-nat
+    assert rootns.owned_by("ovl-t-nat", "t")
+
+
 def test_two_labs_run_side_by_side_without_meeting(make_lab):
     before = rootns.snapshot()
     started = time.monotonic()
@@ -47,7 +55,7 @@ def test_two_labs_run_side_by_side_without_meeting(make_lab):
 
     # Taking one lab down leaves the other running and leaves nothing of itself behind.
     alpha.down(log=lambda *_: None)
-    leftovers = [item for item in rootns.lab_leftovers() if "t-alpha" in item]
+    leftovers = rootns.lab_leftovers("t-alpha")
     assert not leftovers
     assert not Path(alpha.dir).exists()
     assert all(beta.host_running(h) for h in beta.load()["hosts"].values())
@@ -58,7 +66,7 @@ def test_two_labs_run_side_by_side_without_meeting(make_lab):
     for key in before:
         if key != "lab_leftovers":
             assert before[key] == after[key], f"root namespace {key} changed"
-    assert [item for item in after["lab_leftovers"] if "t-beta" in item] == []
+    assert rootns.lab_leftovers("t-beta") == []
 
 
 def test_hosts_are_distinct_and_reboot_is_real(make_lab):
@@ -144,4 +152,4 @@ def test_hosts_behind_a_1to1_nat_are_reached_at_their_public_addresses_which_rem
     for key in before:
         if key != "lab_leftovers":
             assert before[key] == after[key], f"root namespace {key} changed"
-    assert [item for item in after["lab_leftovers"] if name in item] == []
+    assert rootns.lab_leftovers(name) == []
