@@ -200,6 +200,7 @@ def overlay_facts(saved):
     if saved is None:
         return {}
     return {'backend': saved.backend.name, 'device': saved.backend.device, 'ports': [list(p) for p in saved.backend.ports()],
+            'ip_protocols': list(saved.backend.IP_PROTOCOLS),
             'bridge': saved.bridge['name'], 'gateway': str(saved.gateway), 'vtep_address': str(saved.vtep_address),
             'subnet': str(saved.subnet), 'network': str(saved.network), 'mtu': saved.mtu,
             'underlay': saved.underlay['address'], 'peers': len(saved.peers),

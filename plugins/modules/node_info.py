@@ -123,10 +123,13 @@ node:
   returned: always
   type: dict
 overlay:
-  description: Values derived from RV(node); empty when the host is not a node.
+  description:
+    - Values derived from RV(node); empty when the host is not a node.
+    - C(ports) are the C([protocol, port]) the backend receives on, C(ip_protocols) the IP protocol numbers it
+      receives (a tunnel without ports); the host's nftables table lets only peers send to either.
   returned: always
   type: dict
-  sample: {backend: vxlan, device: mesh.1, ports: [[udp, 8472]], bridge: cni0, gateway: 10.244.1.1,
+  sample: {backend: vxlan, device: mesh.1, ports: [[udp, 8472]], ip_protocols: [], bridge: cni0, gateway: 10.244.1.1,
            vtep_address: 10.244.1.0, subnet: 10.244.1.0/24, network: 10.244.0.0/16, mtu: 1450, underlay: 198.18.0.11,
            peers: 2}
 record:

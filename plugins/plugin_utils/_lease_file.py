@@ -241,6 +241,14 @@ def write_lease_file(path, text, mode=None):
                        make_dirs=False, sync_dir=True)
 
 
+def replace_lease_file(path, old_text, new_text):
+    """Write ``new_text`` over a lease file that held ``old_text``, keeping that as the last good copy first
+    (prev_path: read_lease_file points to it when the file is damaged later)."""
+    if old_text:
+        write_lease_file(prev_path(path), old_text, mode=os.stat(path).st_mode & 0o7777)
+    write_lease_file(path, new_text)
+
+
 def lock_path(path):
     """The sidecar lock file: ``.<name>.lock`` beside the lease file (hidden, so an inventory directory ignores it)."""
     directory, name = os.path.split(os.path.abspath(path))

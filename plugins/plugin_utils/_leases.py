@@ -21,7 +21,7 @@ import os
 # pylint: disable=unused-import
 from ansible_collections.overlay.mesh.plugins.plugin_utils._lease_file import (  # noqa: F401
     END_LINE, FILE_FORMAT, LEASE_FILE_NAME, lock_path, locked, parse_lease_file, prev_path, read_lease_file, render_lease_file,
-    restore_hint, write_lease_file)
+    replace_lease_file, restore_hint, write_lease_file)
 from ansible_collections.overlay.mesh.plugins.plugin_utils._lease_pool import (  # noqa: F401
     DEFAULT_NETWORK, FIELD_V4, FIELD_V6, Config, LeaseError, Pool, _ip_text, _parse_cidr, _parse_ip, _text, default_subnet_len,
     make_config)
@@ -420,7 +420,5 @@ def update_lease_file(path, config, hosts, check_mode=False, lock_timeout=60.0, 
             raise
         new_text = render_lease_file(config, alloc.leases)
         if new_text != old_text and not check_mode:
-            if old_text:  # the last good copy, for a file damaged later (read_lease_file says where it is)
-                write_lease_file(prev_path(path), old_text, mode=os.stat(path).st_mode & 0o7777)
-            write_lease_file(path, new_text)
+            replace_lease_file(path, old_text, new_text)
     return alloc, old_text, new_text

@@ -58,7 +58,7 @@ def membership_problems(plan, groups, play_hosts, play_hosts_all):
 
 def read_plan(play_hosts, play_hosts_all, info_of):
     """After overlay.mesh.node_info: the hosts' own lease records and why not to go on (a host could not be read,
-    or lacks what a node needs), one message per host of the play (none to go on)."""
+    or lacks what a node needs), one message naming the play's hosts (none to go on)."""
     unreadable = [host for host in play_hosts_all if host not in play_hosts]
     unreadable += [host for host in play_hosts if (info_of(host) or {}).get('unreachable')]
     lacking = ['%s: %s' % (host, ((info_of(host) or {}).get('prerequisites') or {}).get('message')) for host in play_hosts
@@ -69,5 +69,13 @@ def read_plan(play_hosts, play_hosts_all, info_of):
                     ' entries are kept)' % ', '.join(unreadable))
     stop += lacking
     records = dict((host, (info_of(host) or {}).get('record')) for host in play_hosts)
+    # One message for the play, not one copy per host (a 100-host play would repeat it 100 times).
     return {'records': dict((host, record) for host, record in records.items() if record),
-            'stop': ['not changing anything on %s: %s' % (host, '; '.join(stop)) for host in play_hosts] if stop else []}
+            'stop': ['not changing anything on %s: %s' % (_hosts_phrase(play_hosts), '; '.join(stop))] if stop else []}
+
+
+def _hosts_phrase(hosts, shown=8):
+    """node1, node2, node3; or node1, ..., node8 and 92 more: a play can have hundreds."""
+    if len(hosts) <= shown:
+        return ', '.join(hosts)
+    return '%s and %d more' % (', '.join(hosts[:shown]), len(hosts) - shown)

@@ -322,5 +322,5 @@ def export_to_file(client, path, config, hosts, prefix=DEFAULT_PREFIX, check_mod
         alloc = _allocate(state, config, hosts, file_leases, inputs)
         new_text = L.render_lease_file(config, alloc.leases)
         if new_text != old_text and not check_mode:
-            L.write_lease_file(path, new_text)
+            L.replace_lease_file(path, old_text, new_text)
     return alloc, old_text, new_text

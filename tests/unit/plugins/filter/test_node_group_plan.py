@@ -6,6 +6,7 @@ role's group checks print (tests/integration/test_bad_input.py greps them on rea
 from __future__ import annotations
 
 from ansible_collections.overlay.mesh.plugins.filter import node_contract as module
+from ansible_collections.overlay.mesh.plugins.plugin_utils import _node_plan
 
 from test_node_contracts import hostvars, info
 
@@ -62,4 +63,12 @@ def test_after_the_hosts_are_read_it_gives_their_records_reports_and_why_not_to_
     facts['node3']['mesh_node__host'] = dict(info(3), prerequisites={'message': 'missing nft: apt install nftables'})
     assert plan(facts, play_all=HOSTS + ['node4'], info_key='mesh_node__host')['stop'] == [
         'not changing anything on %s: node4, node2 could not be read (unreachable or failed); fix it, or leave it out with --limit'
-        ' (its lease and peer entries are kept); node3: missing nft: apt install nftables' % host for host in HOSTS]
+        ' (its lease and peer entries are kept); node3: missing nft: apt install nftables' % ', '.join(HOSTS)]
+
+
+def test_a_large_play_is_told_why_not_to_go_on_once_naming_a_few_hosts():
+    play = ['node%d' % n for n in range(1, 101)]
+    infos = dict((host, {'unreachable': True} if host == 'node7' else {}) for host in play)
+    stop = _node_plan.read_plan([h for h in play if h != 'node7'], play, infos.get)['stop']
+    assert stop == ['not changing anything on node1, node2, node3, node4, node5, node6, node8, node9 and 91 more: node7 could not'
+                    ' be read (unreachable or failed); fix it, or leave it out with --limit (its lease and peer entries are kept)']

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema, _nftables
+from ansible_collections.overlay.mesh.plugins.module_utils import _lease_schema, _nftables, _node_module
 from ansible_collections.overlay.mesh.plugins.module_utils import _node_spec as spec
 from ansible_collections.overlay.mesh.plugins.module_utils._backends import registry
 from ansible_collections.overlay.mesh.plugins.plugin_utils import _leases as L
@@ -111,6 +111,9 @@ def test_its_ip_protocol_gets_the_peers_only_drop_and_notrack_rules():
                  'meta l4proto 4 ip saddr != @peers counter drop'):
         assert '\t\t%s\n' % rule in table, table
     assert 'dport' not in table
+    # node_info reports it beside the ports (verify and tests read these)
+    facts = _node_module.overlay_facts(node)
+    assert (facts['ports'], facts['ip_protocols']) == ([], [4])
 
 
 def test_registering_it_is_one_line_and_unregistering_leaves_the_registry_as_it_was(monkeypatch):

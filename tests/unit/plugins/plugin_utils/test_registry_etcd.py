@@ -185,6 +185,12 @@ def test_import_export_round_trip(store, tmp_path):
     back = tmp_path / 'back.yml'
     exported = R.export_to_file(client, str(back), config, ['a', 'c', 'x'], prefix=prefix)[0]
     assert L.read_lease_file(str(back))[1] == run.alloc.leases == exported.leases
+    assert not (tmp_path / '.back.yml.prev').exists()  # a new file has no earlier copy
+    # export over a file that has leases: it gains etcd's (x), and keeps its old text as the last good copy
+    before = source.read_text()
+    R.export_to_file(client, str(source), config, ['a', 'c', 'x'], prefix=prefix)
+    assert L.read_lease_file(str(source))[1] == run.alloc.leases
+    assert (tmp_path / '.leases.yml.prev').read_text() == before
     for host, rec in alloc.leases.items():
         assert run.alloc.leases[host] == rec
     R.update_etcd(client, config, [], prefix=prefix + '-copy', imported=L.read_lease_file(str(back))[1])
