@@ -205,6 +205,8 @@ def apply(node, host, previous=None, only=None):
         'saved contract': lambda: None if host.boot else _save(node, host),
         'agent': lambda: None if host.boot else _apply_agent(node, host, previous or {}),
     }
+    if not host.boot and (not only or 'files' in only):
+        files.check_placed(node.data, host)  # before anything changes (at boot, the files part alone refuses)
     failures = []
     for name in STEPS:
         if only and name not in only:
@@ -257,10 +259,8 @@ def _remove_leftovers(node, host, previous):
     old_bridge = (previous.get('bridge') or {}).get('name')
     if old_bridge and old_bridge != node.bridge['name']:
         _remove_bridge(host, old_bridge)
-    if previous.get('subnet_env') and previous['subnet_env'] != node['subnet_env']:
-        host.remove(previous['subnet_env'])
-    if previous.get('cni') and files.cni_conflist_path(previous) != files.cni_conflist_path(node.data):
-        host.remove(files.cni_conflist_path(previous))
+    # moved files: removed while they are still ours (what the contract writes now stays)
+    files.remove_placed(previous, host, keep=[path for _what, path, _var, _ours, _rule in files.placed_files(node.data)])
     if previous.get('ipv6_network') and previous['ipv6_network'] != node.data.get('ipv6_network'):
         routes.purge_network(host, previous.get('route_protocol') or node.route_protocol, previous['ipv6_network'])
 
@@ -280,6 +280,7 @@ def _apply_kernel(node, host):
 
 
 def _apply_files(node, host):
+    files.check_placed(node.data, host)
     host.ensure_file(node['subnet_env'], files.subnet_env(node.network, node.subnet, node.mtu, node['firewall']['masquerade'],
                                                           node.ipv6_network, node.ipv6_subnet))
     host.ensure_file(files.cni_conflist_path(node.data), files.cni_conflist(node))
@@ -321,13 +322,8 @@ def remove(host, wanted=None, previous=None):
     _nftables.remove(host)
     _docker.remove_rules(host)
     host.remove_unit(files.BOOT_UNIT, stop=True)
-    paths = [_host.SYSCTL_FILE, _host.NETWORKD_FILE, _host.RT_PROTOS_FILE]
-    if previous:
-        if previous.get('subnet_env'):
-            paths.append(previous['subnet_env'])
-        if previous.get('cni'):
-            paths.append(files.cni_conflist_path(previous))
-    for path in sorted(set(paths)):
+    for path in (_host.SYSCTL_FILE, _host.NETWORKD_FILE, _host.RT_PROTOS_FILE):
         host.remove(path)
+    files.remove_placed(previous, host)  # subnet.env and the conflist, while they are still ours
     for path in _host.OWN_DIRS:
         host.remove(path)

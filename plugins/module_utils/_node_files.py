@@ -8,8 +8,11 @@ Standard library only."""
 from __future__ import annotations
 
 import json
+import os
+import re
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _host
+from ansible_collections.overlay.mesh.plugins.module_utils._errors import OverlayMeshError
 
 BOOT_UNIT = 'overlay-mesh.service'
 APPLY_COMMAND = _host.LIB_DIR + '/overlay-mesh-apply'
@@ -78,6 +81,107 @@ def cni_conflist(node):
 
 def cni_conflist_path(data):
     return '%s/10-%s.conflist' % (data['cni']['conf_dir'].rstrip('/'), data['cni']['network_name'])
+
+
+# ---- the files a setting places: written only over what is ours, removed only while ours -------------
+# A line of flannel's subnet.env format (flanneld's own /run/flannel/subnet.env is taken over on purpose).
+SUBNET_ENV_LINE = re.compile(r'^(#.*|FLANNEL_[A-Z0-9_]+=\S*)?$')
+SUBNET_ENV_RULE = 'only comments, blank lines and FLANNEL_* lines, flannel\'s subnet.env format'
+
+
+class FileRefused(OverlayMeshError):
+    """A file the node would write (or its directory) is not the node's to replace; nothing was changed."""
+
+
+def subnet_env_is_ours(text, _data=None):
+    """True when text is flannel's subnet.env format: ours to replace or remove (ours, or flanneld's)."""
+    return all(SUBNET_ENV_LINE.match(line.strip()) for line in text.splitlines())
+
+
+def conflist_is_ours(text, data):
+    """True when text is the conflist cni_conflist() writes, of the contract's network: its "name", and its plugins
+    the bridge plugin without ipMasq (the node's table masquerades), then portmap. Ours to replace or remove;
+    another tool's network of the same name (podman's masquerades, and has a firewall plugin) is not."""
+    try:
+        conflist = json.loads(text)
+    except ValueError:
+        return False
+    if not isinstance(conflist, dict) or conflist.get('name') != data['cni']['network_name']:
+        return False
+    plugins = conflist.get('plugins')
+    if not isinstance(plugins, list) or not plugins or not all(isinstance(plugin, dict) for plugin in plugins):
+        return False
+    return [plugin.get('type') for plugin in plugins] in (['bridge'], ['bridge', 'portmap']) and plugins[0].get('ipMasq') is False
+
+
+def placed_files(data):
+    """The files of a (saved or new) contract whose place a role variable gives:
+    (what, path, the role variable(s), is_ours(text, data), the rule for messages)."""
+    result = []
+    if data.get('subnet_env'):
+        result.append(('subnet.env', data['subnet_env'], 'mesh_node_subnet_env_file', subnet_env_is_ours, SUBNET_ENV_RULE))
+    if (data.get('cni') or {}).get('conf_dir') and data['cni'].get('network_name'):
+        result.append(('CNI conflist', cni_conflist_path(data), 'mesh_node_cni_conf_dir, mesh_node_cni_network_name',
+                       conflist_is_ours, 'the conflist of network %s: the bridge plugin without ipMasq, then portmap'
+                       % data['cni']['network_name']))
+    return result
+
+
+def _foreign(host, path, is_ours, data):
+    """Why the file at path is not ours to replace or remove, or None (ours, or no file there)."""
+    if not os.path.lexists(path):
+        return None
+    if os.path.isdir(path):
+        return 'is a directory'
+    if not os.path.isfile(path):
+        return 'is not a regular file'
+    try:
+        text = host.read(path, binary=True).decode('utf-8')
+    except UnicodeDecodeError:
+        return 'holds binary data'
+    return None if is_ours(text, data) else 'holds what overlay.mesh did not write'
+
+
+def _parent_problem(path):
+    """Why the directory of path can be neither used nor made, or None: the nearest existing ancestor must be a
+    directory."""
+    parent = os.path.dirname(path)
+    while parent and not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        return '%s is not a directory' % parent
+    return None
+
+
+def check_placed(data, host):
+    """Before any change: every placed file's directory can be made and its current file is ours (or absent).
+    Raises FileRefused naming each path, its role variable and why (check mode says the same)."""
+    problems = []
+    for what, path, variable, is_ours, rule in placed_files(data):
+        reason = _parent_problem(path)
+        if reason is None:
+            reason = _foreign(host, path, is_ours, data)
+            if reason is not None and reason.startswith('holds'):
+                reason += ' (ours: %s)' % rule
+        if reason is not None:
+            problems.append('%s %s (role variable %s): %s' % (what, path, variable, reason))
+    if problems:
+        raise FileRefused('not writing over what is not overlay.mesh\'s, nothing changed: %s; move that file away or'
+                          ' choose another path' % '; '.join(problems))
+
+
+def remove_placed(data, host, keep=()):
+    """Remove the placed files of a saved contract (but not the paths in keep) that are still ours; one that is not
+    is left where it is, with a warning."""
+    for what, path, variable, is_ours, rule in placed_files(data or {}):
+        if path in keep or not os.path.lexists(path):
+            continue
+        reason = _foreign(host, path, is_ours, data)
+        if reason is None:
+            host.remove(path)
+        else:
+            host.report.warnings.append('left %s %s (role variable %s) in place: it %s (ours: %s); overlay.mesh wrote it'
+                                        ' once, remove it yourself if it is no longer needed' % (what, path, variable, reason, rule))
 
 
 def networkd_unmanaged(devices):

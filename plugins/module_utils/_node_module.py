@@ -59,7 +59,7 @@ def fail(module, exc, host=None):
     if host is not None and host.report.changes:
         extra['changes'] = host.report.changes
         msg += ' (changes made before the failure: %d, listed in changes)' % len(host.report.changes)
-    module.fail_json(msg=msg, **extra)
+    module.fail_json(msg=msg, changed=bool(extra.get('changes')), **extra)
 
 
 def run_node(module):

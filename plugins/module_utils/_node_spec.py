@@ -23,6 +23,8 @@ below and apply it with _node_apply.apply(). Documented in docs/node.md. Standar
 from __future__ import annotations
 
 import ipaddress
+import posixpath
+import re
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _identity
 from ansible_collections.overlay.mesh.plugins.module_utils import _netlink_validate as validate
@@ -37,6 +39,8 @@ DEFAULT_CNI_NETWORK = 'overlay-mesh'
 DEFAULT_BACKEND = registry.DEFAULT
 # Below this, the kernel disables IPv6 on a device.
 IPV6_MIN_MTU = 1280
+# A CNI network's name (the CNI spec's): also the conflist's file name, 10-<name>.conflist.
+CNI_NETWORK_NAME = re.compile(r'^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$')
 
 
 def _address(value, what):
@@ -64,6 +68,29 @@ def _ipv6_network(value, what):
     if network.version != 6:
         raise validate.ValidationError('%s %s is not an IPv6 network' % (what, network))
     return str(network)
+
+
+def _path(value, what):
+    """An absolute, normalised path (a file or directory the node writes or reads): never relative, no '..',
+    no NUL, no trailing '/', nothing that normalising would change ('//', '/./')."""
+    if '\0' in value:
+        raise validate.ValidationError('%r contains a NUL character' % value)
+    if not value.startswith('/'):
+        raise validate.ValidationError('%r is not an absolute path' % value)
+    if '..' in value.split('/'):
+        raise validate.ValidationError("%r has a '..' component: give the path it means" % value)
+    if value == '/' or value.endswith('/'):
+        raise validate.ValidationError("%r ends with '/': give the path without it" % value)
+    if posixpath.normpath(value) != value:
+        raise validate.ValidationError('%r is not normalised: give %s' % (value, posixpath.normpath(value)))
+    return value
+
+
+def _cni_network_name(value, what):
+    if not CNI_NETWORK_NAME.match(value):
+        raise validate.ValidationError("%r is not a CNI network name (letters, digits, '_', '.', '-'; a letter or digit"
+                                       ' first)' % value)
+    return value
 
 
 PEER_OPTIONS = {
@@ -108,10 +135,10 @@ OPTIONS = {
         'rp_filter': {'type': 'int', 'default': 2, 'choices': [0, 1, 2]},
     }},
     'route_protocol': {'type': 'int', 'default': validate.ROUTE_PROTOCOL, 'check': validate.route_protocol},
-    'subnet_env': {'type': 'path', 'default': DEFAULT_SUBNET_ENV},
+    'subnet_env': {'type': 'path', 'default': DEFAULT_SUBNET_ENV, 'check': _path},
     'cni': {'type': 'dict', 'options': {
-        'conf_dir': {'type': 'path', 'default': DEFAULT_CNI_CONF_DIR},
-        'network_name': {'type': 'str', 'default': DEFAULT_CNI_NETWORK},
+        'conf_dir': {'type': 'path', 'default': DEFAULT_CNI_CONF_DIR, 'check': _path},
+        'network_name': {'type': 'str', 'default': DEFAULT_CNI_NETWORK, 'check': _cni_network_name},
     }},
     # the node agent (docs/agent.md): follows the leases in etcd and applies them to the peers without a controller run
     'agent': {'type': 'dict', 'options': {
@@ -119,11 +146,11 @@ OPTIONS = {
         'name': {'type': 'str'},  # the host's name in its lease (OverlayMesh.host): its inventory name
         'endpoints': {'type': 'list', 'elements': 'str', 'default': []},
         'prefix': {'type': 'str', 'default': '/coreos.com/network'},
-        'ca_file': {'type': 'path'},
-        'cert_file': {'type': 'path'},
-        'key_file': {'type': 'path'},
+        'ca_file': {'type': 'path', 'check': _path},
+        'cert_file': {'type': 'path', 'check': _path},
+        'key_file': {'type': 'path', 'check': _path},
         'user': {'type': 'str'},
-        'password_file': {'type': 'path'},
+        'password_file': {'type': 'path', 'check': _path},
         'flannel_peers': {'type': 'bool', 'default': False},
         'timeout': {'type': 'int', 'default': 5},
         # mesh_node_public_address: the lease keeps it when the host's own address moves

@@ -188,7 +188,11 @@ options:
     default: 217
   subnet_env:
     description:
-      - Where flannel's C(subnet.env) is written (it is rewritten at every boot).
+      - Where flannel's C(subnet.env) is written (it is rewritten at every boot). An absolute, normalised path (no
+        C(..) component, no trailing C(/)). An existing file there is replaced only when it is in flannel's C(subnet.env)
+        format (comments, blank lines and C(FLANNEL_*) lines: flanneld's own file is taken over); any other file, or a
+        parent that is not a directory, is refused before anything changes. A file written here earlier is removed
+        (when the path changes, or with I(state=absent)) only while it is still in that format.
     type: path
     default: /run/flannel/subnet.env
   cni:
@@ -200,12 +204,15 @@ options:
     suboptions:
       conf_dir:
         description:
-          - Directory of the CNI configuration; the file is C(10-<network_name>.conflist).
+          - Directory of the CNI configuration; the file is C(10-<network_name>.conflist). An absolute, normalised path.
+          - An existing conflist there is replaced, or removed later, only when it is the one this module writes (its
+            C(name) the network name, the C(bridge) plugin without C(ipMasq), then C(portmap)); another tool's file is
+            refused before anything changes.
         type: path
         default: /etc/cni/net.d
       network_name:
         description:
-          - Name of the CNI network.
+          - Name of the CNI network, as CNI allows it (C(^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$)).
         type: str
         default: overlay-mesh
   docker:

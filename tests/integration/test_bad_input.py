@@ -41,7 +41,7 @@ class Case(object):
         self.group = group or {}
         self.hosts = hosts or {}
         self.extra = extra or {}
-        self.setup = setup      # 'shared-address', 'cloned-machine-id' or 'missing-nft'
+        self.setup = setup      # 'shared-address', 'cloned-machine-id', 'missing-nft' or 'foreign-file'
         self.phases = phases
 
 
@@ -81,6 +81,21 @@ CASES = [
     Case('ipv6-overlay', every('mesh_node_network: fd00:244::/48 is IPv6: the overlay network is IPv4; an IPv6 overlay goes beside it'),
          group={'mesh_node_network': 'fd00:244::/48'}),
     Case('mtu-not-a-number', ['mesh_node_mtu', "'abc'"], group={'mesh_node_mtu': 'abc'}),
+    Case('subnet-env-relative', every("mesh_node_subnet_env_file: 'run/subnet.env' is not an absolute path"),
+         group={'mesh_node_subnet_env_file': 'run/subnet.env'}),
+    Case('subnet-env-dotdot', every("mesh_node_subnet_env_file: '/run/flannel/../../etc/environment' has a '..' component"),
+         group={'mesh_node_subnet_env_file': '/run/flannel/../../etc/environment'}),
+    Case('cni-conf-dir-trailing-slash', every("mesh_node_cni_conf_dir: '/etc/cni/net.d/' ends with '/'"),
+         group={'mesh_node_cni_conf_dir': '/etc/cni/net.d/'}),
+    Case('cni-network-name', every("mesh_node_cni_network_name: '../mesh' is not a CNI network name"),
+         group={'mesh_node_cni_network_name': '../mesh'}),
+    # what only the host knows, refused by each host before it changes anything (a fresh host's lease is written by then)
+    Case('subnet-env-parent-is-a-file', ['fatal: [%s]: FAILED!' % host for host in HOSTS]
+         + ['subnet.env /etc/hostname/subnet.env (role variable mesh_node_subnet_env_file): /etc/hostname is not a directory'],
+         extra={'mesh_node_subnet_env_file': '/etc/hostname/subnet.env'}, phases=('converged',)),
+    Case('subnet-env-foreign-file', ['fatal: [%s]: FAILED!' % host for host in HOSTS]
+         + ['subnet.env /run/flannel/user.env (role variable mesh_node_subnet_env_file): holds what overlay.mesh did not write'],
+         extra={'mesh_node_subnet_env_file': '/run/flannel/user.env'}, setup='foreign-file', phases=('converged',)),
     Case('rp-filter-choice', ['mesh_node_rp_filter', 'value of mesh_node_rp_filter must be one of: 0, 1, 2'],
          group={'mesh_node_rp_filter': 5}),
     # settings the whole group must share, set differently on some hosts
@@ -178,6 +193,10 @@ def setup(case, lab_inventory):
     if case.setup == 'missing-nft':  # a prerequisite missing on one host: found before anything changes anywhere
         on('node2', 'mv /usr/sbin/nft /usr/sbin/nft.hidden')
         return lambda: on('node2', 'mv /usr/sbin/nft.hidden /usr/sbin/nft')
+    if case.setup == 'foreign-file':  # the user's file where the case puts subnet.env (in the snapshot: /run/flannel)
+        for host in HOSTS:
+            on(host, "printf 'PATH=/opt/bin:/usr/bin\\n' > /run/flannel/user.env")
+        return lambda: [on(host, 'rm -f /run/flannel/user.env') for host in HOSTS]
     if case.setup == 'cloned-machine-id':
         saved = on('node2', 'cat /etc/machine-id')
         on('node2', 'cp /etc/machine-id /etc/machine-id.saved && echo %s > /etc/machine-id' % on('node1', 'cat /etc/machine-id').strip())
@@ -186,9 +205,11 @@ def setup(case, lab_inventory):
 
 
 def run_matrix(lab_inventory, workdir, phase):
+    # OVERLAY_MESH_BAD_INPUT_CASES=name,name: only these cases (a developer's rerun; the suite runs them all)
+    only = [name for name in os.environ.get('OVERLAY_MESH_BAD_INPUT_CASES', '').split(',') if name]
     failures = []
     for case in CASES:
-        if phase not in case.phases:
+        if phase not in case.phases or (only and case.name not in only):
             continue
         undo = setup(case, lab_inventory)
         try:
