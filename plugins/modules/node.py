@@ -212,7 +212,7 @@ options:
         default: /etc/cni/net.d
       network_name:
         description:
-          - Name of the CNI network, as CNI allows it (C(^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$)).
+          - Name of the CNI network, as CNI allows it: letters, digits, C(_), C(.) and C(-), a letter or digit first.
         type: str
         default: overlay-mesh
   docker:
