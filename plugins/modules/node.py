@@ -190,7 +190,7 @@ options:
     description:
       - Where flannel's C(subnet.env) is written (it is rewritten at every boot). An absolute, normalised path (no
         C(..) component, no trailing C(/)). An existing file there is replaced only when it is in flannel's C(subnet.env)
-        format (comments, blank lines and C(FLANNEL_*) lines: flanneld's own file is taken over); any other file, or a
+        format (comments, blank lines and C(FLANNEL_*) lines; flanneld's own file is taken over); any other file, or a
         parent that is not a directory, is refused before anything changes. A file written here earlier is removed
         (when the path changes, or with I(state=absent)) only while it is still in that format.
     type: path
@@ -212,7 +212,7 @@ options:
         default: /etc/cni/net.d
       network_name:
         description:
-          - Name of the CNI network, as CNI allows it: letters, digits, C(_), C(.) and C(-), a letter or digit first.
+          - Name of the CNI network, as CNI allows it - letters, digits, C(_), C(.) and C(-), a letter or digit first.
         type: str
         default: overlay-mesh
   docker:
