@@ -255,11 +255,22 @@ def run_node_info(module):
         result['identity'] = identity(names, _node_apply.read_saved(host), _identity.read_machine_id(), host)
         if module.params['underlay'] is not None:
             check_host(result['identity']['backend'])  # a host joining: can it run the backend at all?
+        if module.params['files'] is not None:
+            result['files_refused'] = files_refused(module.params['files'], host)
         for warning in host.report.warnings:
             module.warn(warning)
     except ERRORS as exc:  # pylint: disable=catching-non-exception
         fail(module, exc)
     module.exit_json(**result)
+
+
+def files_refused(files, host):
+    """Why the node would refuse to write the files of ``files`` ({subnet_env, cni}) on this host, else ''."""
+    try:
+        _node_files.check_placed(_node_spec.removal_record(dict((key, files.get(key)) for key in ('subnet_env', 'cni'))), host)
+    except _node_files.FileRefused as exc:
+        return str(exc)
+    return ''
 
 
 # ---- node_keys ----------------------------------------------------------------------------------

@@ -79,6 +79,13 @@ options:
     elements: str
     choices: [node, verify]
     default: []
+  files:
+    description:
+      - The files a node would write, as in M(overlay.mesh.node) (V({subnet_env: ..., cni: {conf_dir: ..., network_name:
+        ...}}), defaults filled in). When given, RV(files_refused) says why the node would refuse them - a file there
+        that overlay.mesh does not own, a parent that is not a directory - so that a play can stop every host before any
+        change.
+    type: dict
   drift:
     description:
       - Compare the host with its applied node contract and return in RV(drift) what differs - the bridge (down,
@@ -168,6 +175,11 @@ identity:
         V(derived) (from C(/etc/machine-id)) or V(given).
       type: str
       returned: always
+files_refused:
+  description: With O(files), why M(overlay.mesh.node) would refuse those files on this host (naming each path and its
+    role variable), else an empty string.
+  returned: when O(files) is given
+  type: str
 prerequisites:
   description: What the host lacks for the uses in O(prerequisites), with the package that brings it on its
     distribution family, and a one-line C(message) (empty when nothing is missing).
@@ -202,6 +214,7 @@ def main():
             backend=dict(type='dict', default={'type': registry.DEFAULT}),
             prerequisites=dict(type='list', elements='str', choices=['node', 'verify'], default=[]),
             drift=dict(type='bool', default=False),
+            files=dict(type='dict'),
         ),
         supports_check_mode=True,
     )

@@ -63,6 +63,9 @@ def read_plan(play_hosts, play_hosts_all, info_of):
     unreadable += [host for host in play_hosts if (info_of(host) or {}).get('unreachable')]
     lacking = ['%s: %s' % (host, ((info_of(host) or {}).get('prerequisites') or {}).get('message')) for host in play_hosts
                if ((info_of(host) or {}).get('prerequisites') or {}).get('message')]
+    # a file the host's node would not write over (overlay.mesh.node refuses it too, later)
+    lacking += ['%s: %s' % (host, (info_of(host) or {})['files_refused']) for host in play_hosts
+                if (info_of(host) or {}).get('files_refused')]
     stop = []
     if unreadable:
         stop.append('%s could not be read (unreachable or failed); fix it, or leave it out with --limit (its lease and peer'

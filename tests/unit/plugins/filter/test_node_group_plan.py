@@ -72,3 +72,11 @@ def test_a_large_play_is_told_why_not_to_go_on_once_naming_a_few_hosts():
     stop = _node_plan.read_plan([h for h in play if h != 'node7'], play, infos.get)['stop']
     assert stop == ['not changing anything on node1, node2, node3, node4, node5, node6, node8, node9 and 91 more: node7 could not'
                     ' be read (unreachable or failed); fix it, or leave it out with --limit (its lease and peer entries are kept)']
+
+
+def test_a_file_a_host_would_not_write_over_stops_every_host():
+    infos = {'node1': {}, 'node2': {'files_refused': 'not writing over ...: subnet.env /etc/x (role variable mesh_node_subnet_env_file)'
+                                                      ': holds what overlay.mesh did not write'}, 'node3': {'files_refused': ''}}
+    assert _node_plan.read_plan(HOSTS, HOSTS, infos.get)['stop'] == [
+        'not changing anything on node1, node2, node3: node2: not writing over ...: subnet.env /etc/x (role variable'
+        ' mesh_node_subnet_env_file): holds what overlay.mesh did not write']

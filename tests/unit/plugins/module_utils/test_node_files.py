@@ -149,3 +149,14 @@ def test_a_file_we_wrote_is_removed_only_while_it_is_ours(tmp_path):
     assert env.exists()
     files.remove_placed(saved, host)
     assert not env.exists()
+
+
+def test_node_info_says_what_the_node_would_refuse(tmp_path):
+    from ansible_collections.overlay.mesh.plugins.module_utils import _node_module  # pylint: disable=import-outside-toplevel
+    host = _host.Host(check_mode=True)
+    wanted = {'subnet_env': str(tmp_path / 'subnet.env'), 'cni': {'conf_dir': str(tmp_path / 'cni')}}
+    assert _node_module.files_refused(wanted, host) == ''
+    (tmp_path / 'subnet.env').write_text(FOREIGN_ENV)
+    assert 'subnet.env %s (role variable mesh_node_subnet_env_file): holds what overlay.mesh did not write' % (tmp_path / 'subnet.env') \
+        in _node_module.files_refused(wanted, host)
+    assert (tmp_path / 'subnet.env').read_text() == FOREIGN_ENV and not (tmp_path / 'cni').exists()
