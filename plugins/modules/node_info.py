@@ -81,10 +81,10 @@ options:
     default: []
   files:
     description:
-      - The files a node would write, as in M(overlay.mesh.node) (V({subnet_env: ..., cni: {conf_dir: ..., network_name:
-        ...}}), defaults filled in). When given, RV(files_refused) says why the node would refuse them - a file there
-        that overlay.mesh does not own, a parent that is not a directory - so that a play can stop every host before any
-        change.
+      - The files a node would write, given by their options in M(overlay.mesh.node) - C(subnet_env) and C(cni) (its
+        C(conf_dir) and C(network_name)), their defaults where left out. When given, RV(files_refused) says why the
+        node would refuse them - a file there that overlay.mesh does not own, a parent that is not a directory - so
+        that a play can stop every host before any change.
     type: dict
   drift:
     description:

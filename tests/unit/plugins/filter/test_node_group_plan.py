@@ -75,8 +75,8 @@ def test_a_large_play_is_told_why_not_to_go_on_once_naming_a_few_hosts():
 
 
 def test_a_file_a_host_would_not_write_over_stops_every_host():
-    infos = {'node1': {}, 'node2': {'files_refused': 'not writing over ...: subnet.env /etc/x (role variable mesh_node_subnet_env_file)'
-                                                      ': holds what overlay.mesh did not write'}, 'node3': {'files_refused': ''}}
+    refused = 'not writing over ...: subnet.env /etc/x (role variable mesh_node_subnet_env_file): holds what overlay.mesh did not write'
+    infos = {'node1': {}, 'node2': {'files_refused': refused}, 'node3': {'files_refused': ''}}
     assert _node_plan.read_plan(HOSTS, HOSTS, infos.get)['stop'] == [
         'not changing anything on node1, node2, node3: node2: not writing over ...: subnet.env /etc/x (role variable'
         ' mesh_node_subnet_env_file): holds what overlay.mesh did not write']
