@@ -32,7 +32,26 @@ def test_a_host_leaves_when_removed_or_absent_and_members_keep_their_pins():
 def test_hosts_outside_the_play_are_read_from_the_inventory():
     facts = hostvars()
     facts['node3'] = {'mesh_node_state': 'absent'}  # outside a --limit: no mesh_node__inputs fact
-    assert plan(facts, play=['node1', 'node2'])['leaving'] == ['node3']
+    got = plan(facts, play=['node1', 'node2'])
+    assert got['leaving'] == ['node3']
+    # ... but its lease is not released by a run it is not in: it still uses its subnet (a new host would get it)
+    assert (got['release'], got['absent_kept'], got['problems']) == ([], ['node3'], [])
+    # in the play, or named in mesh_node_remove (a host that is gone: the remove playbook), it is released
+    assert plan(facts)['release'] == ['node3']
+    assert plan(facts, play=['node1', 'node2'], remove='node3')['release'] == ['node3']
+
+
+def test_a_setting_from_the_playbook_is_the_one_hosts_outside_a_limit_would_have():
+    # the playbook sets mesh_node_backend: udp in its vars: node1 (in the play) has it in its inputs, not in the
+    # inventory; node3 (outside the --limit) sets nothing in the inventory, so a run with it would give it udp too
+    facts = hostvars(node1={'mesh_node_backend': 'udp'})
+    facts['node3'] = {}
+    assert plan(facts, play=['node1'])['problems'] == []
+    # a value node3 sets in the inventory is its own, and still compared
+    facts['node3'] = {'mesh_node_backend': 'vxlan'}
+    assert plan(facts, play=['node1'])['problems'] == [
+        'mesh_node_backend differs across the group (udp on node1, node2; vxlan on node3); every host of the overlay needs the same'
+        ' value (set it in group_vars)']
 
 
 def test_every_group_problem_names_the_host_and_the_role_variable():
