@@ -75,11 +75,14 @@ def read_plan(play_hosts, play_hosts_all, info_of):
     records = dict((host, (info_of(host) or {}).get('record')) for host in play_hosts)
     # One message for the play, not one copy per host (a 100-host play would repeat it 100 times).
     return {'records': dict((host, record) for host, record in records.items() if record),
-            'stop': ['not changing anything on %s: %s' % (_hosts_phrase(play_hosts), '; '.join(stop))] if stop else []}
+            'stop': ['not changing anything%s: %s' % (_hosts_phrase([host for host in play_hosts if host not in unreadable]),
+                                                      '; '.join(stop))] if stop else []}
 
 
 def _hosts_phrase(hosts, shown=8):
-    """node1, node2, node3; or node1, ..., node8 and 92 more: a play can have hundreds."""
+    """' on node1, node2, node3'; or ' on node1, ..., node8 and 92 more' (a play can have hundreds); '' for none."""
+    if not hosts:
+        return ''
     if len(hosts) <= shown:
-        return ', '.join(hosts)
-    return '%s and %d more' % (', '.join(hosts[:shown]), len(hosts) - shown)
+        return ' on ' + ', '.join(hosts)
+    return ' on %s and %d more' % (', '.join(hosts[:shown]), len(hosts) - shown)

@@ -82,7 +82,7 @@ def test_after_the_hosts_are_read_it_gives_their_records_reports_and_why_not_to_
     facts['node3']['mesh_node__host'] = dict(info(3), prerequisites={'message': 'missing nft: apt install nftables'})
     assert plan(facts, play_all=HOSTS + ['node4'], info_key='mesh_node__host')['stop'] == [
         'not changing anything on %s: node4, node2 could not be read (unreachable or failed); fix it, or leave it out with --limit'
-        ' (its lease and peer entries are kept); node3: missing nft: apt install nftables' % ', '.join(HOSTS)]
+        ' (its lease and peer entries are kept); node3: missing nft: apt install nftables' % 'node1, node3']
 
 
 def test_a_large_play_is_told_why_not_to_go_on_once_naming_a_few_hosts():
@@ -91,3 +91,7 @@ def test_a_large_play_is_told_why_not_to_go_on_once_naming_a_few_hosts():
     stop = _node_plan.read_plan([h for h in play if h != 'node7'], play, infos.get)['stop']
     assert stop == ['not changing anything on node1, node2, node3, node4, node5, node6, node8, node9 and 91 more: node7 could not'
                     ' be read (unreachable or failed); fix it, or leave it out with --limit (its lease and peer entries are kept)']
+    # none could be read: nobody to name before the colon
+    assert _node_plan.read_plan([], ['node1'], {}.get)['stop'] == [
+        'not changing anything: node1 could not be read (unreachable or failed); fix it, or leave it out with --limit (its lease'
+        ' and peer entries are kept)']
