@@ -27,6 +27,7 @@ import queue
 import sys
 import threading
 import time
+import traceback
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _agent_address
 from ansible_collections.overlay.mesh.plugins.module_utils import _agent_etcd
@@ -54,9 +55,13 @@ class ApplyFailed(OverlayMeshError):
     """An apply failed: the agent is degraded and lists and applies again after the back-off."""
 
 
-def log(message):
-    sys.stdout.write('overlay-mesh-agent: %s\n' % message)
-    sys.stdout.flush()
+def log(message, stream=None):
+    """One line to the journal; what it cannot encode (a lone surrogate from a lease) is written as a backslash escape."""
+    stream = stream or sys.stdout
+    line = 'overlay-mesh-agent: %s\n' % message
+    encoding = getattr(stream, 'encoding', None) or 'utf-8'
+    stream.write(line.encode(encoding, 'backslashreplace').decode(encoding))
+    stream.flush()
 
 
 def _peer_text(peer):
@@ -464,6 +469,12 @@ class Agent(object):
                 self._set_state('degraded', '%s; the last applied peers stand' % exc)
             except (ValueError, ApplyFailed) as exc:  # node.json gone or invalid, or an apply failed: again after the back-off
                 self._set_state('degraded', str(exc))
+            except Exception as exc:  # pylint: disable=broad-except  # a bug or data nobody foresaw: never die on it
+                # (systemd would restart the agent, and the list would meet the same data again)
+                last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+                where = traceback.extract_tb(exc.__traceback__)[-1:]
+                self.log('unexpected error%s: %s' % (' at %s:%d' % (where[0].filename, where[0].lineno) if where else '', last))
+                self._set_state('degraded', 'unexpected error: %s; the last applied peers stand' % last)
             time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
             attempt += 1
 

@@ -101,7 +101,7 @@ class State:
         found, problems = _flannel_interop.peers(self.flanneld, backend['vni'] or 1, backend['type'], family)
         try:
             theirs = json.loads(self.config[0]) if self.config else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             theirs = {}  # check_config reports it
         if isinstance(theirs, dict) and not isinstance(theirs.get(OURS), dict) and found:
             port = (theirs.get('Backend') or {}).get('Port') or 8472  # flanneld's vxlan: the kernel's default port
@@ -116,7 +116,7 @@ class State:
             return
         try:
             theirs = json.loads(self.config[0])
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deeply: not flannel's config either
             theirs = None
         if not isinstance(theirs, dict):
             self.problems.append('etcd key %s/config: not flannel JSON; fix or delete it' % self.prefix)
@@ -228,7 +228,7 @@ def commit(client, state, units, max_ops):
 def _is_ours(text):
     try:
         return isinstance(json.loads(text).get(OURS), dict)
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return False
 
 

@@ -388,3 +388,48 @@ def test_kept_peers_survive_a_restart_after_etcd_moved_on(agent, monkeypatch):
     restarted.client = Listing(80, [node1, node2])  # many writes since the restore: above the old mark
     restarted.resync()
     assert names(restarted.raw['peers']) == ['node2', 'node3'] and restarted.state['state'] == 'degraded'
+
+
+NESTED = '[' * 3000 + ']' * 3000  # 6 KB of valid JSON that Python's parser cannot read (RecursionError)
+
+
+def test_a_deeply_nested_value_is_a_damaged_lease_skipped(agent):
+    """Under a valid key (flanneld's or ours): skipped and logged like any damaged lease, the others still apply."""
+    agent.on_events([('PUT', SUBNETS + '10.244.60.0-24', NESTED, 40),
+                     ('PUT',) + lease('node4', '10.244.4.0/24', '198.18.0.14', '02:00:00:00:02:04') + (40,)])
+    (_what, changed, _removed), = agent.applied
+    assert names(changed) == ['node4']
+    assert any('skipped etcd key %s10.244.60.0-24: its value is JSON nested too deeply' % SUBNETS in line for line in agent.lines)
+
+
+def test_a_host_name_that_is_not_text_is_refused_and_logged_safely(agent, tmp_path):
+    """A lone surrogate has no UTF-8: the lease is refused (it names no host), and a log line carrying it is written
+    escaped instead of raising UnicodeEncodeError."""
+    key, value = lease('node5\ud800', '10.244.5.0/24', '198.18.0.15', '02:00:00:00:02:05')
+    agent.on_events([('PUT', key, value, 41)])
+    assert agent.applied == [] and any("skipped etcd key %s: the host name 'node5\\ud800' is not printable" % key in line for line in agent.lines)
+    with open(str(tmp_path / 'journal'), 'w', encoding='utf-8') as stream:  # strict, as the service's stdout
+        _agent.log('skipped the lease of node5\ud800', stream)
+    assert (tmp_path / 'journal').read_text() == 'overlay-mesh-agent: skipped the lease of node5\\ud800\n'
+
+
+def test_an_unexpected_error_degrades_and_backs_off_instead_of_dying(agent, monkeypatch):
+    """A bug or data nobody foresaw must not kill the process (systemd would restart it onto the same data)."""
+    calls = []
+
+    def run_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise TypeError('boom')
+        raise KeyboardInterrupt  # ends the test's loop
+
+    monkeypatch.setattr(agent, 'run_once', run_once)
+    monkeypatch.setattr(agent, 'reconnect_if_rotated', lambda: False)
+    monkeypatch.setattr(_agent_address, 'follow_addresses', lambda wake: None)
+    slept = []
+    monkeypatch.setattr(_agent.time, 'sleep', slept.append)
+    with pytest.raises(KeyboardInterrupt):
+        agent.run()
+    assert len(calls) == 2 and slept == [_agent.BACKOFF[0]]
+    assert agent.state['state'] == 'degraded' and agent.state['message'].startswith('unexpected error: TypeError: boom')
+    assert any(line.startswith('unexpected error at ') and line.endswith('TypeError: boom') for line in agent.lines)
