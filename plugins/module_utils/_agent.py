@@ -155,7 +155,9 @@ class Agent(object):
             theirs, problems = _flannel_interop.peers(flanneld, settings['vni'] or 1, settings['type'], self.node.underlay_version)
             for problem in problems:
                 self.log('skipped: %s' % problem)
-            found += [dict(record, name=name) for name, record in sorted(theirs.items())]
+            # through the same checks as ours: one bad flanneld lease (a subnet outside the network, a multicast MAC) must
+            # not make the contract refuse every peer
+            found += [peer for peer in (dict(record, name=name) for name, record in sorted(theirs.items())) if self._valid(peer)]
         if self.kept:
             back = sorted(set(self.kept) & set(peer['name'] for peer in found))
             for name in back:

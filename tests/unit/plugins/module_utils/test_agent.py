@@ -433,3 +433,17 @@ def test_an_unexpected_error_degrades_and_backs_off_instead_of_dying(agent, monk
     assert len(calls) == 2 and slept == [_agent.BACKOFF[0]]
     assert agent.state['state'] == 'degraded' and agent.state['message'].startswith('unexpected error: TypeError: boom')
     assert any(line.startswith('unexpected error at ') and line.endswith('TypeError: boom') for line in agent.lines)
+
+
+@pytest.mark.parametrize('subnet, mac', [('10.250.0.0/24', '0a:58:0a:fa:00:01'),   # outside the network
+                                         ('10.244.50.0/24', '01:00:5e:00:00:01'),  # a multicast MAC
+                                         ('10.244.1.0/24', '0a:58:0a:f4:01:01')])  # this host's subnet
+def test_a_bad_flanneld_lease_is_skipped_and_later_joins_apply(agent, subnet, mac):
+    """flanneld's leases pass the same per-lease checks as ours: a bad one is left out and logged, the peer list stays
+    one the contract accepts, and a host joining afterwards is applied."""
+    from ansible_collections.overlay.mesh.plugins.module_utils import _node_boot  # pylint: disable=import-outside-toplevel
+    agent.on_events([('PUT',) + flanneld(subnet, '198.18.0.50', mac) + (50,)])
+    agent.on_events([('PUT',) + lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03') + (51,)])
+    assert names(agent.raw['peers']) == ['node2', 'node3']
+    assert any(line.startswith('skipped the lease of flanneld@198.18.0.50') for line in agent.lines)
+    _node_boot.normalize(dict(agent.raw), 'etcd')  # what _apply does with them: accepted
