@@ -21,6 +21,7 @@ the agent applied keeps the peers etcd lost until their leases are back or a sit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -86,8 +87,11 @@ class Agent(object):
         self.client = _agent_etcd.client(settings)
         self._made_from = self._rotation_seen = _agent_etcd.credential_files(self.raw['agent'])
         self.kvs = {}            # key -> (host or None, record, value JSON, mod_revision)
-        self._checked = {}       # peer entry (JSON) -> whether it passed the contract's checks
-        self._skipped = set()    # what was logged as skipped
+        # peer entry (JSON) -> whether it passed the checks of the contract _checked_for (its digest, peers left out):
+        # another contract (the network grew, the host moved) checks every lease again; only current leases are kept
+        self._checked, self._checked_for = {}, None
+        self._skipped = set()    # what was logged as skipped (the current leases' only)
+        self._before = ({}, set())  # both as the previous peers() left them
         self._address_pending = threading.Event()
         self.revision = 0
         # The revision of the last state applied, and the peers kept, saved beside node.json (files.AGENT_MARK_FILE).
@@ -140,6 +144,12 @@ class Agent(object):
         """The contract's peers from the leases, as the controller builds them (_lease_schema.contract_peers). A lease
         that cannot be one (a name with two keys, a subnet, address or MAC another peer has, a check it fails) is
         left out and logged: it must not stop the others."""
+        contract = hashlib.sha256(json.dumps(dict(self.raw, peers=None), sort_keys=True).encode()).hexdigest()
+        if contract != self._checked_for:
+            self._checked, self._checked_for = {}, contract
+        # refilled with what these leases give, the earlier ones looked up: nothing else is kept
+        self._before = (self._checked, self._skipped)
+        self._checked, self._skipped = {}, set()
         keys = {}
         for key, (host, _record, _data, _mod) in sorted(self.kvs.items()):
             if host:
@@ -173,7 +183,7 @@ class Agent(object):
         return kept
 
     def _skip(self, message):
-        if message not in self._skipped:  # once per lease, not per event
+        if message not in self._skipped and message not in self._before[1]:  # once per lease, not per event
             self.log('skipped %s' % message)
         self._skipped.add(message)
 
@@ -181,6 +191,9 @@ class Agent(object):
         """Whether a peer from a lease passes the contract's checks (a damaged lease must not stop the others)."""
         key = json.dumps(peer, sort_keys=True)
         if key not in self._checked:
+            if key in self._before[0]:
+                self._checked[key] = self._before[0][key]
+                return self._checked[key]
             try:
                 _node_boot.normalize(dict(self.raw, peers=[peer]), 'etcd')
                 self._checked[key] = True

@@ -447,3 +447,21 @@ def test_a_bad_flanneld_lease_is_skipped_and_later_joins_apply(agent, subnet, ma
     assert names(agent.raw['peers']) == ['node2', 'node3']
     assert any(line.startswith('skipped the lease of flanneld@198.18.0.50') for line in agent.lines)
     _node_boot.normalize(dict(agent.raw), 'etcd')  # what _apply does with them: accepted
+
+
+def test_a_lease_refused_under_the_old_contract_is_taken_under_a_grown_network(agent):
+    """docs/leases.md: the network grows (/16 -> /15), site writes the new host's lease first, then saves the contract.
+    The lease the old contract refused is checked again under the new one (not remembered as refused)."""
+    agent.on_events([('PUT',) + lease('node5', '10.245.0.0/24', '198.18.0.15', '02:00:00:00:02:05') + (60,)])
+    assert names(agent.raw['peers']) == ['node2'] and any('skipped the lease of node5' in line for line in agent.lines)
+    with open(agent.path, 'w') as handle:  # site saved the contract of the grown network
+        json.dump(dict(agent.raw, network='10.244.0.0/15'), handle)
+    assert agent._load()  # pylint: disable=protected-access  # as _apply does under the lock
+    assert names(agent.peers()) == ['node2', 'node5']
+
+
+def test_the_check_cache_keeps_only_the_current_leases(agent):
+    """Every lease text ever checked must not be kept: a host whose lease changes a thousand times leaves one entry."""
+    for number in range(300):
+        agent.on_events([('PUT',) + lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:%02x:%02x' % divmod(number, 256)) + (100 + number,)])
+    assert len(agent._checked) == 2  # pylint: disable=protected-access  # node2's and node3's
