@@ -101,6 +101,7 @@ class Agent(object):
         self._mark_saved = {'revision': self.mark, 'kept': sorted(self.kept)}
         self.events = queue.Queue()
         self.watch_connection = None
+        self.watched = None      # the member the watch streams from: the health check must get its answer from it
         self._watch_lock = threading.Lock()
         self._watch_generation = 0  # the watch that may stream: one that was stopped while it connected may not
         # revision, leases and peers are added when it is written (_status): they are the agent's own fields
@@ -378,19 +379,20 @@ class Agent(object):
     def _watch(self, events, revision, generation):
         """Thread: the watch's responses into events, then why it ended."""
         try:
-            for changes in self.client.watch(self.subnets, revision, opened=lambda connection: self._opened(connection, generation)):
+            for changes in self.client.watch(self.subnets, revision, opened=lambda connection, endpoint: self._opened(connection, generation, endpoint)):
                 events.put(('leases', changes))
         except _etcd.EtcdError as exc:
             events.put(('watch ended', exc))
         except Exception as exc:  # pylint: disable=broad-except  # never a watch that died without a word
             events.put(('watch ended', _etcd.EtcdError('unreachable', 'the watch failed: %r' % exc)))
 
-    def _opened(self, connection, generation):
+    def _opened(self, connection, generation, endpoint=None):
         """A watch connected: kept for _stop_watch to close, or closed at once when it was stopped while it connected
-        (etcd failing over): its thread then ends instead of streaming, for ever, into a queue nobody reads."""
+        (etcd failing over): its thread then ends instead of streaming, for ever, into a queue nobody reads. The
+        member it streams from is the one the health check asks."""
         with self._watch_lock:
             if generation == self._watch_generation:
-                self.watch_connection = connection
+                self.watch_connection, self.watched = connection, endpoint
                 return
         _agent_etcd.shutdown(connection)
 
@@ -402,7 +404,7 @@ class Agent(object):
     def _stop_watch(self):
         with self._watch_lock:
             self._watch_generation += 1
-            connection, self.watch_connection = self.watch_connection, None
+            connection, self.watch_connection, self.watched = self.watch_connection, None, None
         _agent_etcd.shutdown(connection)
 
     # ---- state -----------------------------------------------------------------------------------
@@ -455,7 +457,9 @@ class Agent(object):
                 if time.monotonic() >= due:  # by the clock: a busy queue must not hide a lost quorum
                     due = time.monotonic() + HEALTH_EVERY
                     self.reconnect_if_rotated()
-                    self.client.serving(self.subnets)
+                    with self._watch_lock:
+                        watched = self.watched
+                    self.client.serving(self.subnets, watched)  # a hung watched member: list and watch elsewhere
                     if _host.Host.read(self.path) != self.saved_text:  # a site run applied (older) peers meanwhile
                         self._apply(self.peers(), 'node.json saved by a site run: the peers from the leases again')
                     self._save_mark()

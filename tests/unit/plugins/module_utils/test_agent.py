@@ -465,3 +465,54 @@ def test_the_check_cache_keeps_only_the_current_leases(agent):
     for number in range(300):
         agent.on_events([('PUT',) + lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:%02x:%02x' % divmod(number, 256)) + (100 + number,)])
     assert len(agent._checked) == 2  # pylint: disable=protected-access  # node2's and node3's
+
+
+class _EndRun(BaseException):
+    """Ends a test's Agent.run() loop (it survives every Exception)."""
+
+
+def _run_until_ended(agent):
+    try:
+        agent.run()
+    except _EndRun:
+        pass
+
+
+def test_a_hung_watched_member_is_left_for_a_serving_one(agent, tmp_path, monkeypatch):
+    """Three members; the one the watch streams from hangs (SIGSTOP: its sockets stay open, the watch just goes silent)
+    while the other two keep quorum. The health check must get its answer from the watched member, so the agent lists
+    and watches again on a serving one: a join written meanwhile arrives."""
+    import signal  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(agent, 'check_address', lambda: None)
+    monkeypatch.setattr(_agent_address, 'follow_addresses', lambda wake: None)
+    cluster = etcd_lab.Cluster(tmp_path / 'etcd', size=3).start()
+    stopped = None
+    thread = None
+    try:
+        writer = cluster.client(timeout=2)
+        for key, value in (lease('node1', '10.244.1.0/24', '198.18.0.11', '02:00:00:00:02:01'),
+                           lease('node2', '10.244.2.0/24', '198.18.0.12', '02:00:00:00:02:02')):
+            writer.put(key, value)
+        agent.client = cluster.client(timeout=2)
+        thread = threading.Thread(target=_run_until_ended, args=(agent,), daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while (agent.watch_connection is None or agent.state['state'] != 'synced') and time.monotonic() < deadline:
+            time.sleep(0.1)
+        watched = cluster.client_ports.index(agent.watch_connection.port)
+        stopped = cluster.procs[watched].pid  # the member this test started
+        os.kill(stopped, signal.SIGSTOP)
+        others = _agent._etcd.EtcdClient([e for i, e in enumerate(cluster.endpoints) if i != watched], timeout=2)  # pylint: disable=protected-access
+        others.put(*lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03'))
+        deadline = time.monotonic() + 12
+        while 'node3' not in names(agent.raw['peers']) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert names(agent.raw['peers']) == ['node2', 'node3'], agent.lines
+        assert any('the watched member %s does not serve' % cluster.endpoints[watched] in line for line in agent.lines)
+    finally:
+        if thread is not None:
+            agent.events.put(('stop', _EndRun()))
+            thread.join(10)
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+        cluster.stop()
