@@ -141,10 +141,11 @@ class Agent(object):
         self.client, self._made_from = client, now
         return True
 
-    def peers(self):
+    def peers(self, own_address=None):
         """The contract's peers from the leases, as the controller builds them (_lease_schema.contract_peers). A lease
-        that cannot be one (a name with two keys, a subnet, address or MAC another peer has, a check it fails) is
-        left out and logged: it must not stop the others."""
+        that cannot be one (a name with two keys, a subnet, address or MAC another peer has or this host's address,
+        a check it fails) is left out and logged: it must not stop the others. ``own_address``: the address this
+        host moves to (default: the contract's)."""
         contract = hashlib.sha256(json.dumps(dict(self.raw, peers=None), sort_keys=True).encode()).hexdigest()
         if contract != self._checked_for:
             self._checked, self._checked_for = {}, contract
@@ -178,7 +179,7 @@ class Agent(object):
         # a subnet, address or MAC claimed twice (a host renamed in the inventory): the newest lease has it
         newest = [host for _mod, host in sorted(((mod, host) for host, _record, _data, mod in self.kvs.values() if host), reverse=True)]
         kept, refused = schema.distinct_peers(found, type(backend), first=newest + [peer['name'] for peer in found],
-                                              own_address=self.raw['underlay']['address'])
+                                              own_address=own_address or self.raw['underlay']['address'])
         for peer, why in refused:
             self._skip('the lease of %s: %s' % (peer['name'], why))
         return kept
@@ -214,7 +215,7 @@ class Agent(object):
                 reloaded = self._load()  # a site run saved another contract: all of it again
                 if reloaded:  # ... with the peers from the leases: the controller decided about any kept ones
                     forgot = self._forget_kept()
-                    peers = self.peers()
+                    peers = self.peers(own_address=(underlay or {}).get('address'))
                 raw = dict(self.raw, peers=peers)
                 if underlay:
                     raw['underlay'] = dict(raw['underlay'], **underlay)
@@ -360,7 +361,9 @@ class Agent(object):
         if now['address'] != self.raw['underlay']['address']:
             self.log('underlay address moved from %s to %s' % (self.raw['underlay']['address'], now['address']))
             underlay = dict((k, v) for k, v in now.items() if k in self.raw['underlay'] or k in ('address', 'network'))
-            self._apply(self.raw.get('peers') or [], 'underlay moved to %s' % now['address'], underlay=underlay)
+            # the peers again as from the new address: a stale lease that still claims it (its host gone, the address
+            # handed on by DHCP) is left out and logged, or the contract would refuse every peer
+            self._apply(self.peers(own_address=now['address']), 'underlay moved to %s' % now['address'], underlay=underlay)
         published = self.raw['agent'].get('public_address') or now['address']
         key, record, mod = self.own_lease()
         for _attempt in range(5):

@@ -516,3 +516,23 @@ def test_a_hung_watched_member_is_left_for_a_serving_one(agent, tmp_path, monkey
         if stopped is not None:
             os.kill(stopped, signal.SIGCONT)
         cluster.stop()
+
+
+def test_a_move_onto_an_address_a_stale_lease_claims_leaves_that_lease_out(agent, monkeypatch):
+    """node2 is powered off and DHCP hands its address to this host: the move is applied with node2's lease left out
+    (logged), not refused with every peer (the host was cut off)."""
+    from ansible_collections.overlay.mesh.plugins.module_utils import _node_boot  # pylint: disable=import-outside-toplevel
+    agent.on_events([('PUT',) + lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03') + (70,)])
+    monkeypatch.setattr(_agent_address, 'current_underlay', lambda underlay: dict(underlay, address='198.18.0.12'))
+    applied = []
+
+    def apply(peers, what, changed=None, removed=None, underlay=None):
+        applied.append(_node_boot.normalize(dict(agent.raw, peers=peers, underlay=dict(agent.raw['underlay'], **underlay)), 'etcd'))
+        agent.raw = applied[-1].data
+
+    monkeypatch.setattr(agent, '_apply', apply)
+    agent.raw['agent'] = dict(agent.raw['agent'], public_address='198.18.0.11')  # the lease stays as it is: no etcd here
+    agent.check_address()
+    (node,) = applied
+    assert node.data['underlay']['address'] == '198.18.0.12' and names(node.data['peers']) == ['node3']
+    assert any("skipped the lease of node2: address 198.18.0.12 is also this host's" in line for line in agent.lines)
