@@ -344,7 +344,8 @@ def site_contract(agent, members, orphaned, agent_on=True):
                  'mesh_node_network': '10.244.0.0/16'}
     info = {'underlay': {'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500, 'network': '198.18.0.0/24'},
             'identity': {'backend': {'type': 'vxlan', 'mac': '02:00:00:00:02:01'}}}
-    leases = {'network': '10.244.0.0/16', 'leases': records, 'orphaned': orphaned}
+    revisions = dict((host, mod) for host, _record, _data, mod in agent.kvs.values() if host in orphaned)  # subnet_leases' RV
+    leases = {'network': '10.244.0.0/16', 'leases': records, 'orphaned': orphaned, 'orphaned_revisions': revisions}
     return _node_inputs.node_contract(variables, 'node1', info=info, leases=leases, members=members)[0]
 
 
@@ -536,3 +537,13 @@ def test_a_move_onto_an_address_a_stale_lease_claims_leaves_that_lease_out(agent
     (node,) = applied
     assert node.data['underlay']['address'] == '198.18.0.12' and names(node.data['peers']) == ['node3']
     assert any("skipped the lease of node2: address 198.18.0.12 is also this host's" in line for line in agent.lines)
+
+
+@pytest.mark.parametrize('first, second', [('node3', 'node3b'), ('node3b', 'node3')])
+def test_two_stale_leases_of_one_machine_give_the_claim_to_the_newer_on_both_sides(agent, first, second):
+    """node3 renamed node3b (same address and MAC), then dropped from the inventory without remove: two orphaned
+    leases claim one machine. site and the agents both give it to the newer lease (else they flip it for ever)."""
+    agent.on_events([('PUT',) + lease(first, '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03') + (30,)])
+    agent.on_events([('PUT',) + lease(second, '10.244.13.0/24', '198.18.0.13', '02:00:00:00:02:03') + (31,)])
+    contract = site_contract(agent, ['node1', 'node2'], ['node3', 'node3b'])
+    assert names(agent.raw['peers']) == sorted(['node2', second]) and contract['peers'] == agent.raw['peers']

@@ -385,3 +385,12 @@ def test_a_deeply_nested_lease_is_a_clear_error_naming_its_key(store):
     assert 'etcd key %s/subnets/10.244.60.0-24: its value is JSON nested too deeply to read' % prefix in text
     assert 'etcd key %s/config: not flannel JSON' % prefix in text
     assert client.range_prefix(prefix + '/')[0] == revision
+
+
+def test_the_orphaned_leases_revisions_are_returned(store):
+    """site ranks orphaned leases by their mod_revision, as the node agents do: the run says what they are."""
+    client, prefix = store
+    R.update_etcd(client, CONFIG, ['a', 'b'], prefix=prefix)
+    run = R.update_etcd(client, CONFIG, ['a'], prefix=prefix)
+    mods = dict((key, mod) for key, _value, mod, _lease in client.range_prefix(prefix + '/subnets/')[1])
+    assert run.alloc.orphaned == ['b'] and run.revisions['b'] == mods[prefix + '/subnets/' + run.alloc.leases['b']['subnet'].replace('/', '-')]
