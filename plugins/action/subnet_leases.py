@@ -211,7 +211,8 @@ class ActionModule(ControllerAction):
         run = _registry.update_etcd(client, config, args['hosts'], prefix=prefix, backend=args['backend'],
                                     check_mode=check_mode, attempts=args['etcd_attempts'], imported=imported,
                                     max_ops=args['etcd_max_txn_ops'], flannel_peers=args['etcd_flannel_peers'], **inputs)
-        result.update(etcd_requests=run.requests, etcd_attempts=run.attempts)
+        result.update(etcd_requests=run.requests, etcd_attempts=run.attempts,
+                      orphaned_revisions=dict((host, run.revisions[host]) for host in run.alloc.orphaned if host in run.revisions))
         if args['etcd_flannel_peers']:
             result['flannel_peers'] = run.flannel_peers
         return where, run.alloc, run.before, run.after, run.changed
