@@ -276,7 +276,7 @@ def node_contract(variables, host, info=None, leases=None, members=None):
                 peers = contract['peers'] + _lease_schema.contract_peers(host, records, orphaned, backend)
                 revisions = leases.get('orphaned_revisions') or {}
                 newest = sorted(orphaned, key=lambda name: (-int(revisions.get(name) or 0), name))
-                kept, refused = _lease_schema.distinct_peers(peers, backend, first=[peer['name'] for peer in contract['peers']] + newest)
+                _kept, refused = _lease_schema.distinct_peers(peers, backend, first=[peer['name'] for peer in contract['peers']] + newest)
                 left_out = set(peer['name'] for peer, _why in refused if peer['name'] in orphaned)
                 contract['peers'] = sorted((peer for peer in peers if peer['name'] not in left_out), key=lambda peer: peer['name'])
             # hosts of a fleet running flanneld, from the etcd registry (mesh_node_etcd_flannel_peers)
