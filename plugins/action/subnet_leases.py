@@ -63,6 +63,25 @@ def _named(option):
     return '%s (role variable %s)' % (option, ROLE_VARS[option])
 
 
+POOL_OPTIONS = ('network', 'subnet_len', 'subnet_min', 'subnet_max', 'ipv6_network', 'ipv6_subnet_len', 'ipv6_subnet_min',
+                'ipv6_subnet_max')
+# Those the mesh_node role sets from a variable of its own (mesh_node_<option>).
+ROLE_POOL_OPTIONS = ('network', 'subnet_len', 'subnet_min', 'subnet_max', 'ipv6_network', 'ipv6_subnet_len')
+
+
+def _pool_config(args):
+    """The pools; LeaseError whose problems name the role variable (subnet_len: ... -> subnet_len (role variable
+    mesh_node_subnet_len): ...)."""
+    try:
+        return _leases.make_config(**dict((option, args[option]) for option in POOL_OPTIONS))
+    except _leases.LeaseError as exc:
+        named = []
+        for problem in exc.problems:
+            option = next((o for o in sorted(ROLE_POOL_OPTIONS, key=len, reverse=True) if problem.startswith(o + ':')), None)
+            named.append('%s (role variable mesh_node_%s)%s' % (option, option, problem[len(option):]) if option else problem)
+        raise _leases.LeaseError(named) from None
+
+
 def etcd_option_problems(args):
     """Problems of the etcd options, all at once, before anything is read."""
     problems = []
@@ -120,11 +139,7 @@ class ActionModule(ControllerAction):
                   'release': args['release'], 'play_hosts': args['play_hosts']}
 
         try:
-            config = _leases.make_config(
-                network=args['network'], subnet_len=args['subnet_len'],
-                subnet_min=args['subnet_min'], subnet_max=args['subnet_max'],
-                ipv6_network=args['ipv6_network'], ipv6_subnet_len=args['ipv6_subnet_len'],
-                ipv6_subnet_min=args['ipv6_subnet_min'], ipv6_subnet_max=args['ipv6_subnet_max'])
+            config = _pool_config(args)
             if etcd:
                 where, alloc, old_text, new_text, changed = self._etcd(args, path, config, check_mode, inputs, result)
             else:
@@ -196,7 +211,8 @@ class ActionModule(ControllerAction):
         run = _registry.update_etcd(client, config, args['hosts'], prefix=prefix, backend=args['backend'],
                                     check_mode=check_mode, attempts=args['etcd_attempts'], imported=imported,
                                     max_ops=args['etcd_max_txn_ops'], flannel_peers=args['etcd_flannel_peers'], **inputs)
-        result.update(etcd_requests=run.requests, etcd_attempts=run.attempts)
+        result.update(etcd_requests=run.requests, etcd_attempts=run.attempts,
+                      orphaned_revisions=dict((host, run.revisions[host]) for host in run.alloc.orphaned if host in run.revisions))
         if args['etcd_flannel_peers']:
             result['flannel_peers'] = run.flannel_peers
         return where, run.alloc, run.before, run.after, run.changed

@@ -125,9 +125,26 @@ def node_group_problems(hosts, hostvars, variables_key=None):
 
     variables_key: the fact in which the hosts of the play keep all their mesh_node_* variables (play and
     role vars included, which hostvars does not hold); the others' come from the inventory."""
+    hosts = list(hosts or [])
+    play_level = _play_level_values(hosts, hostvars, variables_key)
+
     def value_of(host, name):
-        return _variable(hostvars, host, name, variables_key)
-    return _inputs().group_problems(list(hosts or []), value_of)
+        value = _variable(hostvars, host, name, variables_key)
+        if value is None and name in play_level and host in hostvars and name not in hostvars[host]:
+            return play_level[name]  # a host outside a --limit would have the play's value in a run with it
+        return value
+    return _inputs().group_problems(hosts, value_of)
+
+
+def _play_level_values(hosts, hostvars, variables_key):
+    """The mesh_node_* values a host of the play has from the play or the role (vars:, role vars, defaults), not from
+    the inventory: a host outside a --limit that sets none of them in the inventory would have the same in a run with
+    it, so a playbook that sets the backend in its vars can still run with --limit."""
+    for host in hosts:
+        variables = hostvars[host].get(variables_key) if variables_key and host in hostvars else None
+        if isinstance(variables, dict):
+            return dict((name, value) for name, value in variables.items() if name not in hostvars[host])
+    return {}
 
 
 def node_group_plan(group_hosts, hostvars, group, play_hosts, play_hosts_all, remove=None, rotate=None, groups=None,
@@ -138,11 +155,14 @@ def node_group_plan(group_hosts, hostvars, group, play_hosts, play_hosts_all, re
     def value_of(host, name):
         return _variable(hostvars, host, name, variables_key)
     hosts, play_hosts, play_hosts_all = list(group_hosts or []), list(play_hosts or []), list(play_hosts_all or [])
-    plan = _node_plan.group_plan(str(group), hosts, value_of, remove, rotate)
+    plan = _node_plan.group_plan(str(group), hosts, value_of, remove, rotate, in_play=play_hosts_all)
     if info_key:
         plan.update(_node_plan.read_plan(play_hosts, play_hosts_all, lambda host: _fact(hostvars, host, info_key)))
         plan['reports'] = node_reports(play_hosts, hostvars, info_key, present_key, variables_key)
         return plan
+    for host in plan['absent_kept']:
+        display.warning('%s: mesh_node_state: absent, but not in this play (--limit): its lease is kept, as it still uses its'
+                        ' subnet; a run with it takes it out' % host)
     groups = groups if groups is not None else {str(group): hosts}
     plan['problems'] = _node_plan.membership_problems(plan, groups, play_hosts, play_hosts_all)
     if str(group) in groups:  # the shared settings of a group that exists

@@ -21,12 +21,14 @@ the agent applied keeps the peers etcd lost until their leases are back or a sit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
 import sys
 import threading
 import time
+import traceback
 
 from ansible_collections.overlay.mesh.plugins.module_utils import _agent_address
 from ansible_collections.overlay.mesh.plugins.module_utils import _agent_etcd
@@ -54,9 +56,13 @@ class ApplyFailed(OverlayMeshError):
     """An apply failed: the agent is degraded and lists and applies again after the back-off."""
 
 
-def log(message):
-    sys.stdout.write('overlay-mesh-agent: %s\n' % message)
-    sys.stdout.flush()
+def log(message, stream=None):
+    """One line to the journal; what it cannot encode (a lone surrogate from a lease) is written as a backslash escape."""
+    stream = stream or sys.stdout
+    line = 'overlay-mesh-agent: %s\n' % message
+    encoding = getattr(stream, 'encoding', None) or 'utf-8'
+    stream.write(line.encode(encoding, 'backslashreplace').decode(encoding))
+    stream.flush()
 
 
 def _peer_text(peer):
@@ -81,8 +87,11 @@ class Agent(object):
         self.client = _agent_etcd.client(settings)
         self._made_from = self._rotation_seen = _agent_etcd.credential_files(self.raw['agent'])
         self.kvs = {}            # key -> (host or None, record, value JSON, mod_revision)
-        self._checked = {}       # peer entry (JSON) -> whether it passed the contract's checks
-        self._skipped = set()    # what was logged as skipped
+        # peer entry (JSON) -> whether it passed the checks of the contract _checked_for (its digest, peers left out):
+        # another contract (the network grew, the host moved) checks every lease again; only current leases are kept
+        self._checked, self._checked_for = {}, None
+        self._skipped = set()    # what was logged as skipped (the current leases' only)
+        self._before = ({}, set())  # both as the previous peers() left them
         self._address_pending = threading.Event()
         self.revision = 0
         # The revision of the last state applied, and the peers kept, saved beside node.json (files.AGENT_MARK_FILE).
@@ -92,6 +101,7 @@ class Agent(object):
         self._mark_saved = {'revision': self.mark, 'kept': sorted(self.kept)}
         self.events = queue.Queue()
         self.watch_connection = None
+        self.watched = None      # the member the watch streams from: the health check must get its answer from it
         self._watch_lock = threading.Lock()
         self._watch_generation = 0  # the watch that may stream: one that was stopped while it connected may not
         # revision, leases and peers are added when it is written (_status): they are the agent's own fields
@@ -131,10 +141,17 @@ class Agent(object):
         self.client, self._made_from = client, now
         return True
 
-    def peers(self):
+    def peers(self, own_address=None):
         """The contract's peers from the leases, as the controller builds them (_lease_schema.contract_peers). A lease
-        that cannot be one (a name with two keys, a subnet, address or MAC another peer has, a check it fails) is
-        left out and logged: it must not stop the others."""
+        that cannot be one (a name with two keys, a subnet, address or MAC another peer has or this host's address,
+        a check it fails) is left out and logged: it must not stop the others. ``own_address``: the address this
+        host moves to (default: the contract's)."""
+        contract = hashlib.sha256(json.dumps(dict(self.raw, peers=None), sort_keys=True).encode()).hexdigest()
+        if contract != self._checked_for:
+            self._checked, self._checked_for = {}, contract
+        # refilled with what these leases give, the earlier ones looked up: nothing else is kept
+        self._before = (self._checked, self._skipped)
+        self._checked, self._skipped = {}, set()
         keys = {}
         for key, (host, _record, _data, _mod) in sorted(self.kvs.items()):
             if host:
@@ -150,7 +167,9 @@ class Agent(object):
             theirs, problems = _flannel_interop.peers(flanneld, settings['vni'] or 1, settings['type'], self.node.underlay_version)
             for problem in problems:
                 self.log('skipped: %s' % problem)
-            found += [dict(record, name=name) for name, record in sorted(theirs.items())]
+            # through the same checks as ours: one bad flanneld lease (a subnet outside the network, a multicast MAC) must
+            # not make the contract refuse every peer
+            found += [peer for peer in (dict(record, name=name) for name, record in sorted(theirs.items())) if self._valid(peer)]
         if self.kept:
             back = sorted(set(self.kept) & set(peer['name'] for peer in found))
             for name in back:
@@ -160,13 +179,13 @@ class Agent(object):
         # a subnet, address or MAC claimed twice (a host renamed in the inventory): the newest lease has it
         newest = [host for _mod, host in sorted(((mod, host) for host, _record, _data, mod in self.kvs.values() if host), reverse=True)]
         kept, refused = schema.distinct_peers(found, type(backend), first=newest + [peer['name'] for peer in found],
-                                              own_address=self.raw['underlay']['address'])
+                                              own_address=own_address or self.raw['underlay']['address'])
         for peer, why in refused:
             self._skip('the lease of %s: %s' % (peer['name'], why))
         return kept
 
     def _skip(self, message):
-        if message not in self._skipped:  # once per lease, not per event
+        if message not in self._skipped and message not in self._before[1]:  # once per lease, not per event
             self.log('skipped %s' % message)
         self._skipped.add(message)
 
@@ -174,6 +193,9 @@ class Agent(object):
         """Whether a peer from a lease passes the contract's checks (a damaged lease must not stop the others)."""
         key = json.dumps(peer, sort_keys=True)
         if key not in self._checked:
+            if key in self._before[0]:
+                self._checked[key] = self._before[0][key]
+                return self._checked[key]
             try:
                 _node_boot.normalize(dict(self.raw, peers=[peer]), 'etcd')
                 self._checked[key] = True
@@ -193,7 +215,7 @@ class Agent(object):
                 reloaded = self._load()  # a site run saved another contract: all of it again
                 if reloaded:  # ... with the peers from the leases: the controller decided about any kept ones
                     forgot = self._forget_kept()
-                    peers = self.peers()
+                    peers = self.peers(own_address=(underlay or {}).get('address'))
                 raw = dict(self.raw, peers=peers)
                 if underlay:
                     raw['underlay'] = dict(raw['underlay'], **underlay)
@@ -339,7 +361,9 @@ class Agent(object):
         if now['address'] != self.raw['underlay']['address']:
             self.log('underlay address moved from %s to %s' % (self.raw['underlay']['address'], now['address']))
             underlay = dict((k, v) for k, v in now.items() if k in self.raw['underlay'] or k in ('address', 'network'))
-            self._apply(self.raw.get('peers') or [], 'underlay moved to %s' % now['address'], underlay=underlay)
+            # the peers again as from the new address: a stale lease that still claims it (its host gone, the address
+            # handed on by DHCP) is left out and logged, or the contract would refuse every peer
+            self._apply(self.peers(own_address=now['address']), 'underlay moved to %s' % now['address'], underlay=underlay)
         published = self.raw['agent'].get('public_address') or now['address']
         key, record, mod = self.own_lease()
         for _attempt in range(5):
@@ -358,19 +382,20 @@ class Agent(object):
     def _watch(self, events, revision, generation):
         """Thread: the watch's responses into events, then why it ended."""
         try:
-            for changes in self.client.watch(self.subnets, revision, opened=lambda connection: self._opened(connection, generation)):
+            for changes in self.client.watch(self.subnets, revision, opened=lambda connection, endpoint: self._opened(connection, generation, endpoint)):
                 events.put(('leases', changes))
         except _etcd.EtcdError as exc:
             events.put(('watch ended', exc))
         except Exception as exc:  # pylint: disable=broad-except  # never a watch that died without a word
             events.put(('watch ended', _etcd.EtcdError('unreachable', 'the watch failed: %r' % exc)))
 
-    def _opened(self, connection, generation):
+    def _opened(self, connection, generation, endpoint=None):
         """A watch connected: kept for _stop_watch to close, or closed at once when it was stopped while it connected
-        (etcd failing over): its thread then ends instead of streaming, for ever, into a queue nobody reads."""
+        (etcd failing over): its thread then ends instead of streaming, for ever, into a queue nobody reads. The
+        member it streams from is the one the health check asks."""
         with self._watch_lock:
             if generation == self._watch_generation:
-                self.watch_connection = connection
+                self.watch_connection, self.watched = connection, endpoint
                 return
         _agent_etcd.shutdown(connection)
 
@@ -382,7 +407,7 @@ class Agent(object):
     def _stop_watch(self):
         with self._watch_lock:
             self._watch_generation += 1
-            connection, self.watch_connection = self.watch_connection, None
+            connection, self.watch_connection, self.watched = self.watch_connection, None, None
         _agent_etcd.shutdown(connection)
 
     # ---- state -----------------------------------------------------------------------------------
@@ -435,7 +460,9 @@ class Agent(object):
                 if time.monotonic() >= due:  # by the clock: a busy queue must not hide a lost quorum
                     due = time.monotonic() + HEALTH_EVERY
                     self.reconnect_if_rotated()
-                    self.client.serving(self.subnets)
+                    with self._watch_lock:
+                        watched = self.watched
+                    self.client.serving(self.subnets, watched)  # a hung watched member: list and watch elsewhere
                     if _host.Host.read(self.path) != self.saved_text:  # a site run applied (older) peers meanwhile
                         self._apply(self.peers(), 'node.json saved by a site run: the peers from the leases again')
                     self._save_mark()
@@ -464,6 +491,12 @@ class Agent(object):
                 self._set_state('degraded', '%s; the last applied peers stand' % exc)
             except (ValueError, ApplyFailed) as exc:  # node.json gone or invalid, or an apply failed: again after the back-off
                 self._set_state('degraded', str(exc))
+            except Exception as exc:  # pylint: disable=broad-except  # a bug or data nobody foresaw: never die on it
+                # (systemd would restart the agent, and the list would meet the same data again)
+                last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+                where = traceback.extract_tb(exc.__traceback__)[-1:]
+                self.log('unexpected error%s: %s' % (' at %s:%d' % (where[0].filename, where[0].lineno) if where else '', last))
+                self._set_state('degraded', 'unexpected error: %s; the last applied peers stand' % last)
             time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
             attempt += 1
 

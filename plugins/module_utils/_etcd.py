@@ -235,21 +235,29 @@ class EtcdClient:
         compare = [{'key': b64(key), 'target': 'MOD', 'result': 'EQUAL', 'mod_revision': str(mod_revision)}]
         return self.txn(compare, [{'request_put': {'key': b64(key), 'value': b64(value)}}])[0]
 
-    def serving(self, prefix):
+    def serving(self, prefix, member=None):
         """Raise EtcdError unless the cluster serves a linearizable read under ``prefix`` now (a member without quorum
-        does not; a key outside what the user may read would be refused)."""
+        does not; a key outside what the user may read would be refused). ``member``: the endpoint a watch streams
+        from, asked first; that another member answered instead (it hangs, or is cut off) is an error too: its
+        watch is as silent as its reads."""
+        if member in self.endpoints:
+            self._current = self.endpoints.index(member)
         self.call('/v3/kv/range', {'key': b64(prefix), 'range_end': prefix_end(prefix), 'count_only': True})
+        if member in self.endpoints and self.endpoints[self._current] != member:
+            raise EtcdError('unavailable', 'the watched member %s does not serve (%s does): watching again on a serving '
+                                           'member' % (member, self.endpoints[self._current]))
 
     def watch(self, prefix, start_revision, opened=None):
         """Every change of the keys under ``prefix`` from ``start_revision`` on: yields the list of events
         [(type 'PUT' or 'DELETE', key, value, mod_revision)] of each watch response, on a connection of its own
-        (``opened(connection)`` is told it, so another thread can close it), until the stream ends: then
+        (``opened(connection, endpoint)`` is told it, so another thread can close it, and the member it streams
+        from; a member without a leader refuses it: Grpc-Metadata-hasleader), until the stream ends: then
         EtcdError, kind 'compacted' when start_revision is no longer kept (list again), else 'unreachable'."""
         if self.user and self._token is None:
             self._authenticate()
         body = json.dumps({'create_request': {'key': b64(prefix), 'range_end': prefix_end(prefix),
                                               'start_revision': str(start_revision)}}).encode('utf-8')
-        headers = {'Content-Type': 'application/json'}
+        headers = {'Content-Type': 'application/json', 'Grpc-Metadata-hasleader': 'true'}
         if self._token:
             headers['Authorization'] = self._token
         failures = []
@@ -272,7 +280,7 @@ class EtcdClient:
                 failures.append('%s: %s' % (endpoint, exc))
                 continue
             if opened is not None:
-                opened(conn)
+                opened(conn, endpoint)
             try:
                 yield from self._watch_stream(endpoint, response, start_revision)
             finally:

@@ -115,18 +115,29 @@ def lease_value(host, record, backend):
     return json.dumps(value, sort_keys=False, separators=(',', ':'))
 
 
+def loads(value):
+    """A lease's (or flannel's config's) JSON; None when it is not JSON. ValueError when it nests too deeply for the
+    parser (thousands of brackets: Python's json raises RecursionError, which no reader of a lease expects)."""
+    try:
+        return json.loads(value)
+    except RecursionError:
+        raise ValueError('its value is JSON nested too deeply to read') from None
+    except ValueError:
+        return None
+
+
 def decode(key, value, subnets_prefix):
     """One key under ``<prefix>/subnets/`` as (host, record): host is the inventory name of one of our leases,
     None for a lease that is not ours (flanneld's); record has the subnets of the key, and for ours what the
-    host publishes. ValueError when the key is not one of flannel's; data is the value's JSON (None: not JSON)."""
+    host publishes. ValueError when the key is not one of flannel's, its value nests too deeply to read, or it names a
+    host that is not printable text; data is the value's JSON (None: not JSON)."""
     record = parse_subnet_key(key[len(subnets_prefix):])
-    try:
-        data = json.loads(value)
-    except ValueError:
-        data = None
+    data = loads(value)
     own = data.get(OURS) if isinstance(data, dict) else None
     if not isinstance(own, dict) or not isinstance(own.get('host'), str):
         return None, record, data
+    if not own['host'].isprintable():  # a lone surrogate (no UTF-8 for it), a control character
+        raise ValueError('the host name %s is not printable text' % ascii(own['host']))
     record.update(published(dict((k, v) for k, v in own.items() if k != 'host')))
     return own['host'], record, data
 

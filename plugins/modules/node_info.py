@@ -127,14 +127,14 @@ drift:
            "sysctl net.ipv4.ip_forward = 1 (differs, wanted as shown)"]
 node:
   description: The applied node contract (C(docs/node.md)); empty when the host is not a node.
-  returned: always
+  returned: unless O(prerequisites) has V(node) and the host lacks something a node needs
   type: dict
 overlay:
   description:
     - Values derived from RV(node); empty when the host is not a node.
     - C(ports) are the C([protocol, port]) the backend receives on, C(ip_protocols) the IP protocol numbers it
       receives (a tunnel without ports); the host's nftables table lets only peers send to either.
-  returned: always
+  returned: unless O(prerequisites) has V(node) and the host lacks something a node needs
   type: dict
   sample: {backend: vxlan, device: mesh.1, ports: [[udp, 8472]], ip_protocols: [], bridge: cni0, gateway: 10.244.1.1,
            vtep_address: 10.244.1.0, subnet: 10.244.1.0/24, network: 10.244.0.0/16, mtu: 1450, underlay: 198.18.0.11,
@@ -142,7 +142,7 @@ overlay:
 record:
   description: The host's own lease record (C(network), C(subnet), C(underlay) and what it publishes), from the applied
     contract; the lease file is rebuilt from these when it is lost.
-  returned: always
+  returned: unless O(prerequisites) has V(node) and the host lacks something a node needs
   type: dict
   sample: {network: 10.244.0.0/16, subnet: 10.244.1.0/24, underlay: 198.18.0.11, vtep_mac: "02:5e:11:a0:3c:01"}
 last_apply:
@@ -155,7 +155,7 @@ last_apply:
   sample: {result: ok, time: 1796115000.5, by: ansible, changes: 12, message: ""}
 identity:
   description: The MACs of the bridge and the backend device, and what the host publishes to its peers.
-  returned: always
+  returned: unless O(prerequisites) has V(node) and the host lacks something a node needs
   type: dict
   contains:
     bridge:
@@ -174,6 +174,11 @@ identity:
       description: Where the bridge MAC came from - V(saved), V(first release) (C(identity.json) of version 0.1),
         V(derived) (from C(/etc/machine-id)) or V(given).
       type: str
+      returned: always
+    keys_missing:
+      description: Whether the backend needs a key pair (WireGuard) that the host does not have yet; the role then
+        makes one before the leases are written.
+      type: bool
       returned: always
 files_refused:
   description: With O(files), why M(overlay.mesh.node) would refuse those files on this host (naming each path and its

@@ -393,6 +393,12 @@ orphaned:
   type: list
   elements: str
   sample: []
+orphaned_revisions:
+  description: The etcd C(mod_revision) of each lease in RV(orphaned) (the node agents give what two leases claim, an
+    address or a MAC, to the newer lease; the node contracts rank orphaned leases the same way).
+  returned: with O(registry=etcd), without O(migrate=export)
+  type: dict
+  sample: {"node7": 1234}
 problems:
   description: When the inputs are wrong, every problem found, one line each, naming the host and the option (also in RV(ignore:msg)).
   returned: failure

@@ -271,9 +271,12 @@ def node_contract(variables, host, info=None, leases=None, members=None):
             orphaned = [name for name in leases.get('orphaned') or [] if name not in (members or [])]
             if agent and orphaned:
                 # the agents follow every lease in etcd, a host gone from the inventory included: site gives the same
-                # peers, less a lease that claims what a host of the group has (its old name after a rename)
+                # peers, less a lease that claims what a host of the group has (its old name after a rename); of two
+                # orphaned leases claiming one thing, the newer (etcd mod_revision) has it, as the agents decide
                 peers = contract['peers'] + _lease_schema.contract_peers(host, records, orphaned, backend)
-                kept, refused = _lease_schema.distinct_peers(peers, backend, first=[peer['name'] for peer in contract['peers']])
+                revisions = leases.get('orphaned_revisions') or {}
+                newest = sorted(orphaned, key=lambda name: (-int(revisions.get(name) or 0), name))
+                _kept, refused = _lease_schema.distinct_peers(peers, backend, first=[peer['name'] for peer in contract['peers']] + newest)
                 left_out = set(peer['name'] for peer, _why in refused if peer['name'] in orphaned)
                 contract['peers'] = sorted((peer for peer in peers if peer['name'] not in left_out), key=lambda peer: peer['name'])
             # hosts of a fleet running flanneld, from the etcd registry (mesh_node_etcd_flannel_peers)

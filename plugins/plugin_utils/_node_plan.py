@@ -18,17 +18,21 @@ def _split(value):
     return [str(item).strip() for item in items if str(item).strip()]
 
 
-def group_plan(group, hosts, value_of, remove=None, rotate=None):
+def group_plan(group, hosts, value_of, remove=None, rotate=None, in_play=None):
     """Members, leaving hosts and pins of the overlay group ``hosts`` (its inventory hostnames); ``group`` is its name.
 
     value_of(host, variable): the host's own mesh_node_* variable (None when unset). A host leaves when it is named
-    in mesh_node_remove or has mesh_node_state: absent."""
+    in mesh_node_remove or has mesh_node_state: absent. Its lease is released (``release``) when it is named, or is
+    in the play (``in_play``, all the hosts the play started with): a host marked absent outside a --limit still
+    uses its subnet, so its lease is kept (``absent_kept``) until a run with it takes it out."""
     remove, rotate = _split(remove), _split(rotate)
     leaving = [host for host in hosts if host in remove]
     leaving += [host for host in hosts if host not in leaving and value_of(host, 'mesh_node_state') == 'absent']
     members = [host for host in hosts if host not in leaving]
+    release = [host for host in leaving if in_play is None or host in remove or host in in_play]
     pins = dict((host, value_of(host, 'mesh_node_subnet')) for host in hosts)
     return {'group': group, 'remove': remove, 'rotate': rotate, 'members': members, 'leaving': leaving,
+            'release': release, 'absent_kept': [host for host in leaving if host not in release],
             'pinned': dict((host, pins[host]) for host in members if pins[host]),
             'group_pinned': dict((host, pin) for host, pin in pins.items() if pin)}
 
@@ -74,11 +78,14 @@ def read_plan(play_hosts, play_hosts_all, info_of):
     records = dict((host, (info_of(host) or {}).get('record')) for host in play_hosts)
     # One message for the play, not one copy per host (a 100-host play would repeat it 100 times).
     return {'records': dict((host, record) for host, record in records.items() if record),
-            'stop': ['not changing anything on %s: %s' % (_hosts_phrase(play_hosts), '; '.join(stop))] if stop else []}
+            'stop': ['not changing anything%s: %s' % (_hosts_phrase([host for host in play_hosts if host not in unreadable]),
+                                                      '; '.join(stop))] if stop else []}
 
 
 def _hosts_phrase(hosts, shown=8):
-    """node1, node2, node3; or node1, ..., node8 and 92 more: a play can have hundreds."""
+    """' on node1, node2, node3'; or ' on node1, ..., node8 and 92 more' (a play can have hundreds); '' for none."""
+    if not hosts:
+        return ''
     if len(hosts) <= shown:
-        return ', '.join(hosts)
-    return '%s and %d more' % (', '.join(hosts[:shown]), len(hosts) - shown)
+        return ' on ' + ', '.join(hosts)
+    return ' on %s and %d more' % (', '.join(hosts[:shown]), len(hosts) - shown)

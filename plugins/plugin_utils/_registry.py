@@ -101,7 +101,7 @@ class State:
         found, problems = _flannel_interop.peers(self.flanneld, backend['vni'] or 1, backend['type'], family)
         try:
             theirs = json.loads(self.config[0]) if self.config else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             theirs = {}  # check_config reports it
         if isinstance(theirs, dict) and not isinstance(theirs.get(OURS), dict) and found:
             port = (theirs.get('Backend') or {}).get('Port') or 8472  # flanneld's vxlan: the kernel's default port
@@ -116,7 +116,7 @@ class State:
             return
         try:
             theirs = json.loads(self.config[0])
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deeply: not flannel's config either
             theirs = None
         if not isinstance(theirs, dict):
             self.problems.append('etcd key %s/config: not flannel JSON; fix or delete it' % self.prefix)
@@ -228,7 +228,7 @@ def commit(client, state, units, max_ops):
 def _is_ours(text):
     try:
         return isinstance(json.loads(text).get(OURS), dict)
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return False
 
 
@@ -253,9 +253,10 @@ def merge(primary, primary_label, secondary, secondary_label):
     return merged, problems
 
 
-class Result(collections.namedtuple('Result', 'alloc before after changed attempts requests flannel_peers')):
+class Result(collections.namedtuple('Result', 'alloc before after changed attempts requests flannel_peers revisions')):
     """An etcd run: the allocation, the leases before/after as lease-file text (for --diff), whether it wrote, in how many
-    attempts and requests, and the flanneld hosts' leases as peers ({} unless asked for)."""
+    attempts and requests, the flanneld hosts' leases as peers ({} unless asked for), and {host: mod_revision} of the
+    leases as read (the node agents give a claim two leases make to the newer one: site ranks orphaned leases so)."""
 
     __slots__ = ()
 
@@ -301,10 +302,11 @@ def update_etcd(client, config, hosts, prefix=DEFAULT_PREFIX, backend=None, chec
         units = plan(state, config, backend, alloc.leases)
         before = L.render_lease_file(config, state.leases)
         after = L.render_lease_file(config, alloc.leases)
+        revisions = dict((host, state.keys[key][1]) for host, key in state.host_key.items())
         if not units or check_mode:
-            return Result(alloc, before, after, bool(units), attempt, client.requests - start, peers)
+            return Result(alloc, before, after, bool(units), attempt, client.requests - start, peers, revisions)
         if commit(client, state, units, max_ops):
-            return Result(alloc, before, after, True, attempt, client.requests - start, peers)
+            return Result(alloc, before, after, True, attempt, client.requests - start, peers, revisions)
         # Another controller wrote in between: back off a little (randomised, so two do not collide again) and redo.
         time.sleep(random.uniform(0.005, 0.05) * attempt)  # nosec - jitter, not cryptography
     raise L.LeaseError(['etcd: the leases under %s changed during each of %d attempts (other controllers writing at '

@@ -35,8 +35,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root: boots sys
 class Case(object):
     """One bad input: group vars, host vars, extra vars, a setup on the hosts, the expected message."""
 
-    def __init__(self, name, expect, group=None, hosts=None, extra=None, setup=None, phases=('fresh', 'converged')):
+    def __init__(self, name, expect, group=None, hosts=None, extra=None, setup=None, phases=('fresh', 'converged'), args=()):
         self.name = name
+        self.args = list(args)  # more ansible-playbook arguments (--limit)
         self.expect = expect if isinstance(expect, (list, tuple)) else [expect]
         self.group = group or {}
         self.hosts = hosts or {}
@@ -117,6 +118,9 @@ CASES = [
     Case('no-such-group', 'mesh_node_group: the inventory has no group nosuch, or it has no hosts',
          extra={'mesh_node_group': 'nosuch'}),
     Case('empty-group', 'mesh_node_group: the inventory has no group empty, or it has no hosts', extra={'mesh_node_group': 'empty'}),
+    # a --limit leaves localhost out of the play: the check must still run
+    Case('no-such-group-limit', 'mesh_node_group: the inventory has no group nosuch, or it has no hosts',
+         extra={'mesh_node_group': 'nosuch'}, args=['--limit', 'node1']),
     Case('remove-unknown-host', 'mesh_node_remove: node9 not in group overlay', extra={'mesh_node_remove': 'node9'}),
     Case('unreachable-host', 'not changing anything on node1, node2: node3 could not be read',
          hosts={'node3': {'overlay_lab_name': 'ovln-nosuch'}}),
@@ -164,6 +168,7 @@ def site(lab_inventory, workdir, case=None):
             '-e', 'mesh_node_lease_file=%s' % (workdir / 'leases.yml')]
     for key, value in case.extra.items():
         argv += ['-e', '%s=%s' % (key, value)]
+    argv += case.args
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_CONFIG=str(REPO / 'tests' / 'ansible.cfg'),
                ANSIBLE_NOCOLOR='1', ANSIBLE_CONNECTION_PLUGINS=str(REPO / 'tests' / 'lab' / 'connection_plugins'))
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(workdir), check=False)

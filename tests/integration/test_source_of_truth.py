@@ -8,6 +8,7 @@ exactly at a line end (with `--limit node1`), cut mid-line, 0 bytes, two hosts o
 subnet outside the network, a lock left by a killed run, lost - and every run either refuses
 naming the file and the problem, or (hosts in the play only) rebuilds with a warning listing the
 hosts; snapshots of every host and of the lease file before and after prove that no host moved.
+A host marked absent outside a --limit keeps its lease and is not touched.
 Last, verify on a host with its bridge down, forwarding off, the VTEP deleted and the nftables
 table flushed fails naming the host and each object and changes nothing; one site repairs it all.
 """
@@ -52,10 +53,12 @@ class Run(object):
         self.workdir = workdir
         self.lease_file = workdir / 'leases.yml'
 
-    def play(self, playbook, *args, without=()):
+    def play(self, playbook, *args, without=(), host_vars=None):
         inventory = yaml.safe_load(yaml.safe_dump(self.inventory))
         for host in without:
             del inventory['all']['children']['lab']['hosts'][host]
+        for host, variables in (host_vars or {}).items():
+            inventory['all']['children']['lab']['hosts'][host].update(variables)
         (self.workdir / 'inventory.yml').write_text(yaml.safe_dump(inventory))
         argv = [str(Path(sys.executable).parent / 'ansible-playbook'), '-i', str(self.workdir / 'inventory.yml'), playbook,
                 '-e', 'mesh_node_lease_file=%s' % self.lease_file, '-e', 'verify_report_dir=%s' % self.workdir,
@@ -178,6 +181,19 @@ def test_a_damaged_lease_file_never_moves_a_host_and_verify_never_changes_one(la
                         % (status, expect in ' '.join(output.split()), run.subnets(), tail(output)))
     if run.lease_file.exists() and yaml.safe_load(run.lease_file.read_text())['leases'] != yaml.safe_load(good)['leases']:
         failures.append('rebuilt lease file differs:\n%s\n%s' % (good, run.lease_file.read_text()))
+
+    # node3 marked absent, but outside a --limit: it still uses its subnet, so its lease stays (a new host would
+    # otherwise be given that subnet) and node3 is not touched; a warning says so
+    before = run.snapshot()
+    status, output = run.play('overlay.mesh.site', '--limit', 'node1', host_vars={'node3': {'mesh_node_state': 'absent'}})
+    after = run.snapshot()
+    expect = 'node3: mesh_node_state: absent, but not in this play (--limit): its lease is kept'
+    kept = [key for key in ('lease file', 'node3') if before[key] != after[key]]
+    if status != 0 or expect not in ' '.join(output.split()) or kept:
+        failures.append('absent outside --limit: exit status %d, warning found %s, changed %s\n%s'
+                        % (status, expect in ' '.join(output.split()), kept, tail(output)))
+    status, output = run.play('overlay.mesh.site')  # node1 has node3 as a peer again
+    assert status == 0, output[-5000:]
     assert not failures, '\n\n'.join(failures)
 
 

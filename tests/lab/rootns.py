@@ -65,7 +65,7 @@ def lab_leftovers(lab: str | None = None) -> list[str]:
     left = [f"network namespace {ns.name}" for ns in netns if wanted(ns.name)]
     left += [f"lab {name} ({overlay_lab.LAB_ROOT / name})" for name in overlay_lab.list_labs() if lab in (None, name)]
     left += [f"cgroup {cgroup}" for mount in overlay_lab.cgroup_hierarchies()
-             for cgroup in sorted(Path(mount).glob("overlay-mesh-lab/*")) if wanted(cgroup.name)]
+             for cgroup in sorted(Path(mount).glob("overlay-mesh-lab/*")) if cgroup.is_dir() and wanted(cgroup.name)]
     root = str(overlay_lab.LAB_ROOT if lab is None else overlay_lab.LAB_ROOT / lab).encode()
     for proc in Path("/proc").glob("[0-9]*"):
         try:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ansible_collections.overlay.mesh.plugins.action import subnet_leases as action
@@ -161,3 +162,12 @@ def test_playbook_lifecycle(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert result['released'] == ['n3'] and result['changed'] is True
     assert sorted(lab.lease_file_entries()) == ['n0', 'n1', 'n2']
+
+
+def test_a_bad_pool_setting_names_the_role_variable():
+    with pytest.raises(L.LeaseError) as refused:
+        action._pool_config(dict((option, None) for option in action.POOL_OPTIONS)
+                            | {'network': '10.244.0.0/16', 'subnet_len': 8, 'ipv6_subnet_min': 'fd00::/64'})
+    assert refused.value.problems == [
+        'subnet_len (role variable mesh_node_subnet_len): /8 is out of range: with network 10.244.0.0/16 it must be /18 to /30',
+        'ipv6_subnet_len, ipv6_subnet_min and ipv6_subnet_max need ipv6_network']

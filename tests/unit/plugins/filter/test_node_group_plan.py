@@ -32,7 +32,26 @@ def test_a_host_leaves_when_removed_or_absent_and_members_keep_their_pins():
 def test_hosts_outside_the_play_are_read_from_the_inventory():
     facts = hostvars()
     facts['node3'] = {'mesh_node_state': 'absent'}  # outside a --limit: no mesh_node__inputs fact
-    assert plan(facts, play=['node1', 'node2'])['leaving'] == ['node3']
+    got = plan(facts, play=['node1', 'node2'])
+    assert got['leaving'] == ['node3']
+    # ... but its lease is not released by a run it is not in: it still uses its subnet (a new host would get it)
+    assert (got['release'], got['absent_kept'], got['problems']) == ([], ['node3'], [])
+    # in the play, or named in mesh_node_remove (a host that is gone: the remove playbook), it is released
+    assert plan(facts)['release'] == ['node3']
+    assert plan(facts, play=['node1', 'node2'], remove='node3')['release'] == ['node3']
+
+
+def test_a_setting_from_the_playbook_is_the_one_hosts_outside_a_limit_would_have():
+    # the playbook sets mesh_node_backend: udp in its vars: node1 (in the play) has it in its inputs, not in the
+    # inventory; node3 (outside the --limit) sets nothing in the inventory, so a run with it would give it udp too
+    facts = hostvars(node1={'mesh_node_backend': 'udp'})
+    facts['node3'] = {}
+    assert plan(facts, play=['node1'])['problems'] == []
+    # a value node3 sets in the inventory is its own, and still compared
+    facts['node3'] = {'mesh_node_backend': 'vxlan'}
+    assert plan(facts, play=['node1'])['problems'] == [
+        'mesh_node_backend differs across the group (udp on node1, node2; vxlan on node3); every host of the overlay needs the same'
+        ' value (set it in group_vars)']
 
 
 def test_every_group_problem_names_the_host_and_the_role_variable():
@@ -63,7 +82,7 @@ def test_after_the_hosts_are_read_it_gives_their_records_reports_and_why_not_to_
     facts['node3']['mesh_node__host'] = dict(info(3), prerequisites={'message': 'missing nft: apt install nftables'})
     assert plan(facts, play_all=HOSTS + ['node4'], info_key='mesh_node__host')['stop'] == [
         'not changing anything on %s: node4, node2 could not be read (unreachable or failed); fix it, or leave it out with --limit'
-        ' (its lease and peer entries are kept); node3: missing nft: apt install nftables' % ', '.join(HOSTS)]
+        ' (its lease and peer entries are kept); node3: missing nft: apt install nftables' % 'node1, node3']
 
 
 def test_a_large_play_is_told_why_not_to_go_on_once_naming_a_few_hosts():
@@ -72,6 +91,10 @@ def test_a_large_play_is_told_why_not_to_go_on_once_naming_a_few_hosts():
     stop = _node_plan.read_plan([h for h in play if h != 'node7'], play, infos.get)['stop']
     assert stop == ['not changing anything on node1, node2, node3, node4, node5, node6, node8, node9 and 91 more: node7 could not'
                     ' be read (unreachable or failed); fix it, or leave it out with --limit (its lease and peer entries are kept)']
+    # none could be read: nobody to name before the colon
+    assert _node_plan.read_plan([], ['node1'], {}.get)['stop'] == [
+        'not changing anything: node1 could not be read (unreachable or failed); fix it, or leave it out with --limit (its lease'
+        ' and peer entries are kept)']
 
 
 def test_a_file_a_host_would_not_write_over_stops_every_host():

@@ -344,7 +344,8 @@ def site_contract(agent, members, orphaned, agent_on=True):
                  'mesh_node_network': '10.244.0.0/16'}
     info = {'underlay': {'address': '198.18.0.11', 'interface': 'eth0', 'mtu': 1500, 'network': '198.18.0.0/24'},
             'identity': {'backend': {'type': 'vxlan', 'mac': '02:00:00:00:02:01'}}}
-    leases = {'network': '10.244.0.0/16', 'leases': records, 'orphaned': orphaned}
+    revisions = dict((host, mod) for host, _record, _data, mod in agent.kvs.values() if host in orphaned)  # subnet_leases' RV
+    leases = {'network': '10.244.0.0/16', 'leases': records, 'orphaned': orphaned, 'orphaned_revisions': revisions}
     return _node_inputs.node_contract(variables, 'node1', info=info, leases=leases, members=members)[0]
 
 
@@ -388,3 +389,161 @@ def test_kept_peers_survive_a_restart_after_etcd_moved_on(agent, monkeypatch):
     restarted.client = Listing(80, [node1, node2])  # many writes since the restore: above the old mark
     restarted.resync()
     assert names(restarted.raw['peers']) == ['node2', 'node3'] and restarted.state['state'] == 'degraded'
+
+
+NESTED = '[' * 3000 + ']' * 3000  # 6 KB of valid JSON that Python's parser cannot read (RecursionError)
+
+
+def test_a_deeply_nested_value_is_a_damaged_lease_skipped(agent):
+    """Under a valid key (flanneld's or ours): skipped and logged like any damaged lease, the others still apply."""
+    agent.on_events([('PUT', SUBNETS + '10.244.60.0-24', NESTED, 40),
+                     ('PUT',) + lease('node4', '10.244.4.0/24', '198.18.0.14', '02:00:00:00:02:04') + (40,)])
+    (_what, changed, _removed), = agent.applied
+    assert names(changed) == ['node4']
+    assert any('skipped etcd key %s10.244.60.0-24: its value is JSON nested too deeply' % SUBNETS in line for line in agent.lines)
+
+
+def test_a_host_name_that_is_not_text_is_refused_and_logged_safely(agent, tmp_path):
+    """A lone surrogate has no UTF-8: the lease is refused (it names no host), and a log line carrying it is written
+    escaped instead of raising UnicodeEncodeError."""
+    key, value = lease('node5\ud800', '10.244.5.0/24', '198.18.0.15', '02:00:00:00:02:05')
+    agent.on_events([('PUT', key, value, 41)])
+    assert agent.applied == [] and any("skipped etcd key %s: the host name 'node5\\ud800' is not printable" % key in line for line in agent.lines)
+    with open(str(tmp_path / 'journal'), 'w', encoding='utf-8') as stream:  # strict, as the service's stdout
+        _agent.log('skipped the lease of node5\ud800', stream)
+    assert (tmp_path / 'journal').read_text() == 'overlay-mesh-agent: skipped the lease of node5\\ud800\n'
+
+
+def test_an_unexpected_error_degrades_and_backs_off_instead_of_dying(agent, monkeypatch):
+    """A bug or data nobody foresaw must not kill the process (systemd would restart it onto the same data)."""
+    calls = []
+
+    def run_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise TypeError('boom')
+        raise KeyboardInterrupt  # ends the test's loop
+
+    monkeypatch.setattr(agent, 'run_once', run_once)
+    monkeypatch.setattr(agent, 'reconnect_if_rotated', lambda: False)
+    monkeypatch.setattr(_agent_address, 'follow_addresses', lambda wake: None)
+    slept = []
+    monkeypatch.setattr(_agent.time, 'sleep', slept.append)
+    with pytest.raises(KeyboardInterrupt):
+        agent.run()
+    assert len(calls) == 2 and slept == [_agent.BACKOFF[0]]
+    assert agent.state['state'] == 'degraded' and agent.state['message'].startswith('unexpected error: TypeError: boom')
+    assert any(line.startswith('unexpected error at ') and line.endswith('TypeError: boom') for line in agent.lines)
+
+
+@pytest.mark.parametrize('subnet, mac', [('10.250.0.0/24', '0a:58:0a:fa:00:01'),   # outside the network
+                                         ('10.244.50.0/24', '01:00:5e:00:00:01'),  # a multicast MAC
+                                         ('10.244.1.0/24', '0a:58:0a:f4:01:01')])  # this host's subnet
+def test_a_bad_flanneld_lease_is_skipped_and_later_joins_apply(agent, subnet, mac):
+    """flanneld's leases pass the same per-lease checks as ours: a bad one is left out and logged, the peer list stays
+    one the contract accepts, and a host joining afterwards is applied."""
+    from ansible_collections.overlay.mesh.plugins.module_utils import _node_boot  # pylint: disable=import-outside-toplevel
+    agent.on_events([('PUT',) + flanneld(subnet, '198.18.0.50', mac) + (50,)])
+    agent.on_events([('PUT',) + lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03') + (51,)])
+    assert names(agent.raw['peers']) == ['node2', 'node3']
+    assert any(line.startswith('skipped the lease of flanneld@198.18.0.50') for line in agent.lines)
+    _node_boot.normalize(dict(agent.raw), 'etcd')  # what _apply does with them: accepted
+
+
+def test_a_lease_refused_under_the_old_contract_is_taken_under_a_grown_network(agent):
+    """docs/leases.md: the network grows (/16 -> /15), site writes the new host's lease first, then saves the contract.
+    The lease the old contract refused is checked again under the new one (not remembered as refused)."""
+    agent.on_events([('PUT',) + lease('node5', '10.245.0.0/24', '198.18.0.15', '02:00:00:00:02:05') + (60,)])
+    assert names(agent.raw['peers']) == ['node2'] and any('skipped the lease of node5' in line for line in agent.lines)
+    with open(agent.path, 'w') as handle:  # site saved the contract of the grown network
+        json.dump(dict(agent.raw, network='10.244.0.0/15'), handle)
+    assert agent._load()  # pylint: disable=protected-access  # as _apply does under the lock
+    assert names(agent.peers()) == ['node2', 'node5']
+
+
+def test_the_check_cache_keeps_only_the_current_leases(agent):
+    """Every lease text ever checked must not be kept: a host whose lease changes a thousand times leaves one entry."""
+    for number in range(300):
+        agent.on_events([('PUT',) + lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:%02x:%02x' % divmod(number, 256)) + (100 + number,)])
+    assert len(agent._checked) == 2  # pylint: disable=protected-access  # node2's and node3's
+
+
+class _EndRun(BaseException):
+    """Ends a test's Agent.run() loop (it survives every Exception)."""
+
+
+def _run_until_ended(agent):
+    try:
+        agent.run()
+    except _EndRun:
+        pass
+
+
+def test_a_hung_watched_member_is_left_for_a_serving_one(agent, tmp_path, monkeypatch):
+    """Three members; the one the watch streams from hangs (SIGSTOP: its sockets stay open, the watch just goes silent)
+    while the other two keep quorum. The health check must get its answer from the watched member, so the agent lists
+    and watches again on a serving one: a join written meanwhile arrives."""
+    import signal  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(agent, 'check_address', lambda: None)
+    monkeypatch.setattr(_agent_address, 'follow_addresses', lambda wake: None)
+    cluster = etcd_lab.Cluster(tmp_path / 'etcd', size=3).start()
+    stopped = None
+    thread = None
+    try:
+        writer = cluster.client(timeout=2)
+        for key, value in (lease('node1', '10.244.1.0/24', '198.18.0.11', '02:00:00:00:02:01'),
+                           lease('node2', '10.244.2.0/24', '198.18.0.12', '02:00:00:00:02:02')):
+            writer.put(key, value)
+        agent.client = cluster.client(timeout=2)
+        thread = threading.Thread(target=_run_until_ended, args=(agent,), daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while (agent.watch_connection is None or agent.state['state'] != 'synced') and time.monotonic() < deadline:
+            time.sleep(0.1)
+        watched = cluster.client_ports.index(agent.watch_connection.port)
+        stopped = cluster.procs[watched].pid  # the member this test started
+        os.kill(stopped, signal.SIGSTOP)
+        others = _agent._etcd.EtcdClient([e for i, e in enumerate(cluster.endpoints) if i != watched], timeout=2)  # pylint: disable=protected-access
+        others.put(*lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03'))
+        deadline = time.monotonic() + 12
+        while 'node3' not in names(agent.raw['peers']) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert names(agent.raw['peers']) == ['node2', 'node3'], agent.lines
+        assert any('the watched member %s does not serve' % cluster.endpoints[watched] in line for line in agent.lines)
+    finally:
+        if thread is not None:
+            agent.events.put(('stop', _EndRun()))
+            thread.join(10)
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+        cluster.stop()
+
+
+def test_a_move_onto_an_address_a_stale_lease_claims_leaves_that_lease_out(agent, monkeypatch):
+    """node2 is powered off and DHCP hands its address to this host: the move is applied with node2's lease left out
+    (logged), not refused with every peer (the host was cut off)."""
+    from ansible_collections.overlay.mesh.plugins.module_utils import _node_boot  # pylint: disable=import-outside-toplevel
+    agent.on_events([('PUT',) + lease('node3', '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03') + (70,)])
+    monkeypatch.setattr(_agent_address, 'current_underlay', lambda underlay: dict(underlay, address='198.18.0.12'))
+    applied = []
+
+    def apply(peers, what, changed=None, removed=None, underlay=None):
+        applied.append(_node_boot.normalize(dict(agent.raw, peers=peers, underlay=dict(agent.raw['underlay'], **underlay)), 'etcd'))
+        agent.raw = applied[-1].data
+
+    monkeypatch.setattr(agent, '_apply', apply)
+    agent.raw['agent'] = dict(agent.raw['agent'], public_address='198.18.0.11')  # the lease stays as it is: no etcd here
+    agent.check_address()
+    (node,) = applied
+    assert node.data['underlay']['address'] == '198.18.0.12' and names(node.data['peers']) == ['node3']
+    assert any("skipped the lease of node2: address 198.18.0.12 is also this host's" in line for line in agent.lines)
+
+
+@pytest.mark.parametrize('first, second', [('node3', 'node3b'), ('node3b', 'node3')])
+def test_two_stale_leases_of_one_machine_give_the_claim_to_the_newer_on_both_sides(agent, first, second):
+    """node3 renamed node3b (same address and MAC), then dropped from the inventory without remove: two orphaned
+    leases claim one machine. site and the agents both give it to the newer lease (else they flip it for ever)."""
+    agent.on_events([('PUT',) + lease(first, '10.244.3.0/24', '198.18.0.13', '02:00:00:00:02:03') + (30,)])
+    agent.on_events([('PUT',) + lease(second, '10.244.13.0/24', '198.18.0.13', '02:00:00:00:02:03') + (31,)])
+    contract = site_contract(agent, ['node1', 'node2'], ['node3', 'node3b'])
+    assert names(agent.raw['peers']) == sorted(['node2', second]) and contract['peers'] == agent.raw['peers']

@@ -26,7 +26,7 @@ PLAYBOOK = """
   tasks:
     - name: Stand for the role's leases (once)
       ansible.builtin.set_fact:
-        mesh_node__plan: {members: "{{ groups['overlay'] | reject('in', leaving) | list }}", leaving: "{{ leaving }}"}
+        mesh_node__plan: {members: "{{ groups['overlay'] | reject('in', leaving) | list }}", leaving: "{{ leaving }}", release: "{{ leaving }}"}
         mesh_node__leases: {leases: "{{ leases }}"}
       run_once: true
 
@@ -82,7 +82,14 @@ def test_role_identities_playbook(tmp_path):
         assert 'node2: mesh_node_agent_etcd_password: required' in proc.stdout, proc.stdout
         assert auth_state(admin) == before
 
+        # The role's preview (before the leases are written): the same refusal; a good input writes nothing, changes nothing.
+        proc = run(tmp_path, mesh_node__identities_preview=True)
+        assert proc.returncode != 0 and 'node2: mesh_node_agent_etcd_password: required' in proc.stdout, proc.stdout
         inventory(tmp_path, cluster, secrets)
+        proc = run(tmp_path, mesh_node__identities_preview=True)
+        assert proc.returncode == 0 and 'changed=0' in proc.stdout, proc.stdout + proc.stderr
+        assert auth_state(admin) == before
+
         proc = run(tmp_path, '--check', '--diff', '-v')
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert 'changed=1' in proc.stdout and '+role overlay-mesh-node1:' in proc.stdout

@@ -369,3 +369,28 @@ def test_tls_files_that_cannot_be_loaded_are_a_clear_error(tmp_path):
     with pytest.raises(_etcd.EtcdError) as err:
         _etcd.EtcdClient(['https://127.0.0.1:1'], ca_file=str(bad))
     assert err.value.kind == 'auth' and 'TLS files (CA %s' % bad in str(err.value)
+
+
+def test_a_deeply_nested_lease_is_a_clear_error_naming_its_key(store):
+    """Thousands of brackets under a valid key (Python's json raises RecursionError): an error naming the key, no
+    traceback, nothing written; a nested flannel config is reported as not flannel JSON."""
+    client, prefix = store
+    R.update_etcd(client, CONFIG, ['a'], prefix=prefix)
+    client.put(prefix + '/subnets/10.244.60.0-24', '[' * 3000 + ']' * 3000)
+    client.put(prefix + '/config', '[' * 3000 + ']' * 3000)
+    revision = client.range_prefix(prefix + '/')[0]
+    with pytest.raises(L.LeaseError) as err:
+        R.update_etcd(client, CONFIG, ['a', 'b'], prefix=prefix)
+    text = str(err.value)
+    assert 'etcd key %s/subnets/10.244.60.0-24: its value is JSON nested too deeply to read' % prefix in text
+    assert 'etcd key %s/config: not flannel JSON' % prefix in text
+    assert client.range_prefix(prefix + '/')[0] == revision
+
+
+def test_the_orphaned_leases_revisions_are_returned(store):
+    """site ranks orphaned leases by their mod_revision, as the node agents do: the run says what they are."""
+    client, prefix = store
+    R.update_etcd(client, CONFIG, ['a', 'b'], prefix=prefix)
+    run = R.update_etcd(client, CONFIG, ['a'], prefix=prefix)
+    mods = dict((key, mod) for key, _value, mod, _lease in client.range_prefix(prefix + '/subnets/')[1])
+    assert run.alloc.orphaned == ['b'] and run.revisions['b'] == mods[prefix + '/subnets/' + run.alloc.leases['b']['subnet'].replace('/', '-')]
