@@ -71,19 +71,19 @@ def _ipv6_network(value, what):
 
 
 def _path(value, what):
-    """An absolute, normalised path (a file or directory the node writes or reads): never relative, no '..',
-    no NUL, no trailing '/', nothing that normalising would change ('//', '/./')."""
+    """An absolute path (a file or directory the node writes or reads), normalised: never relative, no '..', no NUL,
+    not '/'. A trailing '/', '//' or '/./' is dropped, not refused: the same place, and a node saved by a release
+    that allowed them stays readable."""
     if '\0' in value:
         raise validate.ValidationError('%r contains a NUL character' % value)
     if not value.startswith('/'):
         raise validate.ValidationError('%r is not an absolute path' % value)
     if '..' in value.split('/'):
         raise validate.ValidationError("%r has a '..' component: give the path it means" % value)
-    if value == '/' or value.endswith('/'):
-        raise validate.ValidationError("%r ends with '/': give the path without it" % value)
-    if posixpath.normpath(value) != value:
-        raise validate.ValidationError('%r is not normalised: give %s' % (value, posixpath.normpath(value)))
-    return value
+    normal = posixpath.normpath(value)
+    if normal in ('/', '//'):
+        raise validate.ValidationError('%r is the root directory' % value)
+    return normal
 
 
 def _cni_network_name(value, what):

@@ -188,8 +188,8 @@ options:
     default: 217
   subnet_env:
     description:
-      - Where flannel's C(subnet.env) is written (it is rewritten at every boot). An absolute, normalised path (no
-        C(..) component, no trailing C(/)). An existing file there is replaced only when it is in flannel's C(subnet.env)
+      - Where flannel's C(subnet.env) is written (it is rewritten at every boot). An absolute path (no
+        C(..) component; a trailing C(/) is dropped). An existing file there is replaced only when it is in flannel's C(subnet.env)
         format (comments, blank lines and C(FLANNEL_*) lines; flanneld's own file is taken over); any other file, or a
         parent that is not a directory, is refused before anything changes. A file written here earlier is removed
         (when the path changes, or with I(state=absent)) only while it is still in that format.

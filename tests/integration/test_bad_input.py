@@ -86,8 +86,8 @@ CASES = [
          group={'mesh_node_subnet_env_file': 'run/subnet.env'}),
     Case('subnet-env-dotdot', every("mesh_node_subnet_env_file: '/run/flannel/../../etc/environment' has a '..' component"),
          group={'mesh_node_subnet_env_file': '/run/flannel/../../etc/environment'}),
-    Case('cni-conf-dir-trailing-slash', every("mesh_node_cni_conf_dir: '/etc/cni/net.d/' ends with '/'"),
-         group={'mesh_node_cni_conf_dir': '/etc/cni/net.d/'}),
+    Case('cni-conf-dir-relative', every("mesh_node_cni_conf_dir: 'etc/cni/net.d' is not an absolute path"),
+         group={'mesh_node_cni_conf_dir': 'etc/cni/net.d'}),
     Case('cni-network-name', every("mesh_node_cni_network_name: '../mesh' is not a CNI network name"),
          group={'mesh_node_cni_network_name': '../mesh'}),
     # what only the host knows (node_info reads it): every host stops before the leases or any host change
