@@ -63,16 +63,22 @@ def lab(*args, check=True):
     return proc
 
 
-def lab_inventory_of(name, hosts):
-    """A generator for a module fixture: boot lab ``name`` with ``hosts`` hosts, yield its inventory (parsed),
+def lab_inventory_path_of(name, hosts):
+    """A generator for a module fixture: boot lab ``name`` with ``hosts`` hosts, yield its inventory's path,
     always take it down again."""
-    import yaml  # pylint: disable=import-outside-toplevel
     lab('down', '--name', name, check=False)
     try:
         out = lab('up', '--name', name, '--hosts', str(hosts)).stdout
-        yield yaml.safe_load(Path(re.search(r'inventory: (\S+)', out).group(1)).read_text())
+        yield re.search(r'inventory: (\S+)', out).group(1)
     finally:
         lab('down', '--name', name, check=False)
+
+
+def lab_inventory_of(name, hosts):
+    """As lab_inventory_path_of, yielding the inventory parsed."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    for path in lab_inventory_path_of(name, hosts):
+        yield yaml.safe_load(Path(path).read_text())
 
 
 def lab_shell(name, host, command, check=True):

@@ -12,14 +12,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import HOST_SNAPSHOT, SETTLE, collections_path, lab, lab_shell
+from conftest import HOST_SNAPSHOT, SETTLE, collections_path, lab_inventory_path_of, lab_shell
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,12 +40,7 @@ def on(command, check=True):
 
 @pytest.fixture(scope='module')
 def inventory():
-    lab('down', '--name', LAB, check=False)
-    try:
-        out = lab('up', '--name', LAB, '--hosts', '1').stdout
-        yield re.search(r'inventory: (\S+)', out).group(1)
-    finally:
-        lab('down', '--name', LAB, check=False)
+    yield from lab_inventory_path_of(LAB, 1)
 
 
 def lab_module(inventory, host, name, args, check=False, diff=False, tree=None):

@@ -14,14 +14,13 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import HOST_SNAPSHOT, SETTLE, collections_path, lab, lab_shell
+from conftest import HOST_SNAPSHOT, SETTLE, collections_path, lab, lab_inventory_path_of, lab_shell
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = os.environ.get('OVERLAY_MESH_LAB_PREFIX', '') + 'ovln-node'  # a prefix lets two checkouts test at once
@@ -37,12 +36,7 @@ def on(host, command, check=True):
 
 @pytest.fixture(scope='module')
 def inventory():
-    lab('down', '--name', LAB, check=False)
-    try:
-        out = lab('up', '--name', LAB, '--hosts', '2').stdout
-        yield re.search(r'inventory: (\S+)', out).group(1)
-    finally:
-        lab('down', '--name', LAB, check=False)
+    yield from lab_inventory_path_of(LAB, 2)
 
 
 def module(inventory, host, name, args=None, check=False, diff=False, tree=None):
